@@ -1,0 +1,290 @@
+"""Data specs: one parser turns a spec string into a :class:`FluxProblem`.
+
+Syntax: ``KIND:ARG`` optionally followed by ``?key=value&key=value``::
+
+    synthetic:curve?noise=0.05&seed=3
+    synthetic:glacier?bbox=450000,550000,-900000,-800000
+    byrd-mcor:                      (directory searched, see iceviz.data.byrd)
+    byrd-mcor:/data/byrd_mcor
+    points:sample_data/glacier_points.csv?tile=20000
+
+``bbox=xmin,xmax,ymin,ymax`` (metres) works for every kind and crops train,
+test and direction points to that box. The first ``?`` starts the options, so
+file names must not contain one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from iceviz.data import synthetic
+from iceviz.data.problem import DataError, FluxObservations, FluxProblem
+from iceviz.data.region import crop
+
+
+@dataclass(frozen=True)
+class Option:
+    """A spec option: parser (text -> value, ValueError on bad text) and one-line help."""
+
+    name: str
+    parse: Callable[[str], Any]
+    help: str
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A spec kind: its argument pattern, description, options and loader."""
+
+    name: str
+    arg: str
+    description: str
+    options: tuple[Option, ...]
+    load: Callable[[str, dict[str, Any], str], FluxProblem]
+    args: tuple[str, ...] = field(default=())  # the valid arguments when they are a fixed list
+
+
+@dataclass(frozen=True)
+class ParsedSpec:
+    """A spec split into its parts; options still as text."""
+
+    spec: str
+    kind: str
+    arg: str
+    options: dict[str, str]
+
+
+def _float(text: str) -> float:
+    v = float(text)
+    if not math.isfinite(v):
+        raise ValueError("must be finite")
+    return v
+
+
+def _noise(text: str) -> float:
+    v = _float(text)
+    lo, hi = synthetic.NOISE_BOUNDS
+    if not lo <= v <= hi:
+        raise ValueError(f"must lie in [{lo:g}, {hi:g}]")
+    return v
+
+
+def _seed(text: str) -> int:
+    v = int(text)
+    if v < 0:
+        raise ValueError("must be a non-negative integer")
+    return v
+
+
+def _tile(text: str) -> float:
+    v = _float(text)
+    if v <= 0:
+        raise ValueError("must be a positive number of metres")
+    return v
+
+
+def _bbox(text: str) -> tuple[float, float, float, float]:
+    parts = [p for p in text.split(",")]
+    if len(parts) != 4:
+        raise ValueError("needs four numbers xmin,xmax,ymin,ymax (metres)")
+    xmin, xmax, ymin, ymax = (_float(p) for p in parts)
+    if not (xmin < xmax and ymin < ymax):
+        raise ValueError("needs xmin < xmax and ymin < ymax")
+    return xmin, xmax, ymin, ymax
+
+
+BBOX = Option("bbox", _bbox, "xmin,xmax,ymin,ymax in metres: crop train, test and direction points to this box")
+NOISE = Option("noise", _noise, f"training noise std as a fraction of mean |q|, in [0, 1] (default {synthetic.DEFAULT_NOISE:g})")
+SEED = Option("seed", _seed, f"noise seed, integer >= 0 (default {synthetic.DEFAULT_SEED})")
+
+
+def _load_synthetic(arg: str, opts: dict[str, Any], spec: str) -> FluxProblem:
+    return synthetic.synthetic_problem(
+        arg, noise=opts.get("noise", synthetic.DEFAULT_NOISE), seed=opts.get("seed", synthetic.DEFAULT_SEED), spec=spec
+    )
+
+
+def _load_byrd(arg: str, opts: dict[str, Any], spec: str) -> FluxProblem:
+    from iceviz.data.byrd import load_byrd
+
+    return load_byrd(arg or None, spec=spec)
+
+
+def _load_points(arg: str, opts: dict[str, Any], spec: str) -> FluxProblem:
+    from iceviz.data.points import DEFAULT_TILE, load_points
+
+    if not arg:
+        raise DataError(f"{spec}: points needs a file, e.g. points:sample_data/glacier_points.csv")
+    return load_points(arg, tile=opts.get("tile", DEFAULT_TILE), spec=spec)
+
+
+KINDS: dict[str, Kind] = {
+    "synthetic": Kind(
+        "synthetic",
+        "NAME",
+        "synthetic field with exact divergence-free truth",
+        (NOISE, SEED, BBOX),
+        _load_synthetic,
+        synthetic.SYNTHETIC_NAMES,
+    ),
+    "byrd-mcor": Kind(
+        "byrd-mcor",
+        "DIR",
+        "Byrd Glacier tensors of 'Mass Conservation on Rails' (DIR empty: $ICEVIZ_DATA/byrd_mcor, then ../shared/data/byrd_mcor)",
+        (BBOX,),
+        _load_byrd,
+    ),
+    "points": Kind(
+        "points",
+        "FILE",
+        "flux points from a .csv or .nc file (x, y, qx, qy [, s, vx, vy, split]; see sample_data/README.md)",
+        (Option("tile", _tile, "checkerboard tile size in metres when the file has no split column (default 15000)"), BBOX),
+        _load_points,
+    ),
+}
+
+SYNTHETIC_DESCRIPTIONS: dict[str, str] = {
+    **{n: f"benchmark field '{n}': {synthetic.BENCHMARKS[n].description}; 9 flight lines, noise-free 20 × 20 test grid" for n in synthetic.BENCHMARK_NAMES},
+    "glacier": "outlet glacier in the Byrd box: trunk, 4 tributaries, fjord narrowing, surface; ~20 flight lines, 20 km checkerboard",
+}
+
+
+def _option_list(kind: Kind) -> str:
+    return "; ".join(f"{o.name} ({o.help})" for o in kind.options)
+
+
+def parse_spec(spec: str) -> ParsedSpec:
+    """Split ``KIND:ARG?key=value&...`` (DataError for unknown kinds or malformed options)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise DataError(f"empty data spec {spec!r}; valid kinds: {', '.join(KINDS)}")
+    text = spec.strip()
+    head, _, query = text.partition("?")
+    kind, _, arg = head.partition(":")
+    kind, arg = kind.strip().lower(), arg.strip()
+    if kind not in KINDS:
+        raise DataError(f"{text}: unknown data kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+    options: dict[str, str] = {}
+    for item in query.split("&") if query else []:
+        if not item:
+            continue
+        key, eq, value = item.partition("=")
+        key = key.strip().lower()
+        if not eq or not key:
+            raise DataError(f"{text}: malformed option {item!r}; expected key=value")
+        if key in options:
+            raise DataError(f"{text}: option {key!r} given twice")
+        options[key] = value.strip()
+    return ParsedSpec(text, kind, arg, options)
+
+
+def parse_options(parsed: ParsedSpec) -> dict[str, Any]:
+    """Typed option values (DataError naming the option, its value and the valid options)."""
+    kind = KINDS[parsed.kind]
+    by_name = {o.name: o for o in kind.options}
+    values: dict[str, Any] = {}
+    for key, text in parsed.options.items():
+        if key not in by_name:
+            raise DataError(f"{parsed.spec}: unknown option {key!r} for {kind.name}; valid options: {_option_list(kind)}")
+        try:
+            values[key] = by_name[key].parse(text)
+        except ValueError as exc:
+            raise DataError(f"{parsed.spec}: bad value {key}={text!r}: {exc}; {key}: {by_name[key].help}") from None
+    return values
+
+
+def load_problem(spec: str) -> FluxProblem:
+    """Parse ``spec`` and build its :class:`FluxProblem` (cropped when ``bbox`` is given)."""
+    parsed = parse_spec(spec)
+    kind = KINDS[parsed.kind]
+    opts = parse_options(parsed)
+    if kind.args and parsed.arg not in kind.args:
+        got = repr(parsed.arg) if parsed.arg else "nothing"
+        raise DataError(f"{parsed.spec}: unknown {kind.name} {kind.arg} {got}; valid: {', '.join(kind.args)}")
+    problem = kind.load(parsed.arg, opts, parsed.spec)
+    if "bbox" in opts:
+        problem = crop(problem, opts["bbox"])
+    return problem
+
+
+def list_specs() -> list[tuple[str, str]]:
+    """(spec pattern, one-line description) for every available spec; options in :func:`list_options`."""
+    rows = [
+        (f"synthetic:{n}", f"{SYNTHETIC_DESCRIPTIONS[n]} (options: noise, seed, bbox)") for n in synthetic.SYNTHETIC_NAMES
+    ]
+    for name in ("byrd-mcor", "points"):
+        kind = KINDS[name]
+        rows.append((f"{name}:{kind.arg}", f"{kind.description} (options: {', '.join(o.name for o in kind.options)})"))
+    return rows
+
+
+def list_options() -> list[tuple[str, str]]:
+    """(option=example, which kinds accept it and what it does) for the spec options."""
+    rows: dict[str, tuple[str, list[str]]] = {}
+    for kind in KINDS.values():
+        for o in kind.options:
+            rows.setdefault(o.name, (o.help, []))[1].append(kind.name)
+    examples = {"noise": "noise=0.02", "seed": "seed=0", "tile": "tile=15000", "bbox": "bbox=xmin,xmax,ymin,ymax"}
+    return [(examples.get(n, n), f"[{', '.join(kinds)}] {help_}") for n, (help_, kinds) in rows.items()]
+
+
+def _stats(values: np.ndarray) -> dict[str, float]:
+    if values.size == 0:
+        return {}
+    return {
+        "min": float(values.min()),
+        "median": float(np.median(values)),
+        "mean": float(values.mean()),
+        "max": float(values.max()),
+        "rms": float(np.sqrt(np.mean(values**2))),
+    }
+
+
+def _flux_magnitude(obs: FluxObservations) -> np.ndarray:
+    return np.hypot(obs.q[:, 0], obs.q[:, 1])
+
+
+def describe(problem: FluxProblem) -> dict[str, Any]:
+    """A JSON-able summary of a problem (``iceviz data info SPEC``)."""
+    xmin, xmax, ymin, ymax = (float(b) for b in problem.bounds)
+    fields = ["qx", "qy"]
+    if problem.has_surface:
+        fields.append("s")
+    if problem.direction is not None:
+        fields.append("direction")
+    if problem.truth is not None:
+        fields.append("truth")
+    if problem.surface_truth is not None:
+        fields.append("surface_truth")
+    sc = problem.scale
+    out: dict[str, Any] = {
+        "spec": problem.spec,
+        "description": problem.description,
+        "kind": problem.kind,
+        "train_points": len(problem.train),
+        "test_points": len(problem.test),
+        "direction_points": 0 if problem.direction is None else int(problem.direction.xy.shape[0]),
+        "bounds_m": [xmin, xmax, ymin, ymax],
+        "size_km": [(xmax - xmin) / 1000.0, (ymax - ymin) / 1000.0],
+        "grid_shape": [int(n) for n in problem.grid_shape],
+        "fields": fields,
+        "flux_magnitude_m2_per_yr": {
+            "train": _stats(_flux_magnitude(problem.train)),
+            "test": _stats(_flux_magnitude(problem.test)),
+        },
+        "scale": {
+            "x0_m": float(sc.x0),
+            "y0_m": float(sc.y0),
+            "length_m": float(sc.length),
+            "flux_m2_per_yr": float(sc.flux),
+            "surface_m": float(sc.surface),
+            "divergence_m_per_yr": float(sc.divergence),
+        },
+        "notes": list(problem.notes),
+    }
+    if problem.has_surface:
+        s = np.concatenate([problem.train.s, problem.test.s if problem.test.s is not None else np.empty(0)])
+        out["surface_m"] = {"min": float(s.min()), "max": float(s.max())}
+    return out

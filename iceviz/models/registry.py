@@ -1,0 +1,129 @@
+"""The model registry: one table from a model name to its family, problem kind and defaults.
+
+The CLI, the app's widgets and the tests read this table; nothing else lists
+model names. Hyper-parameters are ``param`` classes with bounds and a doc
+line (units in square brackets), so the app can turn them into widgets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import param
+
+from iceviz.models.activations import ACTIVATIONS
+from iceviz.models.flux import AUX_DERIVATIVES
+
+
+class TrainingBudget(param.Parameterized):
+    """How long to train and how to seed: shared by every family."""
+
+    epochs = param.Integer(200, bounds=(1, 1_000_000), doc="Epoch budget [epochs]; training stops at the first budget reached.")
+    seconds = param.Number(None, allow_None=True, bounds=(0.0, None), inclusive_bounds=(False, True),
+                           doc="Wall-clock budget [s] (pauses excluded); empty for no limit.")
+    seed = param.Integer(0, bounds=(0, 2**31 - 1), doc="Random seed: same seed, same CPU run (with an epoch budget).")
+    lr = param.Number(1e-2, bounds=(1e-6, 1.0), doc="Peak learning rate [1/step] of AdamW, cosine-annealed to zero over the budget.")
+    warmup = param.Number(0.0, bounds=(0.0, 0.5), doc="Fraction of the budget spent warming the learning rate up linearly [fraction].")
+    weight_decay = param.Number(0.0, bounds=(0.0, 1.0), doc="AdamW decoupled weight decay [1].")
+    batch_size = param.Integer(1024, bounds=(8, 1_000_000), doc="Observations per optimisation step [points].")
+
+
+class FluxParams(TrainingBudget):
+    """Hyper-parameters of the flux family (dfNN, PINN, NN and their +dir / +aux variants)."""
+
+    width = param.Integer(64, bounds=(4, 1024), doc="Hidden units per layer [units].")
+    depth = param.Integer(4, bounds=(1, 12), doc="Hidden layers [layers].")
+    activation = param.Selector(default="silu", objects=list(ACTIVATIONS),
+                                doc="Activation; dfNN needs a twice-differentiable one (not relu).")
+    div_weight = param.Number(0.2, bounds=(0.0, 1.0),
+                              doc="PINN: weight of mean |∇·q| in the loss [1]; the data term gets 1 - this.")
+    collocation = param.Integer(10240, bounds=(0, 10_000_000),
+                                doc="PINN: fresh uniform collocation points for the once-per-epoch divergence step [points].")
+    dir_weight = param.Number(0.4, bounds=(0.0, 1.0),
+                              doc="+dir: weight of 1 - mean cosine(q, velocity direction) [1]; the data term gets 1 - this.")
+    aux_derivative = param.Selector(default="total", objects=list(AUX_DERIVATIVES),
+                                    doc="+aux dfNN: 'total' is divergence-free in physical space; 'partial' holds s fixed (reference).")
+    surface_length = param.Number(0.05, bounds=(0.001, 10.0),
+                                  doc="+aux: length scale of the smooth surface fit [scaled length units].")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registered model.
+
+    Attributes
+    ----------
+    name : registry key, e.g. ``dfnn-dir``.
+    family : trainer family (``flux``; later ``viscosity``, ``mesh``).
+    problem_kind : the problem kind it accepts (``FluxProblem.kind``).
+    params : the ``param`` class of its hyper-parameters.
+    defaults : overrides of the class defaults for this model.
+    doc : one line for humans.
+    options : family-specific switches (e.g. constraint, direction, aux).
+    """
+
+    name: str
+    family: str
+    problem_kind: str
+    params: type[param.Parameterized]
+    defaults: dict[str, Any]
+    doc: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def make_params(self, **overrides: Any) -> param.Parameterized:
+        """Hyper-parameters with this model's defaults and the given overrides (validated by param)."""
+        unknown = set(overrides) - (set(self.params.param) - {"name"})
+        if unknown:
+            raise ValueError(f"{self.name}: unknown hyper-parameter(s) {sorted(unknown)}; "
+                             f"known: {sorted(p for p in self.params.param if p != 'name')}")
+        return self.params(**{**self.defaults, **overrides})
+
+
+_FLUX_DOCS = {
+    "dfnn": "divergence-free NN: flux is the rotated gradient of a learned stream function (hard constraint)",
+    "pinn": "physics-informed NN: flux directly, mean |divergence| as a soft penalty",
+    "nn": "plain NN: flux directly, data loss only",
+}
+_VARIANT_DOCS = {"": "", "-dir": ", with directional guidance from velocity", "-aux": ", with surface elevation as input"}
+
+_FLUX_DEFAULTS = {
+    # Tuned on byrd-mcor for a 20 s one-thread budget (see BENCHMARKS.md).
+    "dfnn": dict(lr=1e-2, batch_size=1024, activation="silu"),
+    "pinn": dict(lr=5e-3, batch_size=1024, activation="silu"),
+    "nn": dict(lr=5e-3, batch_size=1024, activation="silu"),
+}
+
+
+def _flux_specs() -> dict[str, ModelSpec]:
+    specs = {}
+    for base, constraint in (("dfnn", "hard"), ("pinn", "soft"), ("nn", "none")):
+        for variant in ("", "-dir", "-aux"):
+            name = base + variant
+            specs[name] = ModelSpec(
+                name=name,
+                family="flux",
+                problem_kind="flux",
+                params=FluxParams,
+                defaults=dict(_FLUX_DEFAULTS[base]),
+                doc=_FLUX_DOCS[base] + _VARIANT_DOCS[variant],
+                options=dict(constraint=constraint, direction=variant == "-dir", aux=variant == "-aux"),
+            )
+    return specs
+
+
+REGISTRY: dict[str, ModelSpec] = {**_flux_specs()}
+"""Every model iceviz can train, by name."""
+
+
+def get_model(name: str) -> ModelSpec:
+    """The registered model ``name``; ValueError listing the known names otherwise."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(REGISTRY)}") from None
+
+
+def model_names(problem_kind: str | None = None) -> list[str]:
+    """Registered names, optionally only those that accept ``problem_kind``."""
+    return [n for n, s in REGISTRY.items() if problem_kind is None or s.problem_kind == problem_kind]

@@ -1,0 +1,99 @@
+"""Checkpoints: safetensors weights plus a JSON description, never pickles.
+
+A checkpoint holds the model's tensors and, in the safetensors metadata, what
+is needed to rebuild and use it without the training data: the registry
+name, the network config, the hyper-parameters, the data spec and its
+scaling, and the final metrics. Loading never unpickles anything, so a
+checkpoint from an untrusted source cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from iceviz.data.problem import FluxScale
+from iceviz.models.flux import FluxNet, make_flux_model
+from iceviz.models.registry import get_model
+
+FORMAT = "iceviz-checkpoint-1"
+
+
+@dataclass
+class Checkpoint:
+    """A reloaded model with everything needed to predict in physical units."""
+
+    model_name: str
+    model: FluxNet
+    config: dict[str, Any]
+    params: dict[str, Any]
+    data: str
+    scale: FluxScale
+    bounds: tuple[float, float, float, float]
+    grid_shape: tuple[int, int]
+    metrics: dict[str, Any]
+
+
+def save_checkpoint(path: str | Path, trainer: Any, metrics: dict[str, Any] | None = None) -> Path:
+    """Write ``trainer``'s model and description to ``path`` (a ``.safetensors`` file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    problem = trainer.problem
+    meta = dict(
+        format=FORMAT,
+        model=trainer.spec.name,
+        config=trainer.config,
+        params={k: v for k, v in trainer.params.param.values().items() if k != "name"},
+        data=problem.spec,
+        scale=asdict(problem.scale),
+        bounds=list(problem.bounds),
+        grid_shape=list(trainer.grid_shape),
+        metrics=metrics or {},
+    )
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in trainer.model.state_dict().items()}
+    save_file(tensors, str(path), metadata={"iceviz": json.dumps(meta)})
+    return path
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Rebuild the model saved at ``path``; ValueError naming the file when it is not a valid checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such checkpoint file")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("iceviz")
+        tensors = load_file(str(path), device=str(device))
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{path}: not a readable safetensors checkpoint ({err})") from err
+    if raw is None:
+        raise ValueError(f"{path}: a safetensors file, but without iceviz metadata")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: iceviz metadata is not valid JSON ({err})") from err
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: unsupported checkpoint format {meta.get('format')!r} (expected {FORMAT!r})")
+    try:
+        get_model(meta.get("model"))  # the model must still be registered
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    model = make_flux_model(meta["config"])
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: weights do not match the saved model config ({err})") from err
+    model.to(device).eval()
+    return Checkpoint(
+        model_name=meta["model"], model=model, config=meta["config"], params=meta["params"], data=meta["data"],
+        scale=FluxScale(**meta["scale"]), bounds=tuple(meta["bounds"]), grid_shape=tuple(meta["grid_shape"]),
+        metrics=meta.get("metrics", {}),
+    )

@@ -1,0 +1,321 @@
+"""Training the flux family (dfNN, PINN, NN and their +dir / +aux variants).
+
+Losses, in the problem's scaled units:
+
+- data: MSE over both flux components on a mini-batch of observations;
+- PINN: (1 - div_weight) · data + div_weight · mean |∇·q| on the batch, plus
+  once per epoch a step on div_weight · mean |∇·q| at fresh uniform
+  collocation points;
+- +dir: (1 - dir_weight) · (the above) + dir_weight · (1 - mean cosine
+  similarity between q and the velocity direction) on a random batch of
+  guidance points.
+
+The learning rate is warmed up, then cosine-annealed to zero over the budget,
+measured as the larger of the epoch fraction and the wall-time fraction, so a
+``seconds`` budget ends on a cold learning rate too. The weights kept at the
+end are those with the lowest epoch-mean training data loss: the test set is
+never used for selection.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from iceviz.data.problem import FluxProblem
+from iceviz.models.activations import SMOOTH_ACTIVATIONS
+from iceviz.models.flux import FluxNet, make_flux_model
+from iceviz.models.registry import ModelSpec
+from iceviz.physics.divergence import divergence_fd
+from iceviz.training.device import resolve_device
+from iceviz.training.job import Control, TrainingFailed
+from iceviz.training.metrics import flux_scores, in_chunks
+from iceviz.training.snapshot import Snapshot
+
+LIVE_MAD_POINTS = 2000
+"""Test points used for the divergence score in live snapshots (the final one uses all)."""
+
+
+@dataclass
+class FitResult:
+    """What a finished run reports."""
+
+    epochs: int
+    steps: int
+    seconds: float
+    best_epoch: int
+    metrics: dict[str, float]
+    losses: dict[str, float] = field(default_factory=dict)
+
+
+def _as_tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)
+
+
+def check_compatible(spec: ModelSpec, problem: FluxProblem, params: Any) -> None:
+    """Raise ValueError when ``spec`` cannot train on ``problem`` with ``params``."""
+    if problem.kind != spec.problem_kind:
+        raise ValueError(f"{spec.name} trains on {spec.problem_kind!r} problems, but {problem.spec} is {problem.kind!r}")
+    if spec.options.get("aux") and not problem.has_surface:
+        raise ValueError(f"{spec.name} needs surface elevation (s), but {problem.spec} has none; use a model without -aux")
+    if spec.options.get("direction") and problem.direction is None:
+        raise ValueError(f"{spec.name} needs direction guidance (velocity), but {problem.spec} has none; "
+                         "use a model without -dir")
+    if spec.options.get("constraint") == "hard" and params.activation not in SMOOTH_ACTIVATIONS:
+        raise ValueError(f"{spec.name} differentiates a stream function twice: activation must be one of "
+                         f"{sorted(SMOOTH_ACTIVATIONS)}, not {params.activation!r}")
+
+
+class FluxTrainer:
+    """Trains one flux model on one problem; makes snapshots and predictions in physical units.
+
+    Parameters
+    ----------
+    spec : the registered model.
+    problem : train / test observations and their scaling.
+    params : hyper-parameters (``spec.make_params(...)``).
+    device : ``auto``, ``cpu``, ``cuda``...
+    grid_shape : evaluation grid for snapshot maps, default the problem's.
+    """
+
+    def __init__(self, spec: ModelSpec, problem: FluxProblem, params: Any, device: str = "auto",
+                 grid_shape: tuple[int, int] | None = None):
+        check_compatible(spec, problem, params)
+        self.spec, self.problem, self.params = spec, problem, params
+        self.device = resolve_device(device)
+        self.grid_shape = grid_shape or problem.grid_shape
+        torch.manual_seed(params.seed)
+        self._rng = torch.Generator().manual_seed(params.seed)
+        scale, dev = problem.scale, self.device
+        self.x_train = _as_tensor(scale.xy_to_scaled(problem.train.xy), dev)
+        self.q_train = _as_tensor(problem.train.q / scale.flux, dev)
+        self.x_test = _as_tensor(scale.xy_to_scaled(problem.test.xy), dev)
+        self.q_test = problem.test.q / scale.flux
+        self.direction = None
+        if spec.options.get("direction"):
+            d = problem.direction
+            self.direction = (_as_tensor(scale.xy_to_scaled(d.xy), dev), _as_tensor(d.unit, dev))
+        self.config = self._model_config()
+        self.model: FluxNet = make_flux_model(self.config)
+        if self.model.surface is not None:
+            self.model.surface.fit(self.x_train, _as_tensor(problem.train.s / scale.surface, dev))
+        self.model.to(dev)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=params.lr, weight_decay=params.weight_decay,
+                                           **({"fused": True} if dev.type in ("cpu", "cuda") else {}))
+        self.epoch = 0
+        self.step = 0
+        self.best_epoch = 0
+        self.losses: dict[str, float] = {}
+
+    # -- set-up ---------------------------------------------------------------
+    def _model_config(self) -> dict[str, Any]:
+        p, problem, scale = self.params, self.problem, self.problem.scale
+        xmin, xmax, ymin, ymax = problem.bounds
+        lo = scale.xy_to_scaled(np.array([[xmin, ymin]]))[0]
+        hi = scale.xy_to_scaled(np.array([[xmax, ymax]]))[0]
+        center = (lo + hi) / 2
+        half = float(max(hi - lo) / 2)
+        q_std = float(self.q_train.std().item()) or 1.0
+        constraint = self.spec.options["constraint"]
+        config: dict[str, Any] = dict(
+            constraint=constraint, width=p.width, depth=p.depth, activation=p.activation,
+            aux_derivative=p.aux_derivative, center=[float(c) for c in center], half=half,
+            amplitude=q_std * half if constraint == "hard" else q_std,
+        )
+        if self.spec.options.get("aux"):
+            s = problem.train.s / scale.surface
+            config.update(surface=dict(features=800, length_scale=p.surface_length, ridge=1e-4, seed=p.seed),
+                          surface_mean=float(s.mean()), surface_std=float(s.std()) or 1.0)
+        return config
+
+    # -- losses -----------------------------------------------------------------
+    def _batch_loss(self, idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        p, options = self.params, self.spec.options
+        x, q = self.x_train[idx], self.q_train[idx]
+        terms: dict[str, torch.Tensor] = {}
+        if options["constraint"] == "soft":
+            x = x.detach().requires_grad_(True)
+            pred = self.model(x)
+            div = (torch.autograd.grad(pred[:, 0].sum(), x, create_graph=True)[0][:, 0]
+                   + torch.autograd.grad(pred[:, 1].sum(), x, create_graph=True)[0][:, 1])
+            terms["data"] = ((pred - q) ** 2).mean()
+            terms["div"] = div.abs().mean()
+            loss = (1 - p.div_weight) * terms["data"] + p.div_weight * terms["div"]
+        else:
+            pred = self.model(x)
+            terms["data"] = ((pred - q) ** 2).mean()
+            loss = terms["data"]
+        if self.direction is not None:
+            xd, ud = self.direction
+            j = torch.randint(len(xd), (min(p.batch_size, len(xd)),), generator=self._rng).to(self.device)
+            qd = self.model(xd[j])
+            cos = torch.nn.functional.cosine_similarity(qd, ud[j], dim=1, eps=1e-12)
+            terms["dir"] = 1 - cos.mean()
+            loss = (1 - p.dir_weight) * loss + p.dir_weight * terms["dir"]
+        terms["total"] = loss
+        return loss, terms
+
+    def _collocation_loss(self) -> torch.Tensor:
+        xmin, xmax, ymin, ymax = self.problem.bounds
+        scale = self.problem.scale
+        lo = scale.xy_to_scaled(np.array([[xmin, ymin]]))[0]
+        hi = scale.xy_to_scaled(np.array([[xmax, ymax]]))[0]
+        u = torch.rand(self.params.collocation, 2, generator=self._rng)
+        x = (_as_tensor(lo, torch.device("cpu")) + u * _as_tensor(hi - lo, torch.device("cpu"))).to(self.device)
+        div = self.model.divergence(x, create_graph=True)
+        return self.params.div_weight * div.abs().mean()
+
+    def _lr_factor(self, progress: float) -> float:
+        warm = self.params.warmup
+        if warm > 0 and progress < warm:
+            return progress / warm
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (progress - warm) / (1 - warm))))
+
+    # -- the loop ---------------------------------------------------------------
+    def fit(self, control: Control | None = None) -> FitResult:
+        control = control or Control(snapshot_every=None)
+        p = self.params
+        n = len(self.x_train)
+        batch = min(p.batch_size, n)
+        steps_per_epoch = math.ceil(n / batch)
+        best_loss, best_state = math.inf, None
+        control.start_clock()
+        progress = 0.0
+        while self.epoch < p.epochs and (p.seconds is None or control.elapsed() < p.seconds):
+            perm = torch.randperm(n, generator=self._rng).to(self.device)
+            data_sum = 0.0
+            self.model.train()
+            for i in range(steps_per_epoch):
+                control.tick()
+                progress = self._progress(control, i / steps_per_epoch)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = p.lr * self._lr_factor(progress)
+                loss, terms = self._batch_loss(perm[i * batch:(i + 1) * batch])
+                self._check_finite(loss, terms)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                self.step += 1
+                data_sum += float(terms["data"].detach())
+                self.losses = {k: float(v.detach()) for k, v in terms.items()}
+                if control.snapshot_due():
+                    control.publish(self.snapshot(control))
+            if self.spec.options["constraint"] == "soft" and p.collocation > 0:
+                control.tick()
+                loss = self._collocation_loss()
+                self._check_finite(loss, {"collocation": loss})
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                self.losses["collocation"] = float(loss.detach())
+            self.epoch += 1
+            epoch_loss = data_sum / steps_per_epoch
+            if epoch_loss < best_loss:
+                best_loss, self.best_epoch = epoch_loss, self.epoch
+                best_state = copy.deepcopy(self.model.state_dict())
+            progress = self._progress(control, 0.0)
+            control.record(dict(step=self.step, epoch=self.epoch, seconds=control.elapsed(), progress=progress,
+                                lr=self.optimizer.param_groups[0]["lr"], epoch_data_loss=epoch_loss,
+                                **{f"loss_{k}": v for k, v in self.losses.items()}))
+        seconds = control.elapsed()
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        self.model.eval()
+        final = self.snapshot(control, final=True)
+        control.publish(final)
+        return FitResult(epochs=self.epoch, steps=self.step, seconds=seconds, best_epoch=self.best_epoch,
+                         metrics=dict(final.metrics), losses=dict(self.losses))
+
+    def _progress(self, control: Control, epoch_fraction: float) -> float:
+        p = self.params
+        by_epoch = (self.epoch + epoch_fraction) / p.epochs
+        by_time = control.elapsed() / p.seconds if p.seconds else 0.0
+        return min(1.0, max(by_epoch, by_time))
+
+    def _check_finite(self, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
+        if not torch.isfinite(loss):
+            detail = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+            raise TrainingFailed(
+                f"{self.spec.name} on {self.problem.spec}: the loss became {float(loss)} at epoch {self.epoch}, "
+                f"step {self.step} ({detail}). Try a lower learning rate (now {self.params.lr:g}) "
+                "or check the data for extreme values."
+            )
+
+    # -- evaluation ---------------------------------------------------------------
+    def predict_scaled(self, xy_scaled: torch.Tensor) -> np.ndarray:
+        """Flux (N, 2) in scaled units at scaled positions (float64 numpy)."""
+        with torch.no_grad():
+            return in_chunks(self.model, xy_scaled)
+
+    def divergence_scaled(self, xy_scaled: torch.Tensor) -> np.ndarray:
+        """Divergence (N,) in scaled units by automatic differentiation (total derivative)."""
+        return in_chunks(self.model.divergence, xy_scaled)
+
+    def predict(self, xy: np.ndarray) -> np.ndarray:
+        """Flux (N, 2) in m²/yr at EPSG:3031 positions (N, 2) in metres."""
+        scale = self.problem.scale
+        return self.predict_scaled(_as_tensor(scale.xy_to_scaled(xy), self.device)) * scale.flux
+
+    def evaluate(self, mad_points: int | None = None) -> dict[str, float]:
+        """Test scores (scaled and physical); MAD on the first ``mad_points`` test points (all when None)."""
+        pred = self.predict_scaled(self.x_test)
+        x_div = self.x_test if mad_points is None else self.x_test[:mad_points]
+        return flux_scores(pred, self.q_test, self.divergence_scaled(x_div), self.problem.scale)
+
+    def grid_fields(self) -> xr.Dataset:
+        """Prediction, divergence (autograd and finite differences) and, where truth is known, error on the grid."""
+        problem, scale = self.problem, self.problem.scale
+        x, y = problem.grid(self.grid_shape)
+        xx, yy = np.meshgrid(x, y)
+        xy = np.column_stack([xx.ravel(), yy.ravel()])
+        xs = _as_tensor(scale.xy_to_scaled(xy), self.device)
+        q = self.predict_scaled(xs) * scale.flux
+        div = self.divergence_scaled(xs) * scale.divergence
+        shape = xx.shape
+        qx, qy = q[:, 0].reshape(shape), q[:, 1].reshape(shape)
+        data = {
+            "qx": (("y", "x"), qx, {"units": "m2 yr-1", "long_name": "ice flux, x component"}),
+            "qy": (("y", "x"), qy, {"units": "m2 yr-1", "long_name": "ice flux, y component"}),
+            "flux_magnitude": (("y", "x"), np.hypot(qx, qy), {"units": "m2 yr-1", "long_name": "ice flux magnitude"}),
+            "divergence": (("y", "x"), div.reshape(shape),
+                           {"units": "m yr-1", "long_name": "flux divergence (automatic differentiation)"}),
+            "divergence_fd": (("y", "x"), divergence_fd(qx, qy, x, y),
+                              {"units": "m yr-1", "long_name": "flux divergence (finite differences on this grid)"}),
+        }
+        if problem.truth is not None:
+            truth = problem.truth(xy)
+            ex, ey = qx - truth[:, 0].reshape(shape), qy - truth[:, 1].reshape(shape)
+            data["error_x"] = (("y", "x"), ex, {"units": "m2 yr-1", "long_name": "prediction minus truth, x"})
+            data["error_y"] = (("y", "x"), ey, {"units": "m2 yr-1", "long_name": "prediction minus truth, y"})
+            data["error"] = (("y", "x"), np.hypot(ex, ey), {"units": "m2 yr-1", "long_name": "error magnitude"})
+        coords = {"x": ("x", x, {"units": "m", "standard_name": "projection_x_coordinate"}),
+                  "y": ("y", y, {"units": "m", "standard_name": "projection_y_coordinate"})}
+        return xr.Dataset({k: xr.Variable(*v) for k, v in data.items()}, coords=coords,
+                          attrs={"model": self.spec.name, "data": problem.spec})
+
+    def test_point_errors(self) -> dict[str, np.ndarray]:
+        """Per-test-point error magnitude (m²/yr) against the held-out observations."""
+        pred = self.predict_scaled(self.x_test)
+        err = np.hypot(*(pred - self.q_test).T) * self.problem.scale.flux
+        return {"x": self.problem.test.xy[:, 0], "y": self.problem.test.xy[:, 1], "error": err}
+
+    def snapshot(self, control: Control, final: bool = False) -> Snapshot:
+        """Metrics and fields now, in physical units; live snapshots score MAD on a subset of test points."""
+        was_training = self.model.training
+        self.model.eval()
+        metrics = self.evaluate(mad_points=None if final else LIVE_MAD_POINTS)
+        metrics.update(epochs=self.epoch, steps=self.step)
+        snap = Snapshot(
+            model=self.spec.name, step=self.step, epoch=self.epoch,
+            seconds=control.elapsed(), progress=1.0 if final else self._progress(control, 0.0),
+            losses=dict(self.losses), metrics=metrics, fields=self.grid_fields(),
+            points=self.test_point_errors(), device=str(self.device), final=final,
+        )
+        self.model.train(was_training)
+        return snap

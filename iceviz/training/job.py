@@ -1,0 +1,256 @@
+"""Background training jobs: a trainer in a thread, with pause, resume and cancel.
+
+A :class:`Job` never calls into a UI. Whoever shows it (the CLI's progress bar,
+the app's periodic callback) polls :meth:`Job.latest` and :meth:`Job.history`.
+The trainer cooperates through a :class:`Control`: it calls
+:meth:`Control.tick` between optimisation steps (that is where pause blocks
+and cancel takes effect), records scalars, and publishes snapshots when
+:meth:`Control.snapshot_due` says so.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import threading
+import time
+import traceback
+from collections import deque
+from typing import Any, Callable, Protocol
+
+import torch
+
+from iceviz.training.snapshot import Snapshot
+
+
+class JobStatus(str, enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class JobCancelled(Exception):
+    """Raised inside the training thread by :meth:`Control.tick` after a cancel."""
+
+
+class TrainingFailed(RuntimeError):
+    """A run that cannot go on (a NaN loss, a diverging fit); the message says why and what to try."""
+
+
+class Trainer(Protocol):
+    """What a job runs. ``fit`` returns when the budget is spent (or raises)."""
+
+    def fit(self, control: "Control") -> Any: ...
+
+
+class Control:
+    """The trainer's handle on its job: time, pause / cancel, history and snapshots.
+
+    Parameters
+    ----------
+    snapshot_every : seconds between published snapshots (None: only on request).
+    history_size : how many scalar records the bounded history keeps.
+    """
+
+    def __init__(self, snapshot_every: float | None = 0.5, history_size: int = 5000):
+        self._lock = threading.Lock()
+        self._resume = threading.Event()
+        self._resume.set()
+        self._cancel = threading.Event()
+        self._started: float | None = None
+        self._paused_total = 0.0
+        self._paused_at: float | None = None
+        self._latest: Snapshot | None = None
+        self._history: deque[dict[str, Any]] = deque(maxlen=history_size)
+        self._last_snapshot = -float("inf")
+        self.snapshot_every = snapshot_every
+
+    # -- used by the trainer (training thread) --------------------------------
+    def start_clock(self) -> None:
+        """Start the training clock (the trainer calls this when set-up is done)."""
+        with self._lock:
+            self._started = time.perf_counter()
+            self._paused_total = 0.0
+
+    def elapsed(self) -> float:
+        """Training seconds so far, pauses excluded."""
+        with self._lock:
+            if self._started is None:
+                return 0.0
+            now = self._paused_at if self._paused_at is not None else time.perf_counter()
+            return now - self._started - self._paused_total
+
+    def tick(self) -> None:
+        """Between steps: raise JobCancelled after a cancel, block while paused."""
+        if self._cancel.is_set():
+            raise JobCancelled()
+        if not self._resume.is_set():
+            self._resume.wait()
+            if self._cancel.is_set():
+                raise JobCancelled()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def record(self, scalars: dict[str, Any]) -> None:
+        """Append one scalar record (step, epoch, losses, ...) to the bounded history."""
+        with self._lock:
+            self._history.append(dict(scalars))
+
+    def snapshot_due(self) -> bool:
+        every = self.snapshot_every
+        return every is not None and time.perf_counter() - self._last_snapshot >= every
+
+    def publish(self, snapshot: Snapshot) -> None:
+        with self._lock:
+            self._latest = snapshot
+            self._last_snapshot = time.perf_counter()
+
+    # -- used by the job (any thread) ------------------------------------------
+    def pause(self) -> None:
+        with self._lock:
+            if self._resume.is_set():
+                self._paused_at = time.perf_counter()
+                self._resume.clear()
+
+    def resume(self) -> None:
+        with self._lock:
+            if self._paused_at is not None:
+                self._paused_total += time.perf_counter() - self._paused_at
+                self._paused_at = None
+            self._resume.set()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        self.resume()
+
+    def latest(self) -> Snapshot | None:
+        with self._lock:
+            return self._latest
+
+    def history(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._history)
+
+
+_ids = itertools.count(1)
+
+
+class Job:
+    """Runs ``make_trainer()`` then ``trainer.fit(control)`` in a daemon thread.
+
+    Building the trainer happens in the thread too, so a bad data spec or an
+    exception anywhere ends as status ``failed`` with the message in
+    :attr:`error`; it never escapes into the caller's thread.
+
+    Parameters
+    ----------
+    name : label for humans (e.g. the model name).
+    make_trainer : callable returning an object with ``fit(control)``.
+    snapshot_every : seconds between snapshots (None: only the final one).
+    num_threads : torch intra-op threads for the training thread (None: leave as is).
+        Note torch's setting is process-wide on the CPU.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        make_trainer: Callable[[], Trainer],
+        snapshot_every: float | None = 0.5,
+        history_size: int = 5000,
+        num_threads: int | None = 1,
+    ):
+        self.id = next(_ids)
+        self.name = name
+        self._make_trainer = make_trainer
+        self.control = Control(snapshot_every=snapshot_every, history_size=history_size)
+        self._num_threads = num_threads
+        self._status = JobStatus.QUEUED
+        self._status_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.error: str | None = None
+        self.traceback: str | None = None
+        self.result: Any = None
+        self.trainer: Trainer | None = None
+
+    # -- lifecycle ----------------------------------------------------------
+    def start(self) -> "Job":
+        with self._status_lock:
+            if self._thread is not None:
+                raise RuntimeError(f"job {self.name!r} was already started")
+            if self._status is JobStatus.CANCELLED:
+                return self
+            self._status = JobStatus.RUNNING
+            self._thread = threading.Thread(target=self._run, name=f"iceviz-job-{self.id}-{self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            if self._num_threads is not None:
+                torch.set_num_threads(self._num_threads)
+            self.trainer = self._make_trainer()
+            self.control.tick()
+            self.result = self.trainer.fit(self.control)
+            self._set(JobStatus.DONE)
+        except JobCancelled:
+            self._set(JobStatus.CANCELLED)
+        except Exception as err:  # noqa: BLE001 - a job must never take the process down
+            self.error = f"{type(err).__name__}: {err}" if not isinstance(err, TrainingFailed) else str(err)
+            self.traceback = traceback.format_exc()
+            self._set(JobStatus.FAILED)
+
+    def _set(self, status: JobStatus) -> None:
+        with self._status_lock:
+            self._status = status
+
+    def pause(self) -> None:
+        with self._status_lock:
+            if self._status is JobStatus.RUNNING:
+                self.control.pause()
+                self._status = JobStatus.PAUSED
+
+    def resume(self) -> None:
+        with self._status_lock:
+            if self._status is JobStatus.PAUSED:
+                self.control.resume()
+                self._status = JobStatus.RUNNING
+
+    def cancel(self) -> None:
+        """Ask the job to stop; the thread ends at its next step (well within a second)."""
+        with self._status_lock:
+            if self._status is JobStatus.QUEUED:
+                self._status = JobStatus.CANCELLED
+            elif self._status is JobStatus.PAUSED:
+                self._status = JobStatus.RUNNING
+        self.control.cancel()
+
+    def wait(self, timeout: float | None = None) -> JobStatus:
+        """Block until the job has finished (or ``timeout`` seconds); returns the status."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.status
+
+    # -- observation ----------------------------------------------------------
+    @property
+    def status(self) -> JobStatus:
+        with self._status_lock:
+            return self._status
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def latest(self) -> Snapshot | None:
+        return self.control.latest()
+
+    def history(self) -> list[dict[str, Any]]:
+        return self.control.history()
