@@ -29,8 +29,8 @@ def _silu(z: Tensor) -> Derivatives:
     s = torch.sigmoid(z)
     a = z * s
     one_minus_s = 1.0 - s
-    first = s + a * one_minus_s
-    second = s * one_minus_s * (2.0 + z - 2.0 * a)
+    first = torch.addcmul(s, a, one_minus_s)
+    second = s.mul_(one_minus_s).mul_(z.add(a, alpha=-2.0).add_(2.0))  # reuses s's storage
     return Derivatives(a, first, second)
 
 
@@ -52,7 +52,34 @@ SMOOTH_ACTIVATIONS: dict[str, Callable[[Tensor], Derivatives]] = {
 }
 """Twice-differentiable activations usable in a stream-function network."""
 
-ACTIVATIONS: tuple[str, ...] = ("silu", "tanh", "softplus", "relu")
+def _silu_first(z: Tensor) -> tuple[Tensor, Tensor]:
+    s = torch.sigmoid(z)
+    a = z * s
+    return a, torch.addcmul(s, a, 1.0 - s)
+
+
+def _tanh_first(z: Tensor) -> tuple[Tensor, Tensor]:
+    t = torch.tanh(z)
+    return t, 1.0 - t * t
+
+
+def _softplus_first(z: Tensor) -> tuple[Tensor, Tensor]:
+    return nn.functional.softplus(z), torch.sigmoid(z)
+
+
+def _relu_first(z: Tensor) -> tuple[Tensor, Tensor]:
+    return torch.relu(z), (z > 0).to(z.dtype)
+
+
+FIRST_DERIVATIVES: dict[str, Callable[[Tensor], tuple[Tensor, Tensor]]] = {
+    "silu": _silu_first,
+    "tanh": _tanh_first,
+    "softplus": _softplus_first,
+    "relu": _relu_first,
+}
+"""Value and first derivative, for propagating input tangents forward through a network."""
+
+ACTIVATIONS: tuple[str, ...] = tuple(FIRST_DERIVATIVES)
 """Every activation a network in iceviz may use (relu only where no second derivative is needed)."""
 
 

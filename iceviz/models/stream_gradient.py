@@ -44,47 +44,47 @@ class _StreamGradient(torch.autograd.Function):
         hs, firsts, seconds = [x], [], []
         h = x
         for w, b in zip(weights, biases):
-            z = torch.addmm(b, h, w.t())
-            a = act(z)
+            a = act(torch.addmm(b, h, w.t()))
             h = a.value
             hs.append(h)
             firsts.append(a.first)
             seconds.append(a.second)
+        # Reverse sweep. The backward pass needs g_l only through g_l ⊙ σ''(z_l),
+        # so that product is kept instead of g_l (and σ'' is overwritten in place).
         g = w_out.expand(x.shape[0], -1)
-        gs: list[Tensor] = [g]
         deltas: list[Tensor] = []
-        for w, first in zip(reversed(weights), reversed(firsts)):
-            delta = g * first
-            g = delta @ w
-            deltas.append(delta)
-            gs.append(g)
-        gs.reverse()  # gs[l] = g_l for l = 0..L
+        curvatures: list[Tensor] = []
+        for w, first, second in zip(reversed(weights), reversed(firsts), reversed(seconds)):
+            deltas.append(g * first)
+            curvatures.append(second.mul_(g))
+            g = deltas[-1] @ w
         deltas.reverse()  # deltas[l] = δ_{l+1}
+        curvatures.reverse()  # curvatures[l] = g_{l+1} ⊙ σ''(z_{l+1})
         ctx.save_for_backward(*params)
-        ctx.cache = (hs, firsts, seconds, gs, deltas)
+        ctx.cache = (hs, firsts, curvatures, deltas)
         return g
 
     @staticmethod
     def backward(ctx, g_bar: Tensor):  # type: ignore[override]
         params = ctx.saved_tensors
         weights = params[0:-1:2]
-        hs, firsts, seconds, gs, deltas = ctx.cache
+        hs, firsts, curvatures, deltas = ctx.cache
         n_layers = len(weights)
         w_grads: list[Tensor] = []
         z_bars: list[Tensor] = []
         for l in range(n_layers):
             d_bar = g_bar @ weights[l].t()
             w_grads.append(deltas[l].t() @ g_bar)
-            z_bars.append(d_bar * gs[l + 1] * seconds[l])
-            g_bar = d_bar * firsts[l]
+            z_bars.append(d_bar * curvatures[l])
+            g_bar = d_bar.mul_(firsts[l])
         w_out_grad = g_bar.sum(0, keepdim=True)
         b_grads: list[Tensor] = []
         h_bar: Tensor | None = None
         for l in reversed(range(n_layers)):
-            z_bar = z_bars[l] if h_bar is None else torch.addcmul(z_bars[l], h_bar, firsts[l])
-            w_grads[l] = w_grads[l] + z_bar.t() @ hs[l]
+            z_bar = z_bars[l] if h_bar is None else z_bars[l].addcmul_(h_bar, firsts[l])
+            w_grads[l] = w_grads[l].addmm_(z_bar.t(), hs[l])
             b_grads.append(z_bar.sum(0))
-            h_bar = z_bar @ weights[l]
+            h_bar = z_bar @ weights[l] if (l > 0 or ctx.needs_input_grad[0]) else None
         b_grads.reverse()
         grads: list[Tensor | None] = [h_bar, None]
         for wg, bg in zip(w_grads, b_grads):

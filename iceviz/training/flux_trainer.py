@@ -140,10 +140,7 @@ class FluxTrainer:
         x, q = self.x_train[idx], self.q_train[idx]
         terms: dict[str, torch.Tensor] = {}
         if options["constraint"] == "soft":
-            x = x.detach().requires_grad_(True)
-            pred = self.model(x)
-            div = (torch.autograd.grad(pred[:, 0].sum(), x, create_graph=True)[0][:, 0]
-                   + torch.autograd.grad(pred[:, 1].sum(), x, create_graph=True)[0][:, 1])
+            pred, div = self.model.flux_and_divergence(x)
             terms["data"] = ((pred - q) ** 2).mean()
             terms["div"] = div.abs().mean()
             loss = (1 - p.div_weight) * terms["data"] + p.div_weight * terms["div"]
@@ -240,9 +237,9 @@ class FluxTrainer:
 
     def _check_finite(self, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
         if not torch.isfinite(loss):
-            detail = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+            detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
             raise TrainingFailed(
-                f"{self.spec.name} on {self.problem.spec}: the loss became {float(loss)} at epoch {self.epoch}, "
+                f"{self.spec.name} on {self.problem.spec}: the loss became {float(loss.detach())} at epoch {self.epoch}, "
                 f"step {self.step} ({detail}). Try a lower learning rate (now {self.params.lr:g}) "
                 "or check the data for extreme values."
             )
