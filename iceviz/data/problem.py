@@ -129,9 +129,13 @@ class FluxProblem:
 
     def grid(self, shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Cell-centre coordinates (x, y) in metres of a regular evaluation grid."""
-        ny, nx = shape or self.grid_shape
-        xmin, xmax, ymin, ymax = self.bounds
-        dx, dy = (xmax - xmin) / nx, (ymax - ymin) / ny
-        x = xmin + dx * (np.arange(nx) + 0.5)
-        y = ymin + dy * (np.arange(ny) + 0.5)
-        return x, y
+        return regular_grid(self.bounds, shape or self.grid_shape)
+
+
+def regular_grid(bounds: tuple[float, float, float, float], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Cell-centre coordinates (x, y) in metres of a (ny, nx) grid over ``bounds`` = (xmin, xmax, ymin, ymax)."""
+    ny, nx = shape
+    xmin, xmax, ymin, ymax = bounds
+    x = xmin + (xmax - xmin) / nx * (np.arange(nx) + 0.5)
+    y = ymin + (ymax - ymin) / ny * (np.arange(ny) + 0.5)
+    return x, y

@@ -24,6 +24,8 @@ from iceviz.models.stream_gradient import stream_gradient
 from iceviz.models.surface import SmoothSurface
 
 Tensor = torch.Tensor
+SurfaceValues = tuple[Tensor, Tensor]
+"""s (N,) and ∇s (N, 2) of the fitted surface at some points, scaled units."""
 
 AUX_DERIVATIVES = ("total", "partial")
 
@@ -61,12 +63,16 @@ class FluxNet(nn.Module):
     def uses_surface(self) -> bool:
         return self.surface is not None
 
-    def _inputs(self, xy: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Network inputs (N, 2 or 3) and ∇ŝ (N, 2) in scaled-coordinate units (None without aux)."""
+    def _inputs(self, xy: Tensor, surface: SurfaceValues | None = None) -> tuple[Tensor, Tensor | None]:
+        """Network inputs (N, 2 or 3) and ∇ŝ (N, 2) in scaled-coordinate units (None without aux).
+
+        ``surface`` may carry s and ∇s already evaluated at ``xy`` (the trainer caches them for
+        its fixed training points); they are then treated as constants of ``xy``.
+        """
         x_hat = (xy - self.center) / self.half_extent
         if self.surface is None:
             return x_hat, None
-        s, grad_s = self.surface.value_and_gradient(xy)
+        s, grad_s = surface if surface is not None else self.surface.value_and_gradient(xy)
         s_hat = ((s - self.surface_mean) / self.surface_std).unsqueeze(1)
         return torch.cat([x_hat, s_hat], dim=1), grad_s / self.surface_std
 
@@ -102,9 +108,9 @@ class DivergenceFreeFlux(FluxNet):
         self.activation = activation
         self.aux_derivative = aux_derivative
 
-    def psi_gradient(self, xy: Tensor) -> Tensor:
+    def psi_gradient(self, xy: Tensor, surface: SurfaceValues | None = None) -> Tensor:
         """(∂ψ̃/∂x, ∂ψ̃/∂y) (N, 2) in scaled units, with the amplitude applied."""
-        inputs, grad_s = self._inputs(xy)
+        inputs, grad_s = self._inputs(xy, surface)
         g = stream_gradient(
             inputs,
             [layer.weight for layer in self.hidden],
@@ -117,8 +123,8 @@ class DivergenceFreeFlux(FluxNet):
             g_xy = g_xy + g[:, 2:3] * grad_s
         return g_xy * self.amplitude
 
-    def forward(self, xy: Tensor) -> Tensor:
-        g = self.psi_gradient(xy)
+    def forward(self, xy: Tensor, surface: SurfaceValues | None = None) -> Tensor:
+        g = self.psi_gradient(xy, surface)
         return torch.stack([g[:, 1], -g[:, 0]], dim=1)
 
     def stream_function(self, xy: Tensor) -> Tensor:
@@ -150,15 +156,15 @@ class DirectFlux(FluxNet):
         self._act = FIRST_DERIVATIVES[activation]
         self._act_module = torch_activation(activation)
 
-    def forward(self, xy: Tensor) -> Tensor:
-        h, _ = self._inputs(xy)
+    def forward(self, xy: Tensor, surface: SurfaceValues | None = None) -> Tensor:
+        h, _ = self._inputs(xy, surface)
         for layer in self.hidden:
             h = self._act_module(layer(h))
         return self.out(h) * self.amplitude
 
-    def flux_and_divergence(self, xy: Tensor) -> tuple[Tensor, Tensor]:
+    def flux_and_divergence(self, xy: Tensor, surface: SurfaceValues | None = None) -> tuple[Tensor, Tensor]:
         """q (N, 2) and ∂qx/∂x + ∂qy/∂y (N,), both in scaled units, in one differentiable pass."""
-        inputs, grad_s = self._inputs(xy)
+        inputs, grad_s = self._inputs(xy, surface)
         n = inputs.shape[0]
         inv = 1.0 / self.half_extent
         zeros = torch.zeros(n, 1, dtype=inputs.dtype, device=inputs.device)

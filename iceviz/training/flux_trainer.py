@@ -32,8 +32,8 @@ from iceviz.data.problem import FluxProblem
 from iceviz.models.activations import SMOOTH_ACTIVATIONS
 from iceviz.models.flux import FluxNet, make_flux_model
 from iceviz.models.registry import ModelSpec
-from iceviz.physics.divergence import divergence_fd
 from iceviz.training.device import resolve_device
+from iceviz.training.fields import flux_grid_fields
 from iceviz.training.job import Control, TrainingFailed
 from iceviz.training.metrics import flux_scores, in_chunks
 from iceviz.training.snapshot import Snapshot
@@ -106,6 +106,11 @@ class FluxTrainer:
         if self.model.surface is not None:
             self.model.surface.fit(self.x_train, _as_tensor(problem.train.s / scale.surface, dev))
         self.model.to(dev)
+        self.surface_train = self.surface_direction = None
+        if self.model.surface is not None:  # the fitted surface is frozen: evaluate it once at fixed points
+            self.surface_train = self._surface_at(self.x_train)
+            if self.direction is not None:
+                self.surface_direction = self._surface_at(self.direction[0])
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=params.lr, weight_decay=params.weight_decay,
                                            **({"fused": True} if dev.type in ("cpu", "cuda") else {}))
         self.epoch = 0
@@ -134,25 +139,36 @@ class FluxTrainer:
                           surface_mean=float(s.mean()), surface_std=float(s.std()) or 1.0)
         return config
 
+    def _surface_at(self, xy: torch.Tensor, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
+        parts = [self.model.surface.value_and_gradient(xy[i:i + chunk]) for i in range(0, len(xy), chunk)]
+        return torch.cat([p[0] for p in parts]).detach(), torch.cat([p[1] for p in parts]).detach()
+
     # -- losses -----------------------------------------------------------------
     def _batch_loss(self, idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         p, options = self.params, self.spec.options
         x, q = self.x_train[idx], self.q_train[idx]
-        terms: dict[str, torch.Tensor] = {}
-        if options["constraint"] == "soft":
-            pred, div = self.model.flux_and_divergence(x)
-            terms["data"] = ((pred - q) ** 2).mean()
-            terms["div"] = div.abs().mean()
-            loss = (1 - p.div_weight) * terms["data"] + p.div_weight * terms["div"]
-        else:
-            pred = self.model(x)
-            terms["data"] = ((pred - q) ** 2).mean()
-            loss = terms["data"]
+        n = len(x)
+        surface = None if self.surface_train is None else (self.surface_train[0][idx], self.surface_train[1][idx])
         if self.direction is not None:
+            # one network pass over the data batch and a batch of guidance points together
             xd, ud = self.direction
             j = torch.randint(len(xd), (min(p.batch_size, len(xd)),), generator=self._rng).to(self.device)
-            qd = self.model(xd[j])
-            cos = torch.nn.functional.cosine_similarity(qd, ud[j], dim=1, eps=1e-12)
+            x = torch.cat([x, xd[j]])
+            if surface is not None:
+                sd, gd = self.surface_direction
+                surface = (torch.cat([surface[0], sd[j]]), torch.cat([surface[1], gd[j]]))
+        terms: dict[str, torch.Tensor] = {}
+        if options["constraint"] == "soft":
+            pred, div = self.model.flux_and_divergence(x, surface)
+            terms["data"] = ((pred[:n] - q) ** 2).mean()
+            terms["div"] = div[:n].abs().mean()
+            loss = (1 - p.div_weight) * terms["data"] + p.div_weight * terms["div"]
+        else:
+            pred = self.model(x, surface)
+            terms["data"] = ((pred[:n] - q) ** 2).mean()
+            loss = terms["data"]
+        if self.direction is not None:
+            cos = torch.nn.functional.cosine_similarity(pred[n:], ud[j], dim=1, eps=1e-12)
             terms["dir"] = 1 - cos.mean()
             loss = (1 - p.dir_weight) * loss + p.dir_weight * terms["dir"]
         terms["total"] = loss
@@ -266,35 +282,10 @@ class FluxTrainer:
         return flux_scores(pred, self.q_test, self.divergence_scaled(x_div), self.problem.scale)
 
     def grid_fields(self) -> xr.Dataset:
-        """Prediction, divergence (autograd and finite differences) and, where truth is known, error on the grid."""
-        problem, scale = self.problem, self.problem.scale
-        x, y = problem.grid(self.grid_shape)
-        xx, yy = np.meshgrid(x, y)
-        xy = np.column_stack([xx.ravel(), yy.ravel()])
-        xs = _as_tensor(scale.xy_to_scaled(xy), self.device)
-        q = self.predict_scaled(xs) * scale.flux
-        div = self.divergence_scaled(xs) * scale.divergence
-        shape = xx.shape
-        qx, qy = q[:, 0].reshape(shape), q[:, 1].reshape(shape)
-        data = {
-            "qx": (("y", "x"), qx, {"units": "m2 yr-1", "long_name": "ice flux, x component"}),
-            "qy": (("y", "x"), qy, {"units": "m2 yr-1", "long_name": "ice flux, y component"}),
-            "flux_magnitude": (("y", "x"), np.hypot(qx, qy), {"units": "m2 yr-1", "long_name": "ice flux magnitude"}),
-            "divergence": (("y", "x"), div.reshape(shape),
-                           {"units": "m yr-1", "long_name": "flux divergence (automatic differentiation)"}),
-            "divergence_fd": (("y", "x"), divergence_fd(qx, qy, x, y),
-                              {"units": "m yr-1", "long_name": "flux divergence (finite differences on this grid)"}),
-        }
-        if problem.truth is not None:
-            truth = problem.truth(xy)
-            ex, ey = qx - truth[:, 0].reshape(shape), qy - truth[:, 1].reshape(shape)
-            data["error_x"] = (("y", "x"), ex, {"units": "m2 yr-1", "long_name": "prediction minus truth, x"})
-            data["error_y"] = (("y", "x"), ey, {"units": "m2 yr-1", "long_name": "prediction minus truth, y"})
-            data["error"] = (("y", "x"), np.hypot(ex, ey), {"units": "m2 yr-1", "long_name": "error magnitude"})
-        coords = {"x": ("x", x, {"units": "m", "standard_name": "projection_x_coordinate"}),
-                  "y": ("y", y, {"units": "m", "standard_name": "projection_y_coordinate"})}
-        return xr.Dataset({k: xr.Variable(*v) for k, v in data.items()}, coords=coords,
-                          attrs={"model": self.spec.name, "data": problem.spec})
+        """Prediction, divergence and (where truth is known) error on the evaluation grid, physical units."""
+        problem = self.problem
+        return flux_grid_fields(self.model, problem.scale, problem.bounds, self.grid_shape, truth=problem.truth,
+                                attrs={"model": self.spec.name, "data": problem.spec})
 
     def test_point_errors(self) -> dict[str, np.ndarray]:
         """Per-test-point error magnitude (m²/yr) against the held-out observations."""

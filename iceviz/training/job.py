@@ -158,6 +158,7 @@ class Job:
     snapshot_every : seconds between snapshots (None: only the final one).
     num_threads : torch intra-op threads for the training thread (None: leave as is).
         Note torch's setting is process-wide on the CPU.
+    on_finish : called with the job, in its thread, once it has ended (any status).
     """
 
     def __init__(
@@ -167,8 +168,10 @@ class Job:
         snapshot_every: float | None = 0.5,
         history_size: int = 5000,
         num_threads: int | None = 1,
+        on_finish: Callable[["Job"], None] | None = None,
     ):
         self.id = next(_ids)
+        self.on_finish = on_finish
         self.name = name
         self._make_trainer = make_trainer
         self.control = Control(snapshot_every=snapshot_every, history_size=history_size)
@@ -207,6 +210,9 @@ class Job:
             self.error = f"{type(err).__name__}: {err}" if not isinstance(err, TrainingFailed) else str(err)
             self.traceback = traceback.format_exc()
             self._set(JobStatus.FAILED)
+        finally:
+            if self.on_finish is not None:
+                self.on_finish(self)
 
     def _set(self, status: JobStatus) -> None:
         with self._status_lock:

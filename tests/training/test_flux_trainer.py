@@ -96,3 +96,11 @@ def test_dfnn_refuses_relu(curve):
 def test_problem_hints_apply_and_user_settings_win(curve):
     assert make_trainer("dfnn", curve, device="cpu").params.batch_size == curve.hints["batch_size"]
     assert make_trainer("dfnn", curve, device="cpu", batch_size=64).params.batch_size == 64
+
+
+def test_cached_surface_values_give_the_same_flux(glacier):
+    trainer = make_trainer("dfnn-aux", glacier, device="cpu", epochs=1, seed=0)
+    idx = torch.arange(50)
+    cached = (trainer.surface_train[0][idx], trainer.surface_train[1][idx])
+    with torch.no_grad():
+        assert torch.allclose(trainer.model(trainer.x_train[idx], cached), trainer.model(trainer.x_train[idx]))

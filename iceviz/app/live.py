@@ -1,0 +1,165 @@
+"""Live views of training jobs: a card with progress and controls, and a row of maps per job.
+
+Each browser session polls its jobs (``pn.state.add_periodic_callback``) and
+pushes the latest snapshots into ``hv.streams.Pipe`` streams, so the maps
+update in place and keep the user's zoom. Nothing here runs in a training
+thread, and the training threads never call into Panel.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+
+from iceviz.training.job import Job, JobStatus
+from iceviz.training.snapshot import Snapshot
+from iceviz.viz import maps
+
+MAP_OPTS = dict(data_aspect=1, frame_width=300, tools=["hover"], xformatter="%.0f", yformatter="%.0f",
+                toolbar="above", xaxis=None, yaxis=None)
+
+STATUS_COLOURS = {
+    JobStatus.QUEUED: "secondary", JobStatus.RUNNING: "primary", JobStatus.PAUSED: "warning",
+    JobStatus.DONE: "success", JobStatus.FAILED: "danger", JobStatus.CANCELLED: "light",
+}
+
+
+def _fmt_seconds(s: float | None) -> str:
+    if s is None or not math.isfinite(s):
+        return "–"
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+class JobCard:
+    """Name, status, progress bar with ETA, device, and pause / resume / cancel buttons for one job."""
+
+    def __init__(self, job: Job, label: str, budget_s: float | None):
+        self.job, self.label, self.budget_s = job, label, budget_s
+        self.progress = pn.indicators.Progress(value=0, max=1000, sizing_mode="stretch_width", height=14,
+                                               bar_color="primary")
+        self.info = pn.pane.Markdown("", margin=(0, 5), sizing_mode="stretch_width")
+        self.pause = pn.widgets.Button(name="Pause", button_type="default", width=80)
+        self.cancel = pn.widgets.Button(name="Cancel", button_type="danger", width=80)
+        self.pause.on_click(self._on_pause)
+        self.cancel.on_click(lambda event: self.job.cancel())
+        self.view = pn.Column(self.info, self.progress, pn.Row(self.pause, self.cancel), css_classes=["job-card"],
+                              styles={"border": "1px solid #ddd", "border-radius": "6px", "padding": "4px"},
+                              sizing_mode="stretch_width")
+        self.update()
+
+    def _on_pause(self, event: Any) -> None:
+        if self.job.status is JobStatus.PAUSED:
+            self.job.resume()
+        else:
+            self.job.pause()
+        self.update()
+
+    def update(self) -> None:
+        job, status = self.job, self.job.status
+        history = job.history()
+        last = history[-1] if history else {}
+        progress = 1.0 if status is JobStatus.DONE else float(last.get("progress", 0.0))
+        elapsed = float(last.get("seconds", 0.0))
+        eta = elapsed * (1 - progress) / progress if progress > 0.01 and not status.finished else None
+        device = str(getattr(job.trainer, "device", "…"))
+        self.progress.value = int(1000 * progress)
+        self.progress.bar_color = STATUS_COLOURS[status]
+        text = (f"**{self.label}** · {status.value} · {device} · epoch {last.get('epoch', 0)} · "
+                f"{_fmt_seconds(elapsed)} elapsed · ETA {_fmt_seconds(eta)}")
+        if status is JobStatus.FAILED:
+            text += f"\n\n<span style='color:#b00020'>Failed: {job.error}</span>"
+        self.info.object = text
+        self.pause.name = "Resume" if status is JobStatus.PAUSED else "Pause"
+        self.pause.disabled = status not in (JobStatus.RUNNING, JobStatus.PAUSED)
+        self.cancel.disabled = status.finished
+
+
+def _empty_image(title: str) -> hv.Image:
+    return hv.Image(np.zeros((2, 2)), kdims=maps.KDIMS).opts(title=title, alpha=0)
+
+
+class LiveRow:
+    """Predicted flux (magnitude + arrows), divergence and error maps plus loss curves for one job."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.pipe = hv.streams.Pipe(data=None)
+        self.loss_pipe = hv.streams.Pipe(data=[])
+        self.last_snapshot: Snapshot | None = None
+        self.last_limits: tuple[float, float] | None = None
+        self.last_history = -1
+        flux = hv.DynamicMap(self._flux, streams=[self.pipe]).opts(hv.opts.Image(**MAP_OPTS))
+        div = hv.DynamicMap(self._divergence, streams=[self.pipe]).opts(hv.opts.Image(**MAP_OPTS))
+        err = hv.DynamicMap(self._error, streams=[self.pipe]).opts(hv.opts.Image(**MAP_OPTS),
+                                                                   hv.opts.Points(**MAP_OPTS))
+        loss = hv.DynamicMap(self._loss, streams=[self.loss_pipe]).opts(
+            hv.opts.Curve(frame_width=260, frame_height=220, logy=True), hv.opts.Overlay(legend_position="top_right"))
+        self.view = pn.Row(*(pn.pane.HoloViews(x, linked_axes=True) for x in (flux, div, err)),
+                           pn.pane.HoloViews(loss, linked_axes=False), sizing_mode="stretch_width")
+
+    def _flux(self, data: dict | None):
+        if not data:
+            return _empty_image(f"{self.label}: predicted flux") * hv.VectorField([], kdims=maps.KDIMS)
+        ds = data["snapshot"].fields
+        title = f"{self.label}: predicted flux |q| (m²/yr)"
+        return maps.magnitude_map(ds, title, clim=(0, data["flux_limit"])) * maps.flux_arrows(ds)
+
+    def _divergence(self, data: dict | None):
+        if not data:
+            return _empty_image(f"{self.label}: divergence")
+        return maps.divergence_map(data["snapshot"].fields, data["div_limit"],
+                                   f"{self.label}: divergence ∇·q (m/yr), shared scale")
+
+    def _error(self, data: dict | None):
+        if not data:
+            return _empty_image(f"{self.label}: error")
+        snap = data["snapshot"]
+        if "error" in snap.fields:
+            return maps.error_map(snap.fields, data["err_limit"], f"{self.label}: |error| vs known truth (m²/yr)")
+        return maps.point_errors(snap.points, data["err_limit"]).opts(
+            title=f"{self.label}: |error| at held-out points (m²/yr)")
+
+    def _loss(self, data: list) -> hv.Overlay:
+        return maps.loss_curves(data, title=f"{self.label}: loss terms")
+
+    def push(self, snapshot: Snapshot | None, limits: dict[str, float], history: list[dict]) -> None:
+        key = (limits["div_limit"], limits["flux_limit"], limits["err_limit"])
+        if snapshot is not None and (snapshot is not self.last_snapshot or key != self.last_limits):
+            self.last_snapshot, self.last_limits = snapshot, key
+            self.pipe.send(dict(snapshot=snapshot, **limits))
+        if len(history) != self.last_history:
+            self.last_history = len(history)
+            self.loss_pipe.send(history)
+
+
+def shared_limits(snapshots: list[Snapshot]) -> dict[str, float]:
+    """Colour limits shared by every model's maps, so they compare honestly."""
+    fields = [s.fields for s in snapshots if s is not None and s.fields is not None]
+    if not fields:
+        return dict(div_limit=1.0, flux_limit=1.0, err_limit=1.0)
+    div = maps.symmetric_limit([f["divergence"].values for f in fields])
+    flux = maps.symmetric_limit([f["flux_magnitude"].values for f in fields], quantile=0.995)
+    errors = [f["error"].values for f in fields if "error" in f]
+    errors += [s.points["error"] for s in snapshots if s is not None and s.points is not None and not errors]
+    err = maps.symmetric_limit(errors, quantile=0.98) if errors else 1.0
+    return dict(div_limit=div, flux_limit=flux, err_limit=err)
+
+
+def metrics_frame(jobs: list[tuple[str, Job]]) -> pd.DataFrame:
+    """One row per job: status, epochs, seconds and test metrics, ranked by RMSE."""
+    rows = []
+    for label, job in jobs:
+        snap = job.latest()
+        m = snap.metrics if snap is not None else {}
+        rows.append(dict(model=label, status=job.status.value, epochs=snap.epoch if snap else 0,
+                         seconds=round(snap.seconds, 1) if snap else 0.0,
+                         rmse=m.get("rmse", np.nan), mae=m.get("mae", np.nan), mad=m.get("mad", np.nan),
+                         rmse_m2_per_yr=m.get("rmse_phys", np.nan), mad_m_per_yr=m.get("mad_phys", np.nan)))
+    frame = pd.DataFrame(rows, columns=["model", "status", "epochs", "seconds", "rmse", "mae", "mad",
+                                        "rmse_m2_per_yr", "mad_m_per_yr"])
+    return frame.sort_values("rmse", na_position="last").reset_index(drop=True)

@@ -1,0 +1,193 @@
+"""The explorer's per-session state, as ``param`` classes that never import Panel.
+
+One :class:`ExplorerState` per browser session: which region and data source
+are chosen, which models to train with which hyper-parameters, and the jobs
+it launched (through a :class:`~iceviz.training.queue.JobQueue`). The Panel
+layer only renders this state and forwards clicks to its methods.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import param
+
+from iceviz.data.problem import DataError, FluxProblem
+from iceviz.data.specs import describe, load_problem
+from iceviz.geo.crs import box_size_km
+from iceviz.geo.regions import PRESET_REGIONS
+from iceviz.models.registry import REGISTRY, model_names
+from iceviz.training.device import DEVICES
+from iceviz.training.job import Job
+from iceviz.training.queue import JobQueue
+from iceviz.training.trainers import training_job
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CUSTOM = "custom"
+
+
+def available_sources() -> dict[str, str]:
+    """Data sources the app offers: label -> spec (without options). Only those that load here."""
+    sources = {
+        "Synthetic outlet glacier (Byrd box)": "synthetic:glacier",
+        **{f"Benchmark field: {n}": f"synthetic:{n}" for n in ("curve", "branching", "deflection", "ridges", "edge")},
+    }
+    try:
+        load_problem("byrd-mcor:")
+        sources = {"Byrd Glacier observations (byrd-mcor)": "byrd-mcor:", **sources}
+    except DataError:
+        pass
+    sample = REPO_ROOT / "sample_data" / "glacier_points.csv"
+    if sample.is_file():
+        sources["Sample points file (glacier_points.csv)"] = f"points:{sample}"
+    return sources
+
+
+def _bbox_option(bounds: tuple[float, float, float, float]) -> str:
+    return "bbox=" + ",".join(f"{b:.0f}" for b in bounds)
+
+
+class ExplorerState(param.Parameterized):
+    """Region, data and models of one browser session, and the jobs it runs."""
+
+    region = param.Selector(default=CUSTOM, objects=[CUSTOM, *PRESET_REGIONS],
+                            doc="A preset region, or 'custom' for the box drawn on the map.")
+    bounds = param.NumericTuple(default=(400_000.0, 600_000.0, -950_000.0, -750_000.0), length=4,
+                                doc="Region box (xmin, xmax, ymin, ymax) [m, EPSG:3031].")
+    source = param.Selector(default=None, objects=[], doc="Where the flux observations come from.")
+    models = param.ListSelector(default=["dfnn", "pinn", "nn"], objects=model_names("flux"),
+                                doc="Models to train side by side.")
+    seconds = param.Number(30.0, bounds=(1.0, 3600.0), doc="Training budget per model [s].")
+    device = param.Selector(default="auto", objects=list(DEVICES), doc="Where to train: auto = CUDA, else MPS, else CPU.")
+    message = param.String("", doc="The latest message for the user (errors name what was wrong).")
+    problem = param.Parameter(None, doc="The loaded problem for the current box and source (None when unusable).")
+
+    def __init__(self, queue: JobQueue | None = None, **params: Any):
+        self._sources = available_sources()
+        self._footprints: dict[str, FluxProblem] = {}
+        self.queue = queue or JobQueue()
+        self.hyper: dict[str, param.Parameterized] = {n: REGISTRY[n].make_params() for n in model_names("flux")}
+        self.param.source.objects = list(self._sources)
+        params.setdefault("source", next(iter(self._sources)))
+        super().__init__(**params)
+        self.use_source_extent()
+        self.reset_hyper()
+
+    # -- data ---------------------------------------------------------------------
+    @property
+    def source_spec(self) -> str:
+        return self._sources[self.source]
+
+    def footprint(self, label: str | None = None) -> FluxProblem:
+        """The whole problem of a source (cached): its bounds are the dataset's footprint."""
+        label = label or self.source
+        if label not in self._footprints:
+            self._footprints[label] = load_problem(self._sources[label])
+        return self._footprints[label]
+
+    def footprints(self) -> dict[str, tuple[float, float, float, float]]:
+        """Bounds of every source that is loaded (for the map)."""
+        return {label: tuple(p.bounds) for label, p in self._footprints.items()}
+
+    def use_source_extent(self) -> None:
+        """Set the box to the whole of the current source."""
+        try:
+            bounds = tuple(float(b) for b in self.footprint().bounds)
+        except DataError as err:
+            self.message = str(err)
+            self.problem = None
+            return
+        self.region = CUSTOM
+        self.set_bounds(bounds)
+
+    @param.depends("source", watch=True)
+    def _on_source(self) -> None:
+        self.use_source_extent()
+        self.reset_hyper()
+
+    def reset_hyper(self) -> None:
+        """Hyper-parameters back to the registry defaults plus the source's hints (in place: widgets follow)."""
+        hints = self.footprint().hints if self.problem is not None else {}
+        for name, params in self.hyper.items():
+            spec = REGISTRY[name]
+            defaults = {k: p.default for k, p in spec.params.param.objects().items() if k != "name"}
+            params.param.update(**{**defaults, **spec.defaults,
+                                   **{k: v for k, v in hints.items() if k in defaults}})
+
+    @param.depends("region", watch=True)
+    def _on_region(self) -> None:
+        if self.region != CUSTOM:
+            self.set_bounds(PRESET_REGIONS[self.region].bounds, keep_region=True)
+
+    def set_bounds(self, bounds: tuple[float, float, float, float], keep_region: bool = False) -> None:
+        """Use the box ``bounds`` (from a preset, the map or a typed value) and load its data."""
+        xmin, xmax, ymin, ymax = (float(b) for b in bounds)
+        if not (xmin < xmax and ymin < ymax):
+            self.message = f"the box needs xmin < xmax and ymin < ymax, got {bounds}"
+            return
+        if not keep_region:
+            self.region = CUSTOM
+        self.bounds = (xmin, xmax, ymin, ymax)
+        self.load()
+
+    @property
+    def spec(self) -> str:
+        """The data spec for the current source cropped to the current box."""
+        full = self.footprint().bounds
+        if all(abs(a - b) < 1e-6 for a, b in zip(full, self.bounds)):
+            return self.source_spec
+        sep = "&" if "?" in self.source_spec else "?"
+        return f"{self.source_spec}{sep}{_bbox_option(self.bounds)}"
+
+    def load(self) -> FluxProblem | None:
+        """Load the current box; a box without usable data leaves a message, never an exception."""
+        try:
+            self.problem = load_problem(self.spec)
+            self.message = ""
+        except DataError as err:
+            self.problem = None
+            self.message = f"No usable data in this box: {err}"
+        return self.problem
+
+    def summary(self) -> dict[str, Any]:
+        """What the box holds: size in km, observation counts, fields."""
+        width, height = box_size_km(self.bounds)
+        out: dict[str, Any] = {"width_km": width, "height_km": height, "spec": self.spec}
+        if self.problem is not None:
+            info = describe(self.problem)
+            out.update(train=info["train_points"], test=info["test_points"], fields=info["fields"], notes=self.problem.notes)
+        return out
+
+    # -- training -----------------------------------------------------------------------
+    def compatible(self, name: str) -> str | None:
+        """Why ``name`` cannot train on the current problem, or None when it can."""
+        if self.problem is None:
+            return "no data loaded"
+        options = REGISTRY[name].options
+        if options.get("aux") and not self.problem.has_surface:
+            return "needs surface elevation, which this source lacks"
+        if options.get("direction") and self.problem.direction is None:
+            return "needs velocity directions, which this source lacks"
+        return None
+
+    def start(self, snapshot_every: float = 0.5) -> list[Job]:
+        """Queue one job per selected model (skipping, with a message, those the data cannot serve)."""
+        if self.problem is None:
+            self.message = self.message or "Load a region with data first."
+            return []
+        jobs, skipped = [], []
+        for name in self.models:
+            reason = self.compatible(name)
+            if reason:
+                skipped.append(f"{name} ({reason})")
+                continue
+            overrides = {k: v for k, v in self.hyper[name].param.values().items() if k != "name"}
+            overrides["seconds"] = self.seconds  # the first budget reached (epochs or seconds) ends the run
+            job = training_job(name, self.problem, device=self.device, snapshot_every=snapshot_every, **overrides)
+            jobs.append(self.queue.submit(job))
+        self.message = f"Skipped {', '.join(skipped)}." if skipped else ""
+        return jobs
+
+    def cancel_all(self) -> None:
+        self.queue.cancel_all()

@@ -1,0 +1,147 @@
+"""Pure builders: arrays and xarray fields in EPSG:3031 metres -> HoloViews elements.
+
+Nothing here touches torch or Panel. Colour conventions: sequential for
+magnitudes, diverging and symmetric about zero for divergence and signed
+errors, so maps of different models compare honestly when they share limits.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import holoviews as hv
+import numpy as np
+import xarray as xr
+
+KDIMS = [hv.Dimension("x", label="x (EPSG:3031)", unit="m"), hv.Dimension("y", label="y (EPSG:3031)", unit="m")]
+SEQUENTIAL = "viridis"
+DIVERGING = "RdBu"  # as in the paper: sources (∇·q > 0) blue, sinks (∇·q < 0) red
+ERROR = "magma"
+
+VARIABLE_LABELS = {
+    "flux_magnitude": ("|q|", "m²/yr"),
+    "qx": ("q_x", "m²/yr"),
+    "qy": ("q_y", "m²/yr"),
+    "divergence": ("∇·q", "m/yr"),
+    "divergence_fd": ("∇·q (finite differences)", "m/yr"),
+    "error": ("|q − truth|", "m²/yr"),
+    "error_x": ("q_x − truth", "m²/yr"),
+    "error_y": ("q_y − truth", "m²/yr"),
+}
+
+
+def _vdim(name: str) -> hv.Dimension:
+    label, unit = VARIABLE_LABELS.get(name, (name, None))
+    return hv.Dimension(name, label=label, unit=unit)
+
+
+def field_image(ds: xr.Dataset, name: str, title: str = "") -> hv.Image:
+    """One gridded variable of ``ds`` (dims y, x) as an image in EPSG:3031 metres."""
+    x, y = ds["x"].values, ds["y"].values
+    return hv.Image((x, y, ds[name].values), kdims=KDIMS, vdims=[_vdim(name)], label=title)
+
+
+def symmetric_limit(arrays: Sequence[np.ndarray], quantile: float = 0.99) -> float:
+    """A shared symmetric colour limit: the ``quantile`` of |value| over all arrays (robust to spikes)."""
+    values = np.concatenate([np.abs(np.asarray(a, dtype=np.float64)).ravel() for a in arrays])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 1.0
+    limit = float(np.quantile(values, quantile))
+    return limit if limit > 0 else max(float(values.max()), 1e-12)
+
+
+def magnitude_map(ds: xr.Dataset, title: str = "", clim: tuple[float, float] | None = None) -> hv.Image:
+    img = field_image(ds, "flux_magnitude", title)
+    return img.opts(cmap=SEQUENTIAL, colorbar=True, clim=clim or (np.nan, np.nan), title=title)
+
+
+def divergence_map(ds: xr.Dataset, limit: float, title: str = "", name: str = "divergence") -> hv.Image:
+    """Divergence with a diverging colour map and symmetric limits (±limit): blue sources, red sinks."""
+    return field_image(ds, name, title).opts(cmap=DIVERGING, clim=(-limit, limit), colorbar=True, title=title)
+
+
+def error_map(ds: xr.Dataset, limit: float | None = None, title: str = "") -> hv.Image:
+    img = field_image(ds, "error", title)
+    return img.opts(cmap=ERROR, colorbar=True, clim=(0, limit) if limit else (np.nan, np.nan), title=title)
+
+
+def flux_arrows(ds: xr.Dataset, max_arrows: int = 24, scale_to: float | None = None) -> hv.VectorField:
+    """Flux arrows thinned to at most ``max_arrows`` per side, length proportional to |q|."""
+    x, y = ds["x"].values, ds["y"].values
+    step = max(1, int(np.ceil(max(len(x), len(y)) / max_arrows)))
+    xs, ys = x[::step], y[::step]
+    qx = ds["qx"].values[::step, ::step]
+    qy = ds["qy"].values[::step, ::step]
+    xx, yy = np.meshgrid(xs, ys)
+    mag = np.hypot(qx, qy)
+    top = scale_to or (float(np.nanmax(mag)) if np.isfinite(mag).any() and np.nanmax(mag) > 0 else 1.0)
+    field = hv.VectorField((xx.ravel(), yy.ravel(), np.arctan2(qy, qx).ravel(), (mag / top).ravel()),
+                           kdims=KDIMS, vdims=["angle", "magnitude"])
+    return field.opts(magnitude="magnitude", rescale_lengths=True, color="black", line_width=1, pivot="tail",
+                      arrow_heads=True)
+
+
+def observation_points(xy: np.ndarray, split: str, size: int = 2) -> hv.Points:
+    """Observation locations of one split (``train`` or ``test``)."""
+    color = {"train": "#222222", "test": "#e0457b"}.get(split, "#555555")
+    pts = hv.Points((xy[:, 0], xy[:, 1]), kdims=KDIMS, label=split)
+    return pts.opts(color=color, size=size, alpha=0.6)
+
+
+def point_errors(points: dict[str, np.ndarray], limit: float | None = None, size: int = 3) -> hv.Points:
+    """Per-test-point error magnitude (m²/yr) against held-out observations."""
+    pts = hv.Points((points["x"], points["y"], points["error"]), kdims=KDIMS, vdims=[_vdim("error")])
+    clim = (0, limit) if limit else (np.nan, np.nan)
+    return pts.opts(color="error", cmap=ERROR, clim=clim, colorbar=True, size=size)
+
+
+def loss_curves(history: Sequence[dict], keys: Sequence[str] | None = None, title: str = "") -> hv.Overlay:
+    """Loss terms per epoch on a log axis, one curve per term."""
+    if not history:
+        return hv.Overlay([hv.Curve([], "epoch", "loss")]).opts(title=title)
+    keys = keys or sorted(k for k in history[-1] if k.startswith("loss_") or k == "epoch_data_loss")
+    curves = []
+    epochs = np.array([h["epoch"] for h in history], dtype=float)
+    for key in keys:
+        values = np.array([h.get(key, np.nan) for h in history], dtype=float)
+        ok = np.isfinite(values) & (values > 0)
+        if ok.any():
+            curves.append(hv.Curve((epochs[ok], values[ok]), "epoch", hv.Dimension("loss", label="loss"),
+                                   label=key.removeprefix("loss_")))
+    if not curves:
+        curves = [hv.Curve([], "epoch", "loss")]
+    return hv.Overlay(curves).opts(hv.opts.Curve(logy=True, tools=["hover"]), hv.opts.Overlay(title=title,
+                                                                                                legend_position="top_right"))
+
+
+def boxes(bounds: Sequence[tuple[float, float, float, float]], labels: Sequence[str], color: str = "#ffcc00"):
+    """Named rectangles (xmin, xmax, ymin, ymax) with their labels, for regions and data footprints."""
+    rects = hv.Rectangles([(b[0], b[2], b[1], b[3]) for b in bounds], kdims=["x", "y", "x1", "y1"])
+    text = hv.Labels([((b[0] + b[1]) / 2, b[3], label) for b, label in zip(bounds, labels)], kdims=["x", "y"],
+                     vdims=["text"])
+    return (rects.opts(fill_alpha=0.0, line_color=color, line_width=2)
+            * text.opts(text_color=color, text_font_size="9pt", yoffset=0, text_baseline="bottom"))
+
+
+def binned_arrows(xy: np.ndarray, q: np.ndarray, bounds: tuple[float, float, float, float],
+                  n: int = 16) -> hv.VectorField:
+    """Mean observed flux in an n x n grid of bins over ``bounds``, as arrows (empty bins dropped)."""
+    xmin, xmax, ymin, ymax = bounds
+    edges_x, edges_y = np.linspace(xmin, xmax, n + 1), np.linspace(ymin, ymax, n + 1)
+    count, _, _ = np.histogram2d(xy[:, 0], xy[:, 1], bins=[edges_x, edges_y])
+    sx, _, _ = np.histogram2d(xy[:, 0], xy[:, 1], bins=[edges_x, edges_y], weights=q[:, 0])
+    sy, _, _ = np.histogram2d(xy[:, 0], xy[:, 1], bins=[edges_x, edges_y], weights=q[:, 1])
+    ok = count > 0
+    cx, cy = np.meshgrid((edges_x[:-1] + edges_x[1:]) / 2, (edges_y[:-1] + edges_y[1:]) / 2, indexing="ij")
+    mx, my = sx[ok] / count[ok], sy[ok] / count[ok]
+    mag = np.hypot(mx, my)
+    top = float(mag.max()) if mag.size and mag.max() > 0 else 1.0
+    field = hv.VectorField((cx[ok], cy[ok], np.arctan2(my, mx), mag / top), kdims=KDIMS, vdims=["angle", "magnitude"])
+    return field.opts(magnitude="magnitude", rescale_lengths=True, color="black", line_width=1, pivot="tail")
+
+
+def flux_points(xy: np.ndarray, q: np.ndarray, label: str = "observations") -> hv.Points:
+    """Observation points carrying their flux magnitude (m²/yr), for rasterising."""
+    return hv.Points((xy[:, 0], xy[:, 1], np.hypot(q[:, 0], q[:, 1])), kdims=KDIMS,
+                     vdims=[_vdim("flux_magnitude")], label=label)
