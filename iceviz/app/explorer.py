@@ -15,9 +15,13 @@ from typing import Any
 import holoviews as hv
 import numpy as np
 import panel as pn
-from holoviews.operation.datashader import dynspread, rasterize, regrid
+from datashader import count_cat as ds_count_cat
+from datashader import mean as ds_mean
+from holoviews.operation.datashader import datashade, dynspread, rasterize, regrid
 
-from iceviz.app.live import JobCard, LiveRow, metrics_frame, shared_limits
+from bokeh.models.widgets.tables import NumberFormatter, ScientificFormatter
+
+from iceviz.app.live import TABLE_FORMATS, TABLE_SCIENTIFIC, JobCard, LiveRow, metrics_frame, shared_limits
 from iceviz.app.paths import RUN_SUFFIXES, allowed_roots, safe_path
 from iceviz.app.state import REPO_ROOT, ExplorerState
 from iceviz.data.netcdf import grid_dataset
@@ -28,10 +32,14 @@ from iceviz.geo.regions import PRESET_REGIONS
 from iceviz.training.checkpoint import load_checkpoint
 from iceviz.training.fields import flux_grid_fields
 from iceviz.training.job import Job
+from iceviz.training.queue import JobQueue
 from iceviz.training.trainers import training_job
 from iceviz.viz import maps
 
 POLL_MS = 500
+SNAPSHOT_EVERY_S = 1.0
+TRAINING_NICE = 10
+"""Training threads yield the CPU to the server and the browser first."""
 LESSON_TEXT = (
     "**Divergence-free vs soft-constrained.** Both networks fit the same noisy observations along nine "
     "flight lines of a field whose truth is known. Watch the middle column: the dfNN's divergence map stays "
@@ -65,35 +73,61 @@ def current_box(bounds: tuple[float, float, float, float]) -> hv.Rectangles:
         fill_color="#ff3d00", fill_alpha=0.15, line_color="#ff3d00", line_width=3)
 
 
-def region_view(problem: Any) -> hv.Overlay:
-    """Flux of the chosen region: truth or observed magnitude, arrows, train / test points."""
+def _region_bounds(problem: Any) -> tuple[float, float, float, float]:
+    return tuple(problem.bounds) if problem is not None else (0.0, 1.0, 0.0, 1.0)
+
+
+def region_truth(problem: Any) -> hv.Image:
+    """|q| of the known truth on a fine grid (all-NaN when the source has no truth)."""
+    xmin, xmax, ymin, ymax = _region_bounds(problem)
+    vdim = hv.Dimension("flux_magnitude", label="|q|", unit="m²/yr")
+    if problem is None or problem.truth is None:
+        return hv.Image(np.full((2, 2), np.nan), bounds=(xmin, ymin, xmax, ymax), kdims=maps.KDIMS, vdims=[vdim])
+    x, y = problem.grid((160, 160))
+    xx, yy = np.meshgrid(x, y)
+    q = problem.truth(np.column_stack([xx.ravel(), yy.ravel()]))
+    return hv.Image((x, y, np.hypot(q[:, 0], q[:, 1]).reshape(xx.shape)), kdims=maps.KDIMS, vdims=[vdim])
+
+
+def region_observations(problem: Any) -> hv.Points:
+    """Every observation with its flux magnitude (rasterised by the caller)."""
     if problem is None:
-        return hv.Overlay([hv.Points([], kdims=maps.KDIMS)]).opts(title="no usable data in this box")
-    opts = dict(data_aspect=1, frame_width=560, colorbar=True, tools=["hover"])
-    layers = []
-    if problem.truth is not None:
-        x, y = problem.grid((120, 120))
-        xx, yy = np.meshgrid(x, y)
-        q = problem.truth(np.column_stack([xx.ravel(), yy.ravel()]))
-        mag = np.hypot(q[:, 0], q[:, 1]).reshape(xx.shape)
-        layers.append(hv.Image((x, y, mag), kdims=maps.KDIMS, vdims=[hv.Dimension("flux_magnitude", label="|q| truth",
-                                                                                     unit="m²/yr")])
-                      .opts(cmap=maps.SEQUENTIAL, **opts))
-    else:
-        pts = maps.flux_points(np.vstack([problem.train.xy, problem.test.xy]),
-                               np.vstack([problem.train.q, problem.test.q]))
-        layers.append(dynspread(rasterize(pts, aggregator="mean", vdim_prefix="")).opts(cmap=maps.SEQUENTIAL, **opts))
-    layers.append(maps.binned_arrows(problem.train.xy, problem.train.q, problem.bounds))
-    layers.append(_points(problem.train.xy, "train"))
-    layers.append(_points(problem.test.xy, "test"))
+        return maps.flux_points(np.empty((0, 2)), np.empty((0, 2)))
+    return maps.flux_points(np.vstack([problem.train.xy, problem.test.xy]),
+                            np.vstack([problem.train.q, problem.test.q]))
+
+
+def region_split(problem: Any) -> hv.Points:
+    """Train and test locations with their split as a category (shaded by the caller)."""
+    if problem is None:
+        return hv.Points(([], [], []), kdims=maps.KDIMS, vdims=["split"])
+    xy = np.vstack([problem.train.xy, problem.test.xy])
+    split = np.array(["train"] * len(problem.train) + ["test"] * len(problem.test))
+    return hv.Points((xy[:, 0], xy[:, 1], split), kdims=maps.KDIMS, vdims=["split"])
+
+
+def region_arrows(problem: Any) -> hv.VectorField:
+    if problem is None:
+        return hv.VectorField([], kdims=maps.KDIMS, vdims=["angle", "magnitude"])
     title = f"{problem.spec}: {len(problem.train)} train / {len(problem.test)} test points"
-    return hv.Overlay(layers).opts(title=title, legend_position="bottom_right")
+    return maps.binned_arrows(problem.train.xy, problem.train.q, problem.bounds).opts(title=title)
 
 
-def _points(xy: np.ndarray, split: str):
-    pts = maps.observation_points(xy, split, size=2)
-    return dynspread(rasterize(pts, aggregator="count")).opts(cmap=[pts.opts.get().kwargs["color"]] * 2,
-                                                             alpha=0.7) if len(xy) > 20_000 else pts
+def region_view(state: ExplorerState) -> hv.DynamicMap:
+    """Flux magnitude (truth or observations), mean observed flux arrows, train and test points, all
+    rasterised with datashader so that large datasets never travel raw to the browser."""
+    problem = state.param.problem
+    opts = dict(data_aspect=1, frame_width=620, colorbar=True, tools=["hover"], cmap=maps.SEQUENTIAL,
+                cnorm="eq_hist")
+    size = dict(width=360, height=360)  # raster resolution: bounded whatever the data size
+    truth = hv.DynamicMap(pn.bind(region_truth, problem)).opts(**opts)
+    obs = dynspread(rasterize(hv.DynamicMap(pn.bind(region_observations, problem)),
+                              aggregator=ds_mean("flux_magnitude"), **size), threshold=0.6).opts(**opts)
+    split = dynspread(datashade(hv.DynamicMap(pn.bind(region_split, problem)), aggregator=ds_count_cat("split"),
+                                color_key={"train": "#1a1a1a", "test": "#e0457b"}, **size), threshold=0.5)
+    layers = [truth, obs, split.opts(alpha=0.5)]
+    layers.append(hv.DynamicMap(pn.bind(region_arrows, problem)))
+    return hv.Overlay(layers).collate()
 
 
 # -- the app ------------------------------------------------------------------------------------
@@ -103,7 +137,9 @@ class Explorer:
 
     def __init__(self):
         self.state = ExplorerState()
-        self.rows: dict[int, tuple[JobCard, LiveRow]] = {}
+        self.lesson_queue = JobQueue(slots=2)
+        self.rows: dict[int, LiveRow] = {}
+        self.cards_by_id: dict[int, JobCard] = {}
         self.jobs: list[tuple[str, Job]] = []
         self.lesson_active = False
         self._build()
@@ -122,12 +158,13 @@ class Explorer:
         device = pn.widgets.Select.from_param(s.param.device, name="Device")
         self.start = pn.widgets.Button(name="Start training", button_type="primary")
         self.start.on_click(self._on_start)
-        hyper = pn.Accordion(*[(name, pn.Param(p, show_name=False, widgets={"seconds": {"visible": False}},
-                                               parameters=[k for k in p.param if k not in ("name", "seconds")]))
-                               for name, p in s.hyper.items()], sizing_mode="stretch_width")
+        # one model's widgets at a time: a document with every model's widgets makes each update slow
+        configure = pn.widgets.Select(name="Hyper-parameters of", options=list(s.hyper), value="dfnn")
+        hyper = pn.Column(self._hyper_panel("dfnn"), sizing_mode="stretch_width")
+        configure.param.watch(lambda e: setattr(hyper, "objects", [self._hyper_panel(e.new)]), "value")
         self.sidebar = [pn.pane.Markdown("### Region and data"), region, source, whole, self.summary,
                         pn.pane.Markdown("### Training"), models, seconds, device, self.start,
-                        pn.pane.Markdown("Hyper-parameters (docs as tooltips)"), hyper]
+                        configure, hyper]
 
         # map tab
         self.box_stream = hv.streams.BoundsXY(bounds=None)
@@ -141,14 +178,19 @@ class Explorer:
                             self.overview_pane)
 
         # region tab
-        region_dm = hv.DynamicMap(pn.bind(region_view, s.param.problem))
-        region_tab = pn.Column(pn.pane.HoloViews(region_dm, linked_axes=False))
+        region_tab = pn.Column(pn.pane.Markdown("Flux magnitude (known truth, else the observations), mean "
+                                                "observed flux arrows, training points (black) and held-out "
+                                                "test points (pink)."),
+                               pn.pane.HoloViews(region_view(s), linked_axes=False))
 
         # training tab
         self.cards = pn.Column(sizing_mode="stretch_width")
         self.live = pn.Column(sizing_mode="stretch_width")
+        self.losses = pn.FlexBox()
         self.table = pn.widgets.Tabulator(metrics_frame([]), disabled=True, show_index=False, height=160,
-                                          sizing_mode="stretch_width")
+                                          sizing_mode="stretch_width",
+                                          formatters={**{k: NumberFormatter(format=f) for k, f in TABLE_FORMATS.items()},
+                                                      **{k: ScientificFormatter(precision=2) for k in TABLE_SCIENTIFIC}})
         self.lesson_note = pn.pane.Markdown(LESSON_TEXT, visible=False, styles={"background": "#eef6ff"},
                                             sizing_mode="stretch_width")
         self.export_job = pn.widgets.Select(name="Export run", options=[], width=240)
@@ -158,7 +200,7 @@ class Explorer:
                                                     label="PNG of the maps", button_type="success")
         training_tab = pn.Column(self.lesson_note, self.cards, self.table,
                                  pn.Row(self.export_job, self.download_nc, self.download_png), self.live,
-                                 sizing_mode="stretch_width")
+                                 pn.pane.Markdown("#### Loss terms"), self.losses, sizing_mode="stretch_width")
 
         # lesson tab
         self.lesson_field = pn.widgets.Select(name="Field", options=["curve", "branching", "deflection", "ridges",
@@ -183,10 +225,15 @@ class Explorer:
         runs_tab = pn.Column(self.run_path, load_run, self.run_view)
 
         self.tabs = pn.Tabs(("Map", map_tab), ("Region", region_tab), ("Training", training_tab),
-                            ("Lesson", lesson_tab), ("Saved runs", runs_tab), dynamic=False)
-        self.main = [self.message, self.tabs]
+                            ("Lesson", lesson_tab), ("Saved runs", runs_tab), dynamic=True)
+        self.main = [pn.Column(self.message, self.tabs, sizing_mode="stretch_width")]
         s.param.watch(self._refresh_info, ["message", "problem", "bounds"])
         self._refresh_info()
+
+    def _hyper_panel(self, name: str) -> pn.Param:
+        params = self.state.hyper[name]
+        return pn.Param(params, show_name=False, parameters=[k for k in params.param if k not in ("name", "seconds")],
+                        sizing_mode="stretch_width")
 
     # -- callbacks -----------------------------------------------------------------------------
     def _refresh_info(self, *events: Any) -> None:
@@ -209,48 +256,64 @@ class Explorer:
     def _on_start(self, event: Any = None) -> None:
         self.lesson_active = False
         self.lesson_note.visible = False
-        self._add_jobs(self.state.start(), [])
-        self.tabs.active = 2
+        self.tabs.active = 2  # show the tab first, then add plots to it
+        self._add_jobs(self.state.start(snapshot_every=SNAPSHOT_EVERY_S, nice=TRAINING_NICE), [])
 
     def _on_lesson(self, event: Any = None) -> None:
         spec = f"synthetic:{self.lesson_field.value}?noise={self.lesson_noise.value:g}"
         jobs = []
         for name, extra in (("dfnn", {}), ("pinn", {"div_weight": self.lesson_weight.value})):
-            job = training_job(name, spec, device=self.state.device, snapshot_every=0.5, epochs=400, seconds=60,
-                               **extra)
-            jobs.append(self.state.queue.submit(job))
+            job = training_job(name, spec, device=self.state.device, snapshot_every=SNAPSHOT_EVERY_S, epochs=400,
+                               seconds=60, nice=TRAINING_NICE, **extra)
+            jobs.append(self.lesson_queue.submit(job))  # both at once, so they learn side by side
         self.lesson_active = True
         self.lesson_note.visible = True
+        self.tabs.active = 2  # show the tab first, then add plots to it
         self._add_jobs(jobs, [f"lesson {n}" for n in ("dfNN", "PINN")])
-        self.tabs.active = 2
+
+    def cancel_all(self) -> None:
+        """Cancel every job of this session (the tab closed, or a reset)."""
+        self.state.cancel_all()
+        self.lesson_queue.cancel_all()
 
     def _on_reset(self, event: Any = None) -> None:
-        self.state.cancel_all()
+        self.cancel_all()
         self.jobs.clear()
         self.rows.clear()
+        self.cards_by_id.clear()
         self.cards.clear()
         self.live.clear()
+        self.losses.clear()
         self.lesson_note.visible = False
         self._poll()
 
     def _add_jobs(self, jobs: list[Job], labels: list[str]) -> None:
+        """Cards now; each job's maps appear with its first snapshot (see :meth:`_poll`)."""
         for i, job in enumerate(jobs):
             label = labels[i] if i < len(labels) else f"{job.name} #{job.id}"
-            card, row = JobCard(job, label, self.state.seconds), LiveRow(label)
-            self.rows[job.id] = (card, row)
+            card = JobCard(job, label, self.state.seconds)
+            self.cards_by_id[job.id] = card
             self.jobs.append((label, job))
             self.cards.append(card.view)
-            self.live.append(row.view)
         self.export_job.options = {label: job.id for label, job in self.jobs}
 
     def _poll(self) -> None:
         """Periodic: copy the jobs' latest snapshots into the views (never blocks on training)."""
+        with pn.io.hold():  # send the poll's changes together
+            self._refresh_jobs()
+
+    def _refresh_jobs(self) -> None:
         snaps = {job.id: job.latest() for _, job in self.jobs}
         limits = shared_limits(list(snaps.values()))
-        for _, job in self.jobs:
-            card, row = self.rows[job.id]
-            card.update()
-            row.push(snaps[job.id], limits, job.history())
+        for label, job in self.jobs:
+            self.cards_by_id[job.id].update()
+            snap, row = snaps[job.id], self.rows.get(job.id)
+            if row is None and snap is not None:
+                row = self.rows[job.id] = LiveRow(label, snap, limits, job.history())
+                self.live.append(row.view)
+                self.losses.append(row.loss_view)
+            elif row is not None:
+                row.push(snap, limits, job.history())
         frame = metrics_frame(self.jobs)
         if not frame.equals(self.table.value):
             self.table.value = frame
@@ -323,17 +386,18 @@ class Explorer:
         return buf
 
     # -- serving ---------------------------------------------------------------------------------
-    def servable(self) -> pn.template.FastListTemplate:
-        template = pn.template.FastListTemplate(title="iceviz: physics-informed ice flow, live",
-                                                sidebar=self.sidebar, main=self.main, sidebar_width=330,
-                                                accent_base_color="#1565c0", header_background="#0d47a1")
+    def servable(self) -> pn.template.BootstrapTemplate:
+        # Bootstrap rather than Fast: the Fast theme pulls its font from the web, and the app must work offline.
+        template = pn.template.BootstrapTemplate(title="iceviz: physics-informed ice flow, live",
+                                                 sidebar=self.sidebar, main=self.main, sidebar_width=340,
+                                                 header_background="#0d47a1")
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             pn.state.add_periodic_callback(self._poll, period=POLL_MS)
-            pn.state.on_session_destroyed(lambda ctx: self.state.cancel_all())
+            pn.state.on_session_destroyed(lambda ctx: self.cancel_all())
         return template
 
 
-def build_app() -> pn.template.FastListTemplate:
+def build_app() -> pn.template.BootstrapTemplate:
     """A fresh explorer for one browser session."""
     pn.extension("tabulator", notifications=False, sizing_mode="stretch_width")
     hv.extension("bokeh")

@@ -9,6 +9,7 @@ thread, and the training threads never call into Panel.
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import holoviews as hv
@@ -20,8 +21,10 @@ from iceviz.training.job import Job, JobStatus
 from iceviz.training.snapshot import Snapshot
 from iceviz.viz import maps
 
-MAP_OPTS = dict(data_aspect=1, frame_width=300, tools=["hover"], xformatter="%.0f", yformatter="%.0f",
-                toolbar="above", xaxis=None, yaxis=None)
+LOSS_EVERY_S = 2.0
+"""Loss curves redraw at most this often (they grow every epoch)."""
+
+MAP_OPTS = dict(data_aspect=1, frame_width=250, tools=["hover"], toolbar="above", xaxis=None, yaxis=None)
 
 STATUS_COLOURS = {
     JobStatus.QUEUED: "secondary", JobStatus.RUNNING: "primary", JobStatus.PAUSED: "warning",
@@ -33,6 +36,11 @@ def _fmt_seconds(s: float | None) -> str:
     if s is None or not math.isfinite(s):
         return "–"
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+TABLE_FORMATS = {"rmse": "0.0000", "mae": "0.0000", "rmse_m2_per_yr": "0,0", "seconds": "0.0"}
+"""Number formats (numbro) for the metrics table; the MAD columns are scientific (dfNN's is ~1e-7)."""
+TABLE_SCIENTIFIC = ("mad", "mad_m_per_yr")
 
 
 class JobCard:
@@ -79,45 +87,49 @@ class JobCard:
         self.cancel.disabled = status.finished
 
 
-def _empty_image(title: str) -> hv.Image:
-    return hv.Image(np.zeros((2, 2)), kdims=maps.KDIMS).opts(title=title, alpha=0)
-
-
 class LiveRow:
-    """Predicted flux (magnitude + arrows), divergence and error maps plus loss curves for one job."""
+    """Predicted flux (magnitude + arrows), divergence and error maps plus loss curves for one job.
 
-    def __init__(self, label: str):
+    Made when the job's first snapshot exists, and started with it, so every plot is drawn with
+    its colour bar and legend in place and later snapshots only replace data.
+    """
+
+    def __init__(self, label: str, snapshot: Snapshot, limits: dict[str, float], history: list[dict]):
         self.label = label
-        self.pipe = hv.streams.Pipe(data=None)
-        self.loss_pipe = hv.streams.Pipe(data=[])
-        self.last_snapshot: Snapshot | None = None
-        self.last_limits: tuple[float, float] | None = None
-        self.last_history = -1
+        # every term the trainer reports, known from the first snapshot (the PINN's collocation term
+        # joins after its first epoch), so the legend never changes
+        terms = [f"loss_{k}" for k in snapshot.losses] + (["loss_collocation"] if "div" in snapshot.losses else [])
+        self.loss_keys = sorted(set(maps.loss_terms(history)) | set(terms) | {"epoch_data_loss"})
+        self.last_snapshot: Snapshot | None = snapshot
+        self.last_limits = self._key(limits)
+        self.last_history = len(history)
+        self.last_loss_push = time.monotonic()
+        self.pipe = hv.streams.Pipe(data=dict(snapshot=snapshot, **limits))
+        self.loss_pipe = hv.streams.Pipe(data=history)
         flux = hv.DynamicMap(self._flux, streams=[self.pipe]).opts(hv.opts.Image(**MAP_OPTS))
         div = hv.DynamicMap(self._divergence, streams=[self.pipe]).opts(hv.opts.Image(**MAP_OPTS))
         err = hv.DynamicMap(self._error, streams=[self.pipe]).opts(hv.opts.Image(**MAP_OPTS),
                                                                    hv.opts.Points(**MAP_OPTS))
         loss = hv.DynamicMap(self._loss, streams=[self.loss_pipe]).opts(
-            hv.opts.Curve(frame_width=260, frame_height=220, logy=True), hv.opts.Overlay(legend_position="top_right"))
+            hv.opts.Curve(frame_width=250, frame_height=200, logy=True), hv.opts.Overlay(legend_position="top_right"))
         self.view = pn.Row(*(pn.pane.HoloViews(x, linked_axes=True) for x in (flux, div, err)),
-                           pn.pane.HoloViews(loss, linked_axes=False), sizing_mode="stretch_width")
+                           sizing_mode="stretch_width")
+        self.loss_view = pn.pane.HoloViews(loss, linked_axes=False)
 
-    def _flux(self, data: dict | None):
-        if not data:
-            return _empty_image(f"{self.label}: predicted flux") * hv.VectorField([], kdims=maps.KDIMS)
+    @staticmethod
+    def _key(limits: dict[str, float]) -> tuple[float, float, float]:
+        return limits["div_limit"], limits["flux_limit"], limits["err_limit"]
+
+    def _flux(self, data: dict):
         ds = data["snapshot"].fields
         title = f"{self.label}: predicted flux |q| (m²/yr)"
         return maps.magnitude_map(ds, title, clim=(0, data["flux_limit"])) * maps.flux_arrows(ds)
 
-    def _divergence(self, data: dict | None):
-        if not data:
-            return _empty_image(f"{self.label}: divergence")
+    def _divergence(self, data: dict):
         return maps.divergence_map(data["snapshot"].fields, data["div_limit"],
                                    f"{self.label}: divergence ∇·q (m/yr), shared scale")
 
-    def _error(self, data: dict | None):
-        if not data:
-            return _empty_image(f"{self.label}: error")
+    def _error(self, data: dict):
         snap = data["snapshot"]
         if "error" in snap.fields:
             return maps.error_map(snap.fields, data["err_limit"], f"{self.label}: |error| vs known truth (m²/yr)")
@@ -125,16 +137,23 @@ class LiveRow:
             title=f"{self.label}: |error| at held-out points (m²/yr)")
 
     def _loss(self, data: list) -> hv.Overlay:
-        return maps.loss_curves(data, title=f"{self.label}: loss terms")
+        return maps.loss_curves(data, self.loss_keys, title=f"{self.label}: loss terms")
 
     def push(self, snapshot: Snapshot | None, limits: dict[str, float], history: list[dict]) -> None:
-        key = (limits["div_limit"], limits["flux_limit"], limits["err_limit"])
+        key = self._key(limits)
         if snapshot is not None and (snapshot is not self.last_snapshot or key != self.last_limits):
             self.last_snapshot, self.last_limits = snapshot, key
             self.pipe.send(dict(snapshot=snapshot, **limits))
-        if len(history) != self.last_history:
-            self.last_history = len(history)
+        now = time.monotonic()
+        final = snapshot is not None and snapshot.final
+        if len(history) != self.last_history and (now - self.last_loss_push > LOSS_EVERY_S or final):
+            self.last_history, self.last_loss_push = len(history), now
             self.loss_pipe.send(history)
+
+
+def _round2(value: float) -> float:
+    """Two significant digits, so that colour limits only change (and maps re-render) when it shows."""
+    return float(f"{value:.2g}")
 
 
 def shared_limits(snapshots: list[Snapshot]) -> dict[str, float]:
@@ -142,12 +161,15 @@ def shared_limits(snapshots: list[Snapshot]) -> dict[str, float]:
     fields = [s.fields for s in snapshots if s is not None and s.fields is not None]
     if not fields:
         return dict(div_limit=1.0, flux_limit=1.0, err_limit=1.0)
-    div = maps.symmetric_limit([f["divergence"].values for f in fields])
     flux = maps.symmetric_limit([f["flux_magnitude"].values for f in fields], quantile=0.995)
+    # Divergence below a thousandth of |q|max / extent is physically nil (float rounding for a dfNN):
+    # never stretch the colour scale below it, or rounding noise would look like sources and sinks.
+    extent = max(float(np.ptp(fields[0]["x"].values)), float(np.ptp(fields[0]["y"].values)), 1.0)
+    div = max(maps.symmetric_limit([f["divergence"].values for f in fields]), 1e-3 * flux / extent)
     errors = [f["error"].values for f in fields if "error" in f]
     errors += [s.points["error"] for s in snapshots if s is not None and s.points is not None and not errors]
     err = maps.symmetric_limit(errors, quantile=0.98) if errors else 1.0
-    return dict(div_limit=div, flux_limit=flux, err_limit=err)
+    return dict(div_limit=_round2(div), flux_limit=_round2(flux), err_limit=_round2(err))
 
 
 def metrics_frame(jobs: list[tuple[str, Job]]) -> pd.DataFrame:

@@ -58,7 +58,7 @@ class ExplorerState(param.Parameterized):
     source = param.Selector(default=None, objects=[], doc="Where the flux observations come from.")
     models = param.ListSelector(default=["dfnn", "pinn", "nn"], objects=model_names("flux"),
                                 doc="Models to train side by side.")
-    seconds = param.Number(30.0, bounds=(1.0, 3600.0), doc="Training budget per model [s].")
+    seconds = param.Number(30.0, bounds=(1.0, 600.0), doc="Training budget per model [s].")
     device = param.Selector(default="auto", objects=list(DEVICES), doc="Where to train: auto = CUDA, else MPS, else CPU.")
     message = param.String("", doc="The latest message for the user (errors name what was wrong).")
     problem = param.Parameter(None, doc="The loaded problem for the current box and source (None when unusable).")
@@ -171,7 +171,7 @@ class ExplorerState(param.Parameterized):
             return "needs velocity directions, which this source lacks"
         return None
 
-    def start(self, snapshot_every: float = 0.5) -> list[Job]:
+    def start(self, snapshot_every: float = 0.5, nice: int = 0) -> list[Job]:
         """Queue one job per selected model (skipping, with a message, those the data cannot serve)."""
         if self.problem is None:
             self.message = self.message or "Load a region with data first."
@@ -184,7 +184,8 @@ class ExplorerState(param.Parameterized):
                 continue
             overrides = {k: v for k, v in self.hyper[name].param.values().items() if k != "name"}
             overrides["seconds"] = self.seconds  # the first budget reached (epochs or seconds) ends the run
-            job = training_job(name, self.problem, device=self.device, snapshot_every=snapshot_every, **overrides)
+            job = training_job(name, self.problem, device=self.device, snapshot_every=snapshot_every, nice=nice,
+                               **overrides)
             jobs.append(self.queue.submit(job))
         self.message = f"Skipped {', '.join(skipped)}." if skipped else ""
         return jobs

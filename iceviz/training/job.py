@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import os
 import threading
 import time
 import traceback
@@ -144,6 +145,15 @@ class Control:
 _ids = itertools.count(1)
 
 
+def _lower_thread_priority(nice: int) -> None:
+    """Raise the calling thread's niceness (Linux applies it per thread); a no-op where unsupported."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except (AttributeError, OSError):
+        pass
+
+
 class Job:
     """Runs ``make_trainer()`` then ``trainer.fit(control)`` in a daemon thread.
 
@@ -159,6 +169,8 @@ class Job:
     num_threads : torch intra-op threads for the training thread (None: leave as is).
         Note torch's setting is process-wide on the CPU.
     on_finish : called with the job, in its thread, once it has ended (any status).
+    nice : raise the training thread's niceness by this much (Linux), so that a server
+        sharing the machine (the app, the browser) stays responsive; 0 leaves it alone.
     """
 
     def __init__(
@@ -169,8 +181,10 @@ class Job:
         history_size: int = 5000,
         num_threads: int | None = 1,
         on_finish: Callable[["Job"], None] | None = None,
+        nice: int = 0,
     ):
         self.id = next(_ids)
+        self.nice = nice
         self.on_finish = on_finish
         self.name = name
         self._make_trainer = make_trainer
@@ -198,6 +212,8 @@ class Job:
 
     def _run(self) -> None:
         try:
+            if self.nice:
+                _lower_thread_priority(self.nice)
             if self._num_threads is not None:
                 torch.set_num_threads(self._num_threads)
             self.trainer = self._make_trainer()

@@ -9,8 +9,8 @@ from iceviz.training.job import Job, JobStatus
 
 
 def default_slots() -> int:
-    """Jobs that may train at once: one per CPU core, one thread each (at least one)."""
-    return max(1, os.cpu_count() or 1)
+    """Jobs that may train at once: one per CPU core but one, which is left to serve the app (at least one)."""
+    return max(1, (os.cpu_count() or 1) - 1)
 
 
 class JobQueue:

@@ -29,8 +29,9 @@ def make_trainer(model: str | ModelSpec, data: str | FluxProblem, device: str = 
 
 
 def training_job(model: str, data: str | FluxProblem, device: str = "auto", snapshot_every: float | None = 0.5,
-                 num_threads: int | None = 1, grid_shape: tuple[int, int] | None = None, **overrides: Any) -> Job:
+                 num_threads: int | None = 1, grid_shape: tuple[int, int] | None = None, nice: int = 0,
+                 **overrides: Any) -> Job:
     """A (not yet started) job that loads the data, builds the trainer and trains, all in its thread."""
     get_model(model)  # fail fast, in the caller's thread, on an unknown name
     return Job(model, lambda: make_trainer(model, data, device=device, grid_shape=grid_shape, **overrides),
-               snapshot_every=snapshot_every, num_threads=num_threads)
+               snapshot_every=snapshot_every, num_threads=num_threads, nice=nice)

@@ -30,7 +30,8 @@ VARIABLE_LABELS = {
 }
 
 
-def _vdim(name: str) -> hv.Dimension:
+def value_dimension(name: str) -> hv.Dimension:
+    """The labelled, unit-carrying dimension for a field variable."""
     label, unit = VARIABLE_LABELS.get(name, (name, None))
     return hv.Dimension(name, label=label, unit=unit)
 
@@ -38,7 +39,7 @@ def _vdim(name: str) -> hv.Dimension:
 def field_image(ds: xr.Dataset, name: str, title: str = "") -> hv.Image:
     """One gridded variable of ``ds`` (dims y, x) as an image in EPSG:3031 metres."""
     x, y = ds["x"].values, ds["y"].values
-    return hv.Image((x, y, ds[name].values), kdims=KDIMS, vdims=[_vdim(name)], label=title)
+    return hv.Image((x, y, ds[name].values), kdims=KDIMS, vdims=[value_dimension(name)], label=title)
 
 
 def symmetric_limit(arrays: Sequence[np.ndarray], quantile: float = 0.99) -> float:
@@ -67,7 +68,7 @@ def error_map(ds: xr.Dataset, limit: float | None = None, title: str = "") -> hv
 
 
 def flux_arrows(ds: xr.Dataset, max_arrows: int = 24, scale_to: float | None = None) -> hv.VectorField:
-    """Flux arrows thinned to at most ``max_arrows`` per side, length proportional to |q|."""
+    """Flux arrows thinned to at most ``max_arrows`` per side; length ∝ sqrt(|q|) so slow ice stays visible."""
     x, y = ds["x"].values, ds["y"].values
     step = max(1, int(np.ceil(max(len(x), len(y)) / max_arrows)))
     xs, ys = x[::step], y[::step]
@@ -76,7 +77,7 @@ def flux_arrows(ds: xr.Dataset, max_arrows: int = 24, scale_to: float | None = N
     xx, yy = np.meshgrid(xs, ys)
     mag = np.hypot(qx, qy)
     top = scale_to or (float(np.nanmax(mag)) if np.isfinite(mag).any() and np.nanmax(mag) > 0 else 1.0)
-    field = hv.VectorField((xx.ravel(), yy.ravel(), np.arctan2(qy, qx).ravel(), (mag / top).ravel()),
+    field = hv.VectorField((xx.ravel(), yy.ravel(), np.arctan2(qy, qx).ravel(), np.sqrt(mag / top).ravel()),
                            kdims=KDIMS, vdims=["angle", "magnitude"])
     return field.opts(magnitude="magnitude", rescale_lengths=True, color="black", line_width=1, pivot="tail",
                       arrow_heads=True)
@@ -91,28 +92,31 @@ def observation_points(xy: np.ndarray, split: str, size: int = 2) -> hv.Points:
 
 def point_errors(points: dict[str, np.ndarray], limit: float | None = None, size: int = 3) -> hv.Points:
     """Per-test-point error magnitude (m²/yr) against held-out observations."""
-    pts = hv.Points((points["x"], points["y"], points["error"]), kdims=KDIMS, vdims=[_vdim("error")])
+    pts = hv.Points((points["x"], points["y"], points["error"]), kdims=KDIMS, vdims=[value_dimension("error")])
     clim = (0, limit) if limit else (np.nan, np.nan)
     return pts.opts(color="error", cmap=ERROR, clim=clim, colorbar=True, size=size)
 
 
-def loss_curves(history: Sequence[dict], keys: Sequence[str] | None = None, title: str = "") -> hv.Overlay:
-    """Loss terms per epoch on a log axis, one curve per term."""
-    if not history:
-        return hv.Overlay([hv.Curve([], "epoch", "loss")]).opts(title=title)
-    keys = keys or sorted(k for k in history[-1] if k.startswith("loss_") or k == "epoch_data_loss")
-    curves = []
+def loss_terms(history: Sequence[dict]) -> list[str]:
+    """The loss keys present in a training history (``loss_*`` terms and the epoch-mean data loss)."""
+    keys: set[str] = set()
+    for record in history:
+        keys.update(k for k in record if k.startswith("loss_") or k == "epoch_data_loss")
+    return sorted(keys)
+
+
+def loss_curves(history: Sequence[dict], keys: Sequence[str], title: str = "") -> hv.Overlay:
+    """One curve per loss term against epoch, log axis. Every key in ``keys`` gets a curve (empty until
+    it has values), so the legend is the same from the first frame to the last."""
     epochs = np.array([h["epoch"] for h in history], dtype=float)
+    curves = []
     for key in keys:
         values = np.array([h.get(key, np.nan) for h in history], dtype=float)
         ok = np.isfinite(values) & (values > 0)
-        if ok.any():
-            curves.append(hv.Curve((epochs[ok], values[ok]), "epoch", hv.Dimension("loss", label="loss"),
-                                   label=key.removeprefix("loss_")))
-    if not curves:
-        curves = [hv.Curve([], "epoch", "loss")]
-    return hv.Overlay(curves).opts(hv.opts.Curve(logy=True, tools=["hover"]), hv.opts.Overlay(title=title,
-                                                                                                legend_position="top_right"))
+        curves.append(hv.Curve((epochs[ok], values[ok]), "epoch", hv.Dimension("loss", label="loss"),
+                               label=key.removeprefix("loss_")))
+    return hv.Overlay(curves).opts(hv.opts.Curve(logy=True, tools=["hover"]),
+                                   hv.opts.Overlay(title=title, legend_position="top_right"))
 
 
 def boxes(bounds: Sequence[tuple[float, float, float, float]], labels: Sequence[str], color: str = "#ffcc00"):
@@ -126,7 +130,7 @@ def boxes(bounds: Sequence[tuple[float, float, float, float]], labels: Sequence[
 
 def binned_arrows(xy: np.ndarray, q: np.ndarray, bounds: tuple[float, float, float, float],
                   n: int = 16) -> hv.VectorField:
-    """Mean observed flux in an n x n grid of bins over ``bounds``, as arrows (empty bins dropped)."""
+    """Mean observed flux in an n x n grid of bins over ``bounds``, as arrows (empty bins dropped; length ∝ sqrt |q|)."""
     xmin, xmax, ymin, ymax = bounds
     edges_x, edges_y = np.linspace(xmin, xmax, n + 1), np.linspace(ymin, ymax, n + 1)
     count, _, _ = np.histogram2d(xy[:, 0], xy[:, 1], bins=[edges_x, edges_y])
@@ -137,11 +141,12 @@ def binned_arrows(xy: np.ndarray, q: np.ndarray, bounds: tuple[float, float, flo
     mx, my = sx[ok] / count[ok], sy[ok] / count[ok]
     mag = np.hypot(mx, my)
     top = float(mag.max()) if mag.size and mag.max() > 0 else 1.0
-    field = hv.VectorField((cx[ok], cy[ok], np.arctan2(my, mx), mag / top), kdims=KDIMS, vdims=["angle", "magnitude"])
+    field = hv.VectorField((cx[ok], cy[ok], np.arctan2(my, mx), np.sqrt(mag / top)), kdims=KDIMS,
+                           vdims=["angle", "magnitude"])
     return field.opts(magnitude="magnitude", rescale_lengths=True, color="black", line_width=1, pivot="tail")
 
 
 def flux_points(xy: np.ndarray, q: np.ndarray, label: str = "observations") -> hv.Points:
     """Observation points carrying their flux magnitude (m²/yr), for rasterising."""
     return hv.Points((xy[:, 0], xy[:, 1], np.hypot(q[:, 0], q[:, 1])), kdims=KDIMS,
-                     vdims=[_vdim("flux_magnitude")], label=label)
+                     vdims=[value_dimension("flux_magnitude")], label=label)

@@ -1,0 +1,47 @@
+"""File paths typed in the app: no traversal, only supported files."""
+
+import pytest
+
+from iceviz.app.paths import safe_path
+
+
+@pytest.fixture
+def roots(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "a").mkdir(parents=True)
+    (runs / "a" / "model.safetensors").write_bytes(b"x")
+    (runs / "notes.txt").write_text("x")
+    (tmp_path / "secret.safetensors").write_bytes(b"x")
+    return [runs]
+
+
+def test_relative_and_absolute_paths_inside_a_root(roots):
+    assert safe_path("a/model.safetensors", roots, [".safetensors"]) == roots[0] / "a" / "model.safetensors"
+    inside = str(roots[0] / "a" / "model.safetensors")
+    assert safe_path(inside, roots, [".safetensors"]).name == "model.safetensors"
+
+
+@pytest.mark.parametrize("text", ["../secret.safetensors", "a/../../secret.safetensors"])
+def test_traversal_is_refused(roots, text):
+    with pytest.raises(ValueError, match="outside the allowed folders"):
+        safe_path(text, roots, [".safetensors"])
+
+
+def test_absolute_path_outside_is_refused(roots, tmp_path):
+    with pytest.raises(ValueError, match="outside"):
+        safe_path(str(tmp_path / "secret.safetensors"), roots, [".safetensors"])
+
+
+def test_symlink_escaping_a_root_is_refused(roots, tmp_path):
+    (roots[0] / "link.safetensors").symlink_to(tmp_path / "secret.safetensors")
+    with pytest.raises(ValueError):
+        safe_path("link.safetensors", roots, [".safetensors"])
+
+
+def test_wrong_type_missing_and_empty(roots):
+    with pytest.raises(ValueError, match="only .safetensors"):
+        safe_path("notes.txt", roots, [".safetensors"])
+    with pytest.raises(ValueError, match="no such file"):
+        safe_path("b/model.safetensors", roots, [".safetensors"])
+    with pytest.raises(ValueError, match="no path"):
+        safe_path("  ", roots, [".safetensors"])
