@@ -25,3 +25,14 @@ def diffice_dir() -> Path:
     if not (DIFFICE_DIR / "SynData_exp1.mat").exists():
         pytest.skip(f"DIFFICE data not found under {DIFFICE_DIR} (../shared/data is absent)")
     return DIFFICE_DIR
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """One intra-op thread for every test: on a small shared CPU, oversubscribed torch threads crawl."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -26,14 +26,6 @@ SUMMARY_KEYS = {"model", "data", "epochs", "seconds", "device", "rmse", "mae", "
                 "mad_phys"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread in this process too: on a small, shared CPU, oversubscribed torch threads crawl."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def run_main(*argv: str) -> tuple[int, str, str]:
     """``main(argv)`` in-process: (exit code, stdout, stderr); argparse's SystemExit becomes its code."""

@@ -7,8 +7,10 @@ job queue and periodic callback. Closing the tab cancels the session's jobs.
 
 from __future__ import annotations
 
+import asyncio
 import io
-import json
+import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,8 @@ import numpy as np
 import panel as pn
 from datashader import count_cat as ds_count_cat
 from datashader import mean as ds_mean
+from tornado.iostream import StreamClosedError
+from tornado.websocket import WebSocketClosedError
 from holoviews.operation.datashader import datashade, dynspread, rasterize, regrid
 
 from bokeh.models.widgets.tables import NumberFormatter, ScientificFormatter
@@ -24,7 +28,7 @@ from bokeh.models.widgets.tables import NumberFormatter, ScientificFormatter
 from iceviz.app.live import TABLE_FORMATS, TABLE_SCIENTIFIC, JobCard, LiveRow, metrics_frame, shared_limits
 from iceviz.app.paths import RUN_SUFFIXES, allowed_roots, safe_path
 from iceviz.app.state import REPO_ROOT, ExplorerState
-from iceviz.data.netcdf import grid_dataset
+from iceviz.data.netcdf import grid_dataset, write_netcdf
 from iceviz.geo.basemap import basemap
 from iceviz.geo.crs import format_bounds
 from iceviz.geo.graticule import graticule, graticule_labels
@@ -47,7 +51,7 @@ LESSON_TEXT = (
     "far as its penalty weight pushes it, trading that against fitting the data."
 )
 
-OVERVIEW_OPTS = dict(data_aspect=1, frame_width=620, xaxis=None, yaxis=None, toolbar="above")
+OVERVIEW_OPTS = dict(frame_width=620, frame_height=620, xaxis=None, yaxis=None, toolbar="above")
 
 
 # -- pure view builders (HoloViews only) --------------------------------------------------------
@@ -147,8 +151,9 @@ class Explorer:
     # -- layout --------------------------------------------------------------------------------
     def _build(self) -> None:
         s = self.state
-        self.message = pn.pane.Alert("", alert_type="warning", visible=False, sizing_mode="stretch_width")
-        self.summary = pn.pane.Markdown("", sizing_mode="stretch_width")
+        self.message = pn.pane.Alert("", alert_type="warning", visible=False, sizing_mode="stretch_width",
+                                     css_classes=["app-message"])
+        self.summary = pn.pane.Markdown("", sizing_mode="stretch_width", css_classes=["region-summary"])
         region = pn.widgets.Select.from_param(s.param.region, name="Region")
         source = pn.widgets.Select.from_param(s.param.source, name="Data")
         whole = pn.widgets.Button(name="Whole dataset", button_type="light")
@@ -178,10 +183,10 @@ class Explorer:
                             self.overview_pane)
 
         # region tab
+        # built on first visit: every plot in the document makes each live update slower
         region_tab = pn.Column(pn.pane.Markdown("Flux magnitude (known truth, else the observations), mean "
                                                 "observed flux arrows, training points (black) and held-out "
-                                                "test points (pink)."),
-                               pn.pane.HoloViews(region_view(s), linked_axes=False))
+                                                "test points (pink)."))
 
         # training tab
         self.cards = pn.Column(sizing_mode="stretch_width")
@@ -225,15 +230,23 @@ class Explorer:
         runs_tab = pn.Column(self.run_path, load_run, self.run_view)
 
         self.tabs = pn.Tabs(("Map", map_tab), ("Region", region_tab), ("Training", training_tab),
-                            ("Lesson", lesson_tab), ("Saved runs", runs_tab), dynamic=True)
+                            ("Lesson", lesson_tab), ("Saved runs", runs_tab), dynamic=False)
+        self.tabs.param.watch(self._on_tab, "active")
         self.main = [pn.Column(self.message, self.tabs, sizing_mode="stretch_width")]
         s.param.watch(self._refresh_info, ["message", "problem", "bounds"])
         self._refresh_info()
 
+    def _on_tab(self, event: Any) -> None:
+        region_tab = self.tabs[1]
+        if event.new == 1 and len(region_tab) == 1:
+            region_tab.append(pn.pane.HoloViews(region_view(self.state), linked_axes=False))
+
     def _hyper_panel(self, name: str) -> pn.Param:
         params = self.state.hyper[name]
+        # wide-ranged integers get a number box: a slider from 1 to a million cannot be set
+        boxes = {k: pn.widgets.IntInput for k in ("epochs", "batch_size", "collocation", "seed") if k in params.param}
         return pn.Param(params, show_name=False, parameters=[k for k in params.param if k not in ("name", "seconds")],
-                        sizing_mode="stretch_width")
+                        widgets=boxes, sizing_mode="stretch_width")
 
     # -- callbacks -----------------------------------------------------------------------------
     def _refresh_info(self, *events: Any) -> None:
@@ -299,11 +312,15 @@ class Explorer:
 
     def _poll(self) -> None:
         """Periodic: copy the jobs' latest snapshots into the views (never blocks on training)."""
-        with pn.io.hold():  # send the poll's changes together
-            self._refresh_jobs()
-
-    def _refresh_jobs(self) -> None:
         snaps = {job.id: job.latest() for _, job in self.jobs}
+        plots_change = any(snaps[job.id] is not getattr(self.rows.get(job.id), "last_snapshot", None)
+                           for _, job in self.jobs)
+        # Freezing the document makes Bokeh walk its whole model graph once at the end: worth it when
+        # several plots change (once instead of once per plot), wasted when only text changes.
+        with pn.io.hold(freeze=plots_change):
+            self._refresh_jobs(snaps)
+
+    def _refresh_jobs(self, snaps: dict[int, Any]) -> None:
         limits = shared_limits(list(snaps.values()))
         for label, job in self.jobs:
             self.cards_by_id[job.id].update()
@@ -323,7 +340,8 @@ class Explorer:
         if not text.endswith(RUN_SUFFIXES):
             text = text.rstrip("/") + "/model.safetensors"  # a run folder written by --out or the app
         try:
-            ckpt = load_checkpoint(safe_path(text, allowed_roots(REPO_ROOT), RUN_SUFFIXES))
+            ckpt = load_checkpoint(safe_path(text, allowed_roots(REPO_ROOT), RUN_SUFFIXES,
+                                             bases=[Path.cwd(), REPO_ROOT]))
         except ValueError as err:
             self.state.message = f"Could not load the run: {err}"
             return
@@ -333,9 +351,10 @@ class Explorer:
         plot = (maps.magnitude_map(fields, f"{title}: |q| (m²/yr)") * maps.flux_arrows(fields)
                 + maps.divergence_map(fields, limit, f"{title}: ∇·q (m/yr)")).opts(
             hv.opts.Image(data_aspect=1, frame_width=380))
-        metrics = {k: v for k, v in ckpt.metrics.items() if isinstance(v, (int, float, str))}
+        rows = "\n".join(f"| {k} | {v:.6g} |" if isinstance(v, float) else f"| {k} | {v} |"
+                         for k, v in ckpt.metrics.items() if isinstance(v, (int, float, str)))
         self.run_view.objects = [pn.pane.HoloViews(plot, linked_axes=False),
-                                 pn.pane.JSON(json.dumps(metrics), depth=1, name="metrics")]
+                                 pn.pane.Markdown(f"| metric | value |\n|---|---|\n{rows}", css_classes=["run-metrics"])]
         self.state.message = ""
 
     # -- export ----------------------------------------------------------------------------------
@@ -354,7 +373,9 @@ class Explorer:
                            {k: (v.values, v.attrs["units"], v.attrs["long_name"]) for k, v in ds.data_vars.items()},
                            attrs={"title": f"iceviz {label} prediction", "data_spec": ds.attrs.get("data", ""),
                                   "epoch": snap.epoch})
-        return io.BytesIO(out.to_netcdf(engine="h5netcdf"))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = write_netcdf(out, Path(tmp) / "prediction.nc")
+            return io.BytesIO(path.read_bytes())
 
     def _png_bytes(self) -> io.BytesIO:
         import matplotlib
@@ -397,8 +418,21 @@ class Explorer:
         return template
 
 
+def _quiet_closed_websockets(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    """A tab closed while an update was on its way: tornado leaves an unretrieved task error
+    that asyncio would log as a traceback. Log one line instead; anything else goes through."""
+    if isinstance(context.get("exception"), (WebSocketClosedError, StreamClosedError)):
+        logging.getLogger(__name__).info("a browser session closed while an update was being sent")
+        return
+    loop.default_exception_handler(context)
+
+
 def build_app() -> pn.template.BootstrapTemplate:
     """A fresh explorer for one browser session."""
     pn.extension("tabulator", notifications=False, sizing_mode="stretch_width")
     hv.extension("bokeh")
+    try:
+        asyncio.get_running_loop().set_exception_handler(_quiet_closed_websockets)
+    except RuntimeError:  # not inside a server (e.g. built in a test or a notebook)
+        pass
     return Explorer().servable()

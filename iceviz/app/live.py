@@ -108,13 +108,13 @@ class LiveRow:
         self.loss_pipe = hv.streams.Pipe(data=history)
         flux = hv.DynamicMap(self._flux, streams=[self.pipe]).opts(hv.opts.Image(**MAP_OPTS))
         div = hv.DynamicMap(self._divergence, streams=[self.pipe]).opts(hv.opts.Image(**MAP_OPTS))
-        err = hv.DynamicMap(self._error, streams=[self.pipe]).opts(hv.opts.Image(**MAP_OPTS),
-                                                                   hv.opts.Points(**MAP_OPTS))
+        err = hv.DynamicMap(self._error, streams=[self.pipe]).opts(hv.opts.Image(**MAP_OPTS))
         loss = hv.DynamicMap(self._loss, streams=[self.loss_pipe]).opts(
             hv.opts.Curve(frame_width=250, frame_height=200, logy=True), hv.opts.Overlay(legend_position="top_right"))
-        self.view = pn.Row(*(pn.pane.HoloViews(x, linked_axes=True) for x in (flux, div, err)),
-                           sizing_mode="stretch_width")
-        self.loss_view = pn.pane.HoloViews(loss, linked_axes=False)
+        self.view = pn.Row(*(pn.pane.HoloViews(x, linked_axes=True, css_classes=[name])
+                             for x, name in ((flux, "flux-map"), (div, "divergence-map"), (err, "error-map"))),
+                           css_classes=["live-row"], sizing_mode="stretch_width")
+        self.loss_view = pn.pane.HoloViews(loss, linked_axes=False, css_classes=["loss-view"])
 
     @staticmethod
     def _key(limits: dict[str, float]) -> tuple[float, float, float]:
@@ -133,8 +133,10 @@ class LiveRow:
         snap = data["snapshot"]
         if "error" in snap.fields:
             return maps.error_map(snap.fields, data["err_limit"], f"{self.label}: |error| vs known truth (m²/yr)")
-        return maps.point_errors(snap.points, data["err_limit"]).opts(
-            title=f"{self.label}: |error| at held-out points (m²/yr)")
+        ds = snap.fields
+        bounds = (float(ds.x[0]), float(ds.x[-1]), float(ds.y[0]), float(ds.y[-1]))
+        return maps.binned_errors(snap.points, bounds, limit=data["err_limit"],
+                                  title=f"{self.label}: mean |error| at held-out points (m²/yr)")
 
     def _loss(self, data: list) -> hv.Overlay:
         return maps.loss_curves(data, self.loss_keys, title=f"{self.label}: loss terms")

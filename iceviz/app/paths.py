@@ -19,10 +19,12 @@ def allowed_roots(repo_root: Path) -> list[Path]:
     return [r.resolve() for r in roots]
 
 
-def safe_path(text: str, roots: Iterable[Path], suffixes: Iterable[str], must_exist: bool = True) -> Path:
+def safe_path(text: str, roots: Iterable[Path], suffixes: Iterable[str], must_exist: bool = True,
+              bases: Iterable[Path] = ()) -> Path:
     """The resolved path for ``text`` if it lies inside one of ``roots`` and has an allowed suffix.
 
-    Relative paths are taken relative to each root in turn. Raises ValueError
+    Relative paths are taken relative to each of ``bases`` (e.g. the working
+    directory, so that ``runs/x`` works) and then each root. Raises ValueError
     (naming the path and the rule it broke) for anything else: traversal out
     of the roots, symlinks pointing outside, other file types, missing files.
     """
@@ -34,7 +36,7 @@ def safe_path(text: str, roots: Iterable[Path], suffixes: Iterable[str], must_ex
     roots = [Path(r).resolve() for r in roots]
     suffixes = tuple(s.lower() for s in suffixes)
     raw = Path(text).expanduser()
-    candidates = [raw] if raw.is_absolute() else [root / raw for root in roots]
+    candidates = [raw] if raw.is_absolute() else [Path(b) / raw for b in bases] + [root / raw for root in roots]
     for candidate in candidates:
         resolved = candidate.resolve()
         inside = any(resolved == root or root in resolved.parents for root in roots)

@@ -40,6 +40,9 @@ from iceviz.training.snapshot import Snapshot
 
 LIVE_MAD_POINTS = 2000
 """Test points used for the divergence score in live snapshots (the final one uses all)."""
+LIVE_GRID_MAX = 50
+"""Live snapshots map the fields on at most this many cells a side (the final one on the full grid),
+so that making them costs a few per cent of training time."""
 
 
 @dataclass
@@ -281,10 +284,16 @@ class FluxTrainer:
         x_div = self.x_test if mad_points is None else self.x_test[:mad_points]
         return flux_scores(pred, self.q_test, self.divergence_scaled(x_div), self.problem.scale)
 
-    def grid_fields(self) -> xr.Dataset:
-        """Prediction, divergence and (where truth is known) error on the evaluation grid, physical units."""
+    def grid_fields(self, max_cells: int | None = None) -> xr.Dataset:
+        """Prediction, divergence and (where truth is known) error on the evaluation grid, physical units.
+
+        ``max_cells`` caps the cells a side (keeping the aspect ratio) for cheaper live maps."""
         problem = self.problem
-        return flux_grid_fields(self.model, problem.scale, problem.bounds, self.grid_shape, truth=problem.truth,
+        shape = self.grid_shape
+        if max_cells is not None and max(shape) > max_cells:
+            factor = max_cells / max(shape)
+            shape = (max(3, round(shape[0] * factor)), max(3, round(shape[1] * factor)))
+        return flux_grid_fields(self.model, problem.scale, problem.bounds, shape, truth=problem.truth,
                                 attrs={"model": self.spec.name, "data": problem.spec})
 
     def test_point_errors(self) -> dict[str, np.ndarray]:
@@ -302,7 +311,8 @@ class FluxTrainer:
         snap = Snapshot(
             model=self.spec.name, step=self.step, epoch=self.epoch,
             seconds=control.elapsed(), progress=1.0 if final else self._progress(control, 0.0),
-            losses=dict(self.losses), metrics=metrics, fields=self.grid_fields(),
+            losses=dict(self.losses), metrics=metrics,
+            fields=self.grid_fields(max_cells=None if final else LIVE_GRID_MAX),
             points=self.test_point_errors(), device=str(self.device), final=final,
         )
         self.model.train(was_training)

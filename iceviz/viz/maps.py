@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import holoviews as hv
+import holoviews.plotting.bokeh  # noqa: F401  (registers the Bokeh options these builders set)
 import numpy as np
 import xarray as xr
 
@@ -90,11 +91,19 @@ def observation_points(xy: np.ndarray, split: str, size: int = 2) -> hv.Points:
     return pts.opts(color=color, size=size, alpha=0.6)
 
 
-def point_errors(points: dict[str, np.ndarray], limit: float | None = None, size: int = 3) -> hv.Points:
-    """Per-test-point error magnitude (m²/yr) against held-out observations."""
-    pts = hv.Points((points["x"], points["y"], points["error"]), kdims=KDIMS, vdims=[value_dimension("error")])
-    clim = (0, limit) if limit else (np.nan, np.nan)
-    return pts.opts(color="error", cmap=ERROR, clim=clim, colorbar=True, size=size)
+def binned_errors(points: dict[str, np.ndarray], bounds: tuple[float, float, float, float], n: int = 50,
+                  limit: float | None = None, title: str = "") -> hv.Image:
+    """Mean error magnitude of the held-out points in an n x n grid of bins (NaN where no point falls):
+    a fixed-size image however many test points there are."""
+    xmin, xmax, ymin, ymax = bounds
+    ex, ey = np.linspace(xmin, xmax, n + 1), np.linspace(ymin, ymax, n + 1)
+    count, _, _ = np.histogram2d(points["y"], points["x"], bins=[ey, ex])
+    total, _, _ = np.histogram2d(points["y"], points["x"], bins=[ey, ex], weights=points["error"])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, total / count, np.nan)
+    img = hv.Image(((ex[:-1] + ex[1:]) / 2, (ey[:-1] + ey[1:]) / 2, mean), kdims=KDIMS,
+                   vdims=[value_dimension("error")])
+    return img.opts(cmap=ERROR, colorbar=True, clim=(0, limit) if limit else (np.nan, np.nan), title=title)
 
 
 def loss_terms(history: Sequence[dict]) -> list[str]:
@@ -114,9 +123,8 @@ def loss_curves(history: Sequence[dict], keys: Sequence[str], title: str = "") -
         values = np.array([h.get(key, np.nan) for h in history], dtype=float)
         ok = np.isfinite(values) & (values > 0)
         curves.append(hv.Curve((epochs[ok], values[ok]), "epoch", hv.Dimension("loss", label="loss"),
-                               label=key.removeprefix("loss_")))
-    return hv.Overlay(curves).opts(hv.opts.Curve(logy=True, tools=["hover"]),
-                                   hv.opts.Overlay(title=title, legend_position="top_right"))
+                               label=key.removeprefix("loss_")).opts(logy=True, tools=["hover"]))
+    return hv.Overlay(curves).opts(title=title, legend_position="top_right")
 
 
 def boxes(bounds: Sequence[tuple[float, float, float, float]], labels: Sequence[str], color: str = "#ffcc00"):

@@ -45,3 +45,11 @@ def test_wrong_type_missing_and_empty(roots):
         safe_path("b/model.safetensors", roots, [".safetensors"])
     with pytest.raises(ValueError, match="no path"):
         safe_path("  ", roots, [".safetensors"])
+
+
+def test_relative_to_a_base_inside_a_root(roots, tmp_path):
+    # "runs/a/model.safetensors" typed while the working directory is the repository
+    path = safe_path("runs/a/model.safetensors", roots, [".safetensors"], bases=[tmp_path])
+    assert path == roots[0] / "a" / "model.safetensors"
+    with pytest.raises(ValueError):
+        safe_path("secret.safetensors", roots, [".safetensors"], bases=[tmp_path])  # base alone is not a root

@@ -1,19 +1,11 @@
 """The explorer's per-session state (no Panel): regions, data, compatibility, jobs."""
 
 import pytest
-import torch
 
 from iceviz.app.state import CUSTOM, ExplorerState
 from iceviz.geo.regions import PRESET_REGIONS
 from iceviz.training.job import JobStatus
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def _state(source_spec: str) -> ExplorerState:

@@ -16,14 +16,6 @@ from iceviz.training.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from iceviz.training.trainers import make_trainer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a small, shared CPU, oversubscribed torch threads spin and crawl."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def trained():

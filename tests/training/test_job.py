@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 from iceviz.data.problem import FluxObservations
 from iceviz.data.specs import load_problem
@@ -25,14 +24,6 @@ from iceviz.training.trainers import make_trainer, training_job
 
 LONG = 10**6  # an epoch budget no test waits for
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a small, shared CPU, oversubscribed torch threads spin and crawl."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # --------------------------------------------------------------------------- helpers

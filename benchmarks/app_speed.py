@@ -1,0 +1,135 @@
+"""The explorer under load: training speed in the app against headless, and click latency.
+
+Serves ``apps/explorer.py`` on a free localhost port, drives it with Chromium
+(Playwright), trains one model for a fixed wall-clock budget in the app and
+the same model headless (same data, hyper-parameters and budget), and
+compares epochs per second. While the app trains, it clicks Pause / Resume
+repeatedly and times each click until the job card shows the new state (a
+full round trip: browser -> server -> job -> poll -> browser).
+
+Usage: python -m benchmarks.app_speed [--model dfnn] [--data synthetic:glacier] [--seconds 20] [--clicks 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import torch
+
+from benchmarks.common import REPO, machine, write_json
+from tests.browser.conftest import DEEP_TEXT_JS
+from iceviz.training.trainers import make_trainer
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+LABELS = {"synthetic:glacier": "Synthetic outlet glacier (Byrd box)", "byrd-mcor:": "Byrd Glacier observations (byrd-mcor)"}
+
+
+def headless_rate(model: str, data: str, seconds: float) -> float:
+    torch.set_num_threads(1)
+    result = make_trainer(model, data, device="cpu", seed=0, epochs=1_000_000, seconds=seconds).fit()
+    return result.epochs / result.seconds
+
+
+def app_run(model: str, data: str, seconds: float, clicks: int) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen([sys.executable, "-m", "panel", "serve", "apps/explorer.py", "--address", "127.0.0.1",
+                               "--port", str(port), "--allow-websocket-origin", f"127.0.0.1:{port}"],
+                              cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/explorer"
+    try:
+        for _ in range(180):
+            try:
+                urllib.request.urlopen(url, timeout=5)
+                break
+            except OSError:
+                time.sleep(0.5)
+        with sync_playwright() as p:
+            ctx = p.chromium.launch_persistent_context(tempfile.mkdtemp(), executable_path="/usr/bin/chromium",
+                                                       args=CHROMIUM_ARGS, headless=True,
+                                                       viewport={"width": 1500, "height": 1000})
+            page = ctx.new_page()
+            page.goto(url)
+            page.locator(".bk-tab", has_text="Map").first.wait_for(timeout=60_000)
+            page.locator(".bk-input-group", has_text="Data").locator("select").first.select_option(label=LABELS[data])
+            page.wait_for_timeout(2000)
+            for name in ("dfnn", "pinn", "nn"):
+                if name != model:
+                    page.locator(f'.choices__item[data-value="{name}"]').locator("button").first.click()
+            page.wait_for_timeout(500)
+            page.locator("button", has_text="Start training").first.click()
+            card = page.locator(".job-card").first
+
+            def text() -> str:
+                return card.evaluate(DEEP_TEXT_JS)
+
+            def wait(pred, timeout=10.0) -> float:
+                t0 = time.monotonic()
+                while not pred():
+                    if time.monotonic() - t0 > timeout:
+                        raise TimeoutError("no change on the page")
+                    time.sleep(0.01)
+                return time.monotonic() - t0
+
+            wait(lambda: "running" in text(), 60)
+            page.wait_for_timeout(3000)
+            latencies = []
+            for _ in range(clicks):
+                t0 = time.monotonic()
+                card.locator("button", has_text="Pause").first.click()
+                wait(lambda: "paused" in text())
+                latencies.append(time.monotonic() - t0)
+                t0 = time.monotonic()
+                card.locator("button", has_text="Resume").first.click()
+                wait(lambda: "running" in text())
+                latencies.append(time.monotonic() - t0)
+                page.wait_for_timeout(700)
+            wait(lambda: "done" in text(), seconds + 120)
+            page.wait_for_timeout(1500)
+            row = page.locator(".tabulator-row").first
+            cells = {f: float(row.locator(f'[tabulator-field="{f}"]').first.evaluate(DEEP_TEXT_JS).replace(",", ""))
+                     for f in ("epochs", "seconds")}
+            ctx.close()
+        return {"latencies": latencies, **cells}
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="dfnn")
+    parser.add_argument("--data", default="synthetic:glacier", choices=list(LABELS))
+    parser.add_argument("--clicks", type=int, default=10)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    seconds = 30.0  # the app's default budget per model
+    app = app_run(args.model, args.data, seconds, args.clicks)
+    app_rate = app["epochs"] / app["seconds"]
+    head = headless_rate(args.model, args.data, seconds)
+    lat = sorted(app["latencies"])
+    write_json(args.json, {
+        "benchmark": "explorer responsiveness and in-app training speed",
+        "machine": machine(), "model": args.model, "data": args.data, "budget_s": seconds,
+        "app_epochs_per_s": round(app_rate, 2), "headless_epochs_per_s": round(head, 2),
+        "app_over_headless": round(app_rate / head, 3),
+        "click_latency_s": {"median": round(statistics.median(lat), 3), "max": round(lat[-1], 3),
+                            "n": len(lat), "p90": round(lat[int(0.9 * (len(lat) - 1))], 3)},
+    })
+
+
+if __name__ == "__main__":
+    main()

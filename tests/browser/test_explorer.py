@@ -1,0 +1,168 @@
+"""The explorer in a real browser: map, presets, live training, pause / cancel, lesson, export, saved runs."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import xarray as xr
+
+from iceviz.cli import main as cli_main
+from tests.browser.conftest import REPO, deep_text, shot
+
+
+def select(page, label: str, option: str) -> None:
+    page.locator(".bk-input-group", has_text=label).locator("select").first.select_option(label=option)
+    page.wait_for_timeout(1500)
+
+
+def tab(page, name: str) -> None:
+    page.locator(".bk-tab", has_text=name).first.click()
+    page.wait_for_timeout(1500)
+
+
+def keep_models(page, keep: list[str]) -> None:
+    for name in ("dfnn", "pinn", "nn"):
+        if name not in keep:
+            page.locator(f'.choices__item[data-value="{name}"]').locator("button").first.click()
+            page.wait_for_timeout(300)
+
+
+def card_text(page, label: str) -> str:
+    cards = page.locator(".job-card")
+    for i in range(cards.count()):
+        text = deep_text(cards.nth(i))
+        if label in text:
+            return text
+    return ""
+
+
+def wait_for(predicate, timeout: float, what: str) -> float:
+    """Poll ``predicate`` until true; returns the seconds it took."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_map_presets_and_a_box_without_data(page):
+    shot(page, "map")
+    select(page, "Data", "Synthetic outlet glacier (Byrd box)")
+    summary = page.locator(".region-summary").first
+    assert "2372 train" in deep_text(summary)
+    select(page, "Region", "amery")
+    message = page.locator(".app-message").first
+    message.wait_for(state="visible", timeout=10_000)
+    assert "No usable data" in deep_text(message)
+    select(page, "Region", "byrd-lower")
+    assert "66.7 × 200 km" in deep_text(summary)
+    assert "train" in deep_text(summary)
+    tab(page, "Region")
+    page.wait_for_timeout(2000)
+    shot(page, "region-byrd-lower")
+
+
+def test_training_updates_live_and_obeys_pause_and_cancel(page, tmp_path):
+    select(page, "Data", "Synthetic outlet glacier (Byrd box)")
+    keep_models(page, ["nn"])
+    select(page, "Hyper-parameters of", "nn")
+    epochs = page.locator(".bk-input-group", has_text="Epochs").locator("input").first
+    epochs.fill("100000")  # the 30 s budget ends it, not the epochs
+    epochs.press("Enter")
+    page.wait_for_timeout(500)
+    page.locator("button", has_text="Start training").first.click()
+    label = "nn #"
+    wait_for(lambda: "running" in card_text(page, label), 30, "the job to run")
+    div_map = page.locator(".divergence-map").first
+    div_map.wait_for(timeout=30_000)
+    page.wait_for_timeout(1500)
+    first = div_map.screenshot()
+    page.wait_for_timeout(2500)
+    second = div_map.screenshot()
+    assert first != second, "the divergence map did not change between two snapshots"
+    shot(page, "training-live")
+
+    card = page.locator(".job-card").first
+    card.locator("button", has_text="Pause").first.click()
+    latency = wait_for(lambda: "paused" in card_text(page, label), 5, "the pause to show")
+    epoch = card_text(page, label).split("epoch")[1].split("·")[0]
+    page.wait_for_timeout(1500)
+    assert card_text(page, label).split("epoch")[1].split("·")[0] == epoch, "training went on while paused"
+    print(f"pause shown after {latency:.3f} s")
+    card.locator("button", has_text="Resume").first.click()
+    wait_for(lambda: "running" in card_text(page, label), 5, "the resume")
+    card.locator("button", has_text="Cancel").first.click()
+    wait_for(lambda: "cancelled" in card_text(page, label), 5, "the cancel")
+
+    with page.expect_download(timeout=30_000) as download:
+        page.locator("button", has_text="NetCDF").first.click()
+    path = tmp_path / "prediction.nc"
+    download.value.save_as(path)
+    with xr.open_dataset(path) as ds:
+        assert {"qx", "qy", "divergence"} <= set(ds.data_vars)
+        assert ds["qx"].attrs["units"] == "m2 yr-1" and "crs" in ds.variables
+        assert float(ds.x.min()) >= 400_000 and float(ds.x.max()) <= 600_000
+    with page.expect_download(timeout=30_000) as download:
+        page.locator("button", has_text="PNG").first.click()
+    png = tmp_path / "view.png"
+    download.value.save_as(png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_lesson_shows_progress_within_ten_seconds(page):
+    tab(page, "Lesson")
+    page.locator("button", has_text="Start the lesson").first.click()
+    took = wait_for(lambda: all("epoch 0 ·" not in card_text(page, f"lesson {m}") and "epoch" in card_text(page, f"lesson {m}")
+                                for m in ("dfNN", "PINN")), 10, "both lesson jobs to show progress")
+    print(f"lesson progress visible after {took:.1f} s")
+    page.locator(".divergence-map").nth(1).wait_for(timeout=15_000)
+    page.wait_for_timeout(2000)
+    shot(page, "lesson")
+    tab(page, "Lesson")
+    page.locator("button", has_text="Reset").first.click()
+    page.wait_for_timeout(1000)
+    assert page.locator(".job-card").count() == 0
+
+
+def test_saved_run_loads_and_bad_paths_are_refused(page):
+    out = REPO / "runs" / "browser-test-run"
+    assert cli_main(["train", "dfnn", "--data", "synthetic:curve", "--epochs", "5", "--quiet", "--out", str(out)]) == 0
+    tab(page, "Saved runs")
+    box = page.locator(".bk-input-group", has_text="Saved run").locator("input").first
+    box.fill("../../etc/passwd")
+    box.press("Enter")
+    page.locator("button", has_text="Load run").first.click()
+    message = page.locator(".app-message").first
+    message.wait_for(state="visible", timeout=10_000)
+    assert "Could not load the run" in deep_text(message)
+    box.fill("runs/browser-test-run")
+    box.press("Enter")
+    page.locator("button", has_text="Load run").first.click()
+    page.wait_for_timeout(3000)
+    assert not page.locator(".app-message").first.is_visible()
+    shot(page, "saved-run")
+
+
+@pytest.mark.parametrize("n", [1])
+def test_two_sessions_are_independent(server, n):
+    # A second browser session starts with no jobs even while another has some: state is per session.
+    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, playwright_api
+
+    url, _ = server
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        a, b = browser.new_page(), browser.new_page()
+        a.goto(url)
+        b.goto(url)
+        for pg in (a, b):
+            pg.locator(".bk-tab", has_text="Map").first.wait_for(timeout=60_000)
+        select(a, "Data", "Synthetic outlet glacier (Byrd box)")
+        keep_models(a, ["nn"])
+        a.locator("button", has_text="Start training").first.click()
+        wait_for(lambda: a.locator(".job-card").count() == 1, 10, "a's job card")
+        b.wait_for_timeout(1500)
+        assert b.locator(".job-card").count() == 0
+        a.close()  # closing the tab ends the session; its jobs are cancelled by the server
+        browser.close()
