@@ -69,6 +69,12 @@ def app_run(model: str, data: str, seconds: float, clicks: int) -> dict:
             for name in ("dfnn", "pinn", "nn"):
                 if name != model:
                     page.locator(f'.choices__item[data-value="{name}"]').locator("button").first.click()
+            page.locator(".bk-input-group", has_text="Hyper-parameters of").locator("select").first.select_option(
+                label=model)
+            page.wait_for_timeout(1000)
+            epochs = page.locator(".bk-input-group", has_text="Epochs").locator("input").first
+            epochs.fill("1000000")  # the wall-clock budget ends the run, in the app as headless
+            epochs.press("Enter")
             page.wait_for_timeout(500)
             page.locator("button", has_text="Start training").first.click()
             card = page.locator(".job-card").first

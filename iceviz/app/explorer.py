@@ -245,6 +245,7 @@ class Explorer:
         params = self.state.hyper[name]
         # wide-ranged integers get a number box: a slider from 1 to a million cannot be set
         boxes = {k: pn.widgets.IntInput for k in ("epochs", "batch_size", "collocation", "seed") if k in params.param}
+        boxes.update({k: pn.widgets.FloatInput for k in ("lr", "weight_decay") if k in params.param})
         return pn.Param(params, show_name=False, parameters=[k for k in params.param if k not in ("name", "seconds")],
                         widgets=boxes, sizing_mode="stretch_width")
 
