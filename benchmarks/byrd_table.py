@@ -12,12 +12,10 @@ Usage: python -m benchmarks.byrd_table [--models dfnn,pinn,...] [--seeds 3] [--s
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 
-import torch
 
-from benchmarks.common import DEFAULT_BYRD, machine, write_json
+from benchmarks.common import DEFAULT_BYRD, machine, parse_run_args, write_json
 from iceviz.data.byrd import load_byrd
 from iceviz.models.registry import model_names
 from iceviz.training.trainers import make_trainer
@@ -35,11 +33,7 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(model_names("flux")))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--json")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+    args, overrides = parse_run_args(parser)
 
     problem = load_byrd(args.byrd)
     rows = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -11,8 +12,19 @@ from typing import Any
 
 import torch
 
+from iceviz.cli import parse_assignments
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BYRD = os.environ.get("ICEVIZ_BYRD_DIR", str(REPO.parent / "shared" / "data" / "byrd_mcor"))
+
+
+def parse_run_args(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, dict[str, Any]]:
+    """Add ``--set KEY=VALUE`` (hyper-parameter overrides) and ``--json OUT``, parse, pin one torch thread."""
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    return args, parse_assignments(args.set)
 
 
 def machine() -> dict[str, Any]:

@@ -10,12 +10,10 @@ Usage: python -m benchmarks.synthetic_table [--models dfnn,pinn] [--seeds 8] [--
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 
-import torch
 
-from benchmarks.common import machine, write_json
+from benchmarks.common import machine, parse_run_args, write_json
 from iceviz.data.specs import load_problem
 from iceviz.training.trainers import make_trainer
 
@@ -31,11 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="dfnn,pinn")
     parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--json")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+    args, overrides = parse_run_args(parser)
 
     results: dict[str, dict[str, dict[str, float]]] = {}
     for name in args.models.split(","):

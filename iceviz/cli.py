@@ -27,13 +27,19 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings (``--set``) as a dict; values parsed as JSON when they parse."""
     out: dict[str, Any] = {}
-    for item in args.set or []:
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
         out[key.strip()] = _parse_value(value.strip())
+    return out
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out = parse_assignments(args.set or [])
     for key in ("epochs", "seconds", "seed"):
         if getattr(args, key) is not None:
             out[key] = getattr(args, key)
