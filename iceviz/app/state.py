@@ -8,6 +8,7 @@ layer only renders this state and forwards clicks to its methods.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,12 @@ def available_sources() -> dict[str, str]:
     return sources
 
 
+@functools.lru_cache(maxsize=32)
+def _whole_source(spec: str) -> FluxProblem:
+    """A source loaded once per server process and shared read-only by every session."""
+    return load_problem(spec)
+
+
 def _bbox_option(bounds: tuple[float, float, float, float]) -> str:
     return "bbox=" + ",".join(f"{b:.0f}" for b in bounds)
 
@@ -65,7 +72,6 @@ class ExplorerState(param.Parameterized):
 
     def __init__(self, queue: JobQueue | None = None, **params: Any):
         self._sources = available_sources()
-        self._footprints: dict[str, FluxProblem] = {}
         self.queue = queue or JobQueue()
         self.hyper: dict[str, param.Parameterized] = {n: REGISTRY[n].make_params() for n in model_names("flux")}
         self.param.source.objects = list(self._sources)
@@ -80,15 +86,25 @@ class ExplorerState(param.Parameterized):
         return self._sources[self.source]
 
     def footprint(self, label: str | None = None) -> FluxProblem:
-        """The whole problem of a source (cached): its bounds are the dataset's footprint."""
-        label = label or self.source
-        if label not in self._footprints:
-            self._footprints[label] = load_problem(self._sources[label])
-        return self._footprints[label]
+        """The whole problem of a source: its bounds are the dataset's footprint."""
+        return _whole_source(self._sources[label or self.source])
 
     def footprints(self) -> dict[str, tuple[float, float, float, float]]:
-        """Bounds of every source that is loaded (for the map)."""
-        return {label: tuple(p.bounds) for label, p in self._footprints.items()}
+        """Bounds of every available source, one entry per distinct footprint (for the map)."""
+        groups: list[tuple[tuple[float, ...], list[str]]] = []
+        for label in self._sources:
+            try:
+                bounds = tuple(float(b) for b in self.footprint(label).bounds)
+            except DataError:
+                continue
+            # footprints whose edges all lie within 20 km of each other share one box and label
+            same = next((g for g in groups if max(abs(a - b) for a, b in zip(g[0], bounds)) < 20_000), None)
+            if same is None:
+                groups.append((bounds, [label]))
+            else:
+                same[1].append(label)
+        return {(labels[0] if len(labels) == 1 else f"{labels[0]} + {len(labels) - 1} more"): bounds
+                for bounds, labels in groups}
 
     def use_source_extent(self) -> None:
         """Set the box to the whole of the current source."""

@@ -54,3 +54,12 @@ def test_incompatible_models_are_skipped_with_a_reason_and_jobs_run():
     assert "dfnn-aux" in state.message and "surface elevation" in state.message
     assert jobs[0].wait(30) is JobStatus.DONE
     assert jobs[0].result.epochs == 5
+
+
+def test_footprints_of_every_source_grouped_when_they_coincide():
+    state = ExplorerState()
+    footprints = state.footprints()
+    boxes = list(footprints.values())
+    assert (-50_000.0, 50_000.0, 300_000.0, 400_000.0) in boxes  # the five benchmark fields, one box
+    assert any("+ 4 more" in label for label in footprints)
+    assert len(boxes) == len(set(boxes))
