@@ -38,8 +38,10 @@ from iceviz.training.job import Control, TrainingFailed
 from iceviz.training.metrics import flux_scores, in_chunks
 from iceviz.training.snapshot import Snapshot
 
+LIVE_TEST_POINTS = 4000
+"""Live snapshots score a fixed random subset of this many test points (the final one scores all)."""
 LIVE_MAD_POINTS = 2000
-"""Test points used for the divergence score in live snapshots (the final one uses all)."""
+"""... and the divergence on this many of them (it needs a backward pass)."""
 LIVE_GRID_MAX = 50
 """Live snapshots map the fields on at most this many cells a side (the final one on the full grid),
 so that making them costs a few per cent of training time."""
@@ -116,6 +118,8 @@ class FluxTrainer:
                 self.surface_direction = self._surface_at(self.direction[0])
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=params.lr, weight_decay=params.weight_decay,
                                            **({"fused": True} if dev.type in ("cpu", "cuda") else {}))
+        n_test = len(self.q_test)
+        self._live_test = np.sort(np.random.default_rng(params.seed).permutation(n_test)[:LIVE_TEST_POINTS])
         self.epoch = 0
         self.step = 0
         self.best_epoch = 0
@@ -278,11 +282,21 @@ class FluxTrainer:
         scale = self.problem.scale
         return self.predict_scaled(_as_tensor(scale.xy_to_scaled(xy), self.device)) * scale.flux
 
-    def evaluate(self, mad_points: int | None = None) -> dict[str, float]:
-        """Test scores (scaled and physical); MAD on the first ``mad_points`` test points (all when None)."""
-        pred = self.predict_scaled(self.x_test)
-        x_div = self.x_test if mad_points is None else self.x_test[:mad_points]
-        return flux_scores(pred, self.q_test, self.divergence_scaled(x_div), self.problem.scale)
+    def evaluate(self, live: bool = False) -> dict[str, float]:
+        """Test scores (scaled and physical); ``live`` scores a fixed random subset (see LIVE_TEST_POINTS)."""
+        return self._score(live)[0]
+
+    def _score(self, live: bool) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+        """Test scores and per-point error magnitudes (m²/yr) from one prediction pass."""
+        idx = self._live_test if live else np.arange(len(self.q_test))
+        x = self.x_test[torch.as_tensor(idx, device=self.device)]
+        pred = self.predict_scaled(x)
+        div = self.divergence_scaled(x[:LIVE_MAD_POINTS] if live else x)
+        scores = flux_scores(pred, self.q_test[idx], div, self.problem.scale)
+        xy = self.problem.test.xy[idx]
+        errors = {"x": xy[:, 0], "y": xy[:, 1],
+                  "error": np.hypot(*(pred - self.q_test[idx]).T) * self.problem.scale.flux}
+        return scores, errors
 
     def grid_fields(self, max_cells: int | None = None) -> xr.Dataset:
         """Prediction, divergence and (where truth is known) error on the evaluation grid, physical units.
@@ -296,24 +310,19 @@ class FluxTrainer:
         return flux_grid_fields(self.model, problem.scale, problem.bounds, shape, truth=problem.truth,
                                 attrs={"model": self.spec.name, "data": problem.spec})
 
-    def test_point_errors(self) -> dict[str, np.ndarray]:
-        """Per-test-point error magnitude (m²/yr) against the held-out observations."""
-        pred = self.predict_scaled(self.x_test)
-        err = np.hypot(*(pred - self.q_test).T) * self.problem.scale.flux
-        return {"x": self.problem.test.xy[:, 0], "y": self.problem.test.xy[:, 1], "error": err}
-
     def snapshot(self, control: Control, final: bool = False) -> Snapshot:
-        """Metrics and fields now, in physical units; live snapshots score MAD on a subset of test points."""
+        """Metrics and fields now, in physical units; live snapshots score a subset of the test points
+        on a coarser map grid, so that making one costs a few per cent of training."""
         was_training = self.model.training
         self.model.eval()
-        metrics = self.evaluate(mad_points=None if final else LIVE_MAD_POINTS)
+        metrics, errors = self._score(live=not final)
         metrics.update(epochs=self.epoch, steps=self.step)
         snap = Snapshot(
             model=self.spec.name, step=self.step, epoch=self.epoch,
             seconds=control.elapsed(), progress=1.0 if final else self._progress(control, 0.0),
             losses=dict(self.losses), metrics=metrics,
             fields=self.grid_fields(max_cells=None if final else LIVE_GRID_MAX),
-            points=self.test_point_errors(), device=str(self.device), final=final,
+            points=errors, device=str(self.device), final=final,
         )
         self.model.train(was_training)
         return snap
