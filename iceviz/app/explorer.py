@@ -178,7 +178,8 @@ class Explorer:
         self.box_stream.source = picker
         self.box_stream.add_subscriber(self._on_box)
         box = hv.DynamicMap(pn.bind(current_box, s.param.bounds))
-        self.overview_pane = pn.pane.HoloViews(overview(s) * picker * box, linked_axes=False)
+        self.overview_pane = pn.pane.HoloViews(overview(s) * picker * box, linked_axes=False,
+                                               css_classes=["overview-map"])
         map_tab = pn.Column(pn.pane.Markdown("Pick a preset region, or drag a box on the map (box-select tool)."),
                             self.overview_pane)
 

@@ -166,3 +166,22 @@ def test_two_sessions_are_independent(server, n):
         assert b.locator(".job-card").count() == 0
         a.close()  # closing the tab ends the session; its jobs are cancelled by the server
         browser.close()
+
+
+def test_dragging_a_box_on_the_map_sets_the_region(page):
+    summary = page.locator(".region-summary").first
+    before = deep_text(summary)
+    canvas = page.locator(".overview-map canvas").first
+    box = canvas.bounding_box()
+    # drag a box near the map's centre (the South Pole): far from any dataset
+    x0, y0 = box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.45
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x0 + 40, y0 + 30, steps=8)
+    page.mouse.up()
+    wait_for(lambda: deep_text(summary) != before, 10, "the drawn box to reach the app")
+    message = page.locator(".app-message").first
+    message.wait_for(state="visible", timeout=10_000)
+    assert "No usable data" in deep_text(message)
+    assert "Box: x" in deep_text(summary)
+    shot(page, "map-drawn-box")
