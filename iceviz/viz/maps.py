@@ -84,13 +84,6 @@ def flux_arrows(ds: xr.Dataset, max_arrows: int = 24, scale_to: float | None = N
                       arrow_heads=True)
 
 
-def observation_points(xy: np.ndarray, split: str, size: int = 2) -> hv.Points:
-    """Observation locations of one split (``train`` or ``test``)."""
-    color = {"train": "#222222", "test": "#e0457b"}.get(split, "#555555")
-    pts = hv.Points((xy[:, 0], xy[:, 1]), kdims=KDIMS, label=split)
-    return pts.opts(color=color, size=size, alpha=0.6)
-
-
 def binned_errors(points: dict[str, np.ndarray], bounds: tuple[float, float, float, float], n: int = 50,
                   limit: float | None = None, title: str = "") -> hv.Image:
     """Mean error magnitude of the held-out points in an n x n grid of bins (NaN where no point falls):
