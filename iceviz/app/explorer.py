@@ -145,7 +145,6 @@ class Explorer:
         self.rows: dict[int, LiveRow] = {}
         self.cards_by_id: dict[int, JobCard] = {}
         self.jobs: list[tuple[str, Job]] = []
-        self.lesson_active = False
         self._build()
 
     # -- layout --------------------------------------------------------------------------------
@@ -269,7 +268,6 @@ class Explorer:
         self.state.set_bounds((left, right, bottom, top))
 
     def _on_start(self, event: Any = None) -> None:
-        self.lesson_active = False
         self.lesson_note.visible = False
         self.tabs.active = 2  # show the tab first, then add plots to it
         self._add_jobs(self.state.start(snapshot_every=SNAPSHOT_EVERY_S, nice=TRAINING_NICE), [])
@@ -281,7 +279,6 @@ class Explorer:
             job = training_job(name, spec, device=self.state.device, snapshot_every=SNAPSHOT_EVERY_S, epochs=400,
                                seconds=60, nice=TRAINING_NICE, **extra)
             jobs.append(self.lesson_queue.submit(job))  # both at once, so they learn side by side
-        self.lesson_active = True
         self.lesson_note.visible = True
         self.tabs.active = 2  # show the tab first, then add plots to it
         self._add_jobs(jobs, [f"lesson {n}" for n in ("dfNN", "PINN")])
@@ -306,7 +303,7 @@ class Explorer:
         """Cards now; each job's maps appear with its first snapshot (see :meth:`_poll`)."""
         for i, job in enumerate(jobs):
             label = labels[i] if i < len(labels) else f"{job.name} #{job.id}"
-            card = JobCard(job, label, self.state.seconds)
+            card = JobCard(job, label)
             self.cards_by_id[job.id] = card
             self.jobs.append((label, job))
             self.cards.append(card.view)

@@ -46,8 +46,8 @@ TABLE_SCIENTIFIC = ("mad", "mad_m_per_yr")
 class JobCard:
     """Name, status, progress bar with ETA, device, and pause / resume / cancel buttons for one job."""
 
-    def __init__(self, job: Job, label: str, budget_s: float | None):
-        self.job, self.label, self.budget_s = job, label, budget_s
+    def __init__(self, job: Job, label: str):
+        self.job, self.label = job, label
         self.progress = pn.indicators.Progress(value=0, max=1000, sizing_mode="stretch_width", height=14,
                                                bar_color="primary")
         self.info = pn.pane.Markdown("", margin=(0, 5), sizing_mode="stretch_width")

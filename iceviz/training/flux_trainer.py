@@ -126,11 +126,15 @@ class FluxTrainer:
         self.losses: dict[str, float] = {}
 
     # -- set-up ---------------------------------------------------------------
+    def _scaled_corners(self) -> tuple[np.ndarray, np.ndarray]:
+        """Lower-left and upper-right corners of the domain in scaled units."""
+        xmin, xmax, ymin, ymax = self.problem.bounds
+        corners = self.problem.scale.xy_to_scaled(np.array([[xmin, ymin], [xmax, ymax]]))
+        return corners[0], corners[1]
+
     def _model_config(self) -> dict[str, Any]:
         p, problem, scale = self.params, self.problem, self.problem.scale
-        xmin, xmax, ymin, ymax = problem.bounds
-        lo = scale.xy_to_scaled(np.array([[xmin, ymin]]))[0]
-        hi = scale.xy_to_scaled(np.array([[xmax, ymax]]))[0]
+        lo, hi = self._scaled_corners()
         center = (lo + hi) / 2
         half = float(max(hi - lo) / 2)
         q_std = float(self.q_train.std().item()) or 1.0
@@ -182,10 +186,7 @@ class FluxTrainer:
         return loss, terms
 
     def _collocation_loss(self) -> torch.Tensor:
-        xmin, xmax, ymin, ymax = self.problem.bounds
-        scale = self.problem.scale
-        lo = scale.xy_to_scaled(np.array([[xmin, ymin]]))[0]
-        hi = scale.xy_to_scaled(np.array([[xmax, ymax]]))[0]
+        lo, hi = self._scaled_corners()
         u = torch.rand(self.params.collocation, 2, generator=self._rng)
         x = (_as_tensor(lo, torch.device("cpu")) + u * _as_tensor(hi - lo, torch.device("cpu"))).to(self.device)
         div = self.model.divergence(x, create_graph=True)

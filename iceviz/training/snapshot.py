@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
 import numpy as np
 import xarray as xr
 
@@ -39,10 +37,3 @@ class Snapshot:
     points: dict[str, np.ndarray] | None = None
     device: str = "cpu"
     final: bool = False
-
-    def scalars(self) -> dict[str, Any]:
-        """A flat dict of the scalar parts (for histories, tables and JSON)."""
-        out: dict[str, Any] = dict(step=self.step, epoch=self.epoch, seconds=self.seconds, progress=self.progress)
-        out.update({f"loss_{k}": v for k, v in self.losses.items()})
-        out.update(self.metrics)
-        return out
