@@ -38,6 +38,8 @@ from iceviz.training.fields import flux_grid_fields
 from iceviz.training.job import Job
 from iceviz.training.queue import JobQueue
 from iceviz.training.trainers import training_job
+from iceviz.training.worker import warm_up
+from iceviz.viz.live_figures import shared_ranges
 from iceviz.viz import maps
 
 POLL_MS = 500
@@ -143,6 +145,7 @@ class Explorer:
         self.state = ExplorerState()
         self.lesson_queue = JobQueue(slots=2)
         self.rows: dict[int, LiveRow] = {}
+        self.live_ranges: dict[tuple, Any] = {}
         self.cards_by_id: dict[int, JobCard] = {}
         self.jobs: list[tuple[str, Job]] = []
         self._build()
@@ -270,14 +273,14 @@ class Explorer:
     def _on_start(self, event: Any = None) -> None:
         self.lesson_note.visible = False
         self.tabs.active = 2  # show the tab first, then add plots to it
-        self._add_jobs(self.state.start(snapshot_every=SNAPSHOT_EVERY_S, nice=TRAINING_NICE), [])
+        self._add_jobs(self.state.start(snapshot_every=SNAPSHOT_EVERY_S, nice=TRAINING_NICE, isolate=True), [])
 
     def _on_lesson(self, event: Any = None) -> None:
         spec = f"synthetic:{self.lesson_field.value}?noise={self.lesson_noise.value:g}"
         jobs = []
         for name, extra in (("dfnn", {}), ("pinn", {"div_weight": self.lesson_weight.value})):
             job = training_job(name, spec, device=self.state.device, snapshot_every=SNAPSHOT_EVERY_S, epochs=400,
-                               seconds=60, nice=TRAINING_NICE, **extra)
+                               seconds=60, nice=TRAINING_NICE, isolate=True, **extra)
             jobs.append(self.lesson_queue.submit(job))  # both at once, so they learn side by side
         self.lesson_note.visible = True
         self.tabs.active = 2  # show the tab first, then add plots to it
@@ -292,6 +295,7 @@ class Explorer:
         self.cancel_all()
         self.jobs.clear()
         self.rows.clear()
+        self.live_ranges.clear()
         self.cards_by_id.clear()
         self.cards.clear()
         self.live.clear()
@@ -312,11 +316,10 @@ class Explorer:
     def _poll(self) -> None:
         """Periodic: copy the jobs' latest snapshots into the views (never blocks on training)."""
         snaps = {job.id: job.latest() for _, job in self.jobs}
-        plots_change = any(snaps[job.id] is not getattr(self.rows.get(job.id), "last_snapshot", None)
-                           for _, job in self.jobs)
+        new_plots = any(job.id not in self.rows and snaps[job.id] is not None for _, job in self.jobs)
         # Freezing the document makes Bokeh walk its whole model graph once at the end: worth it when
-        # several plots change (once instead of once per plot), wasted when only text changes.
-        with pn.io.hold(freeze=plots_change):
+        # plots are added (once instead of once per model), wasted when only data changes.
+        with pn.io.hold(freeze=new_plots):
             self._refresh_jobs(snaps)
 
     def _refresh_jobs(self, snaps: dict[int, Any]) -> None:
@@ -325,7 +328,7 @@ class Explorer:
             self.cards_by_id[job.id].update()
             snap, row = snaps[job.id], self.rows.get(job.id)
             if row is None and snap is not None:
-                row = self.rows[job.id] = LiveRow(label, snap, limits, job.history())
+                row = self.rows[job.id] = LiveRow(label, snap, limits, job.history(), self._ranges(snap))
                 self.live.append(row.view)
                 self.losses.append(row.loss_view)
             elif row is not None:
@@ -333,6 +336,16 @@ class Explorer:
         frame = metrics_frame(self.jobs)
         if not frame.equals(self.table.value):
             self.table.value = frame
+
+    def _ranges(self, snapshot: Any) -> tuple[Any, Any]:
+        """The shared zoom of every live map over the same region (maps of another region zoom apart)."""
+        x, y = snapshot.fields["x"].values, snapshot.fields["y"].values
+        dx, dy = (x[-1] - x[0]) / max(len(x) - 1, 1), (y[-1] - y[0]) / max(len(y) - 1, 1)
+        bounds = (float(x[0] - dx / 2), float(x[-1] + dx / 2), float(y[0] - dy / 2), float(y[-1] + dy / 2))
+        key = tuple(round(b) for b in bounds)
+        if key not in self.live_ranges:
+            self.live_ranges[key] = shared_ranges(bounds)
+        return self.live_ranges[key]
 
     def _on_load_run(self, event: Any = None) -> None:
         text = self.run_path.value.strip()
@@ -410,7 +423,10 @@ class Explorer:
         # Bootstrap rather than Fast: the Fast theme pulls its font from the web, and the app must work offline.
         template = pn.template.BootstrapTemplate(title="iceviz: physics-informed ice flow, live",
                                                  sidebar=self.sidebar, main=self.main, sidebar_width=340,
-                                                 header_background="#0d47a1")
+                                                 header_background="#0d47a1",
+                                                 # the busy spinner would flicker on every poll, and cost a
+                                                 # round trip each time; job cards show what is running
+                                                 busy_indicator=None)
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             pn.state.add_periodic_callback(self._poll, period=POLL_MS)
             pn.state.on_session_destroyed(lambda ctx: self.cancel_all())
@@ -434,4 +450,5 @@ def build_app() -> pn.template.BootstrapTemplate:
         asyncio.get_running_loop().set_exception_handler(_quiet_closed_websockets)
     except RuntimeError:  # not inside a server (e.g. built in a test or a notebook)
         pass
+    warm_up()  # training runs in worker processes; start their forkserver before the first click
     return Explorer().servable()

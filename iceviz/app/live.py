@@ -1,8 +1,8 @@
 """Live views of training jobs: a card with progress and controls, and a row of maps per job.
 
 Each browser session polls its jobs (``pn.state.add_periodic_callback``) and
-pushes the latest snapshots into ``hv.streams.Pipe`` streams, so the maps
-update in place and keep the user's zoom. Nothing here runs in a training
+writes the latest snapshots into Bokeh figures made once per job, so the maps
+update in place, cheaply, and keep the user's zoom. Nothing here runs in a training
 thread, and the training threads never call into Panel.
 """
 
@@ -12,19 +12,19 @@ import math
 import time
 from typing import Any
 
-import holoviews as hv
 import numpy as np
 import pandas as pd
 import panel as pn
 
 from iceviz.training.job import Job, JobStatus
 from iceviz.training.snapshot import Snapshot
+from bokeh.models import Range1d
+
 from iceviz.viz import maps
+from iceviz.viz.live_figures import FieldFigure, LossFigure, arrow_columns, image_columns
 
 LOSS_EVERY_S = 2.0
 """Loss curves redraw at most this often (they grow every epoch)."""
-
-MAP_OPTS = dict(data_aspect=1, frame_width=250, tools=["hover"], toolbar="above", xaxis=None, yaxis=None)
 
 STATUS_COLOURS = {
     JobStatus.QUEUED: "secondary", JobStatus.RUNNING: "primary", JobStatus.PAUSED: "warning",
@@ -74,7 +74,7 @@ class JobCard:
         progress = 1.0 if status is JobStatus.DONE else float(last.get("progress", 0.0))
         elapsed = float(last.get("seconds", 0.0))
         eta = elapsed * (1 - progress) / progress if progress > 0.01 and not status.finished else None
-        device = str(getattr(job.trainer, "device", "…"))
+        device = job.device or "…"
         self.progress.value = int(1000 * progress)
         self.progress.bar_color = STATUS_COLOURS[status]
         text = (f"**{self.label}** · {status.value} · {device} · epoch {last.get('epoch', 0)} · "
@@ -87,70 +87,70 @@ class JobCard:
         self.cancel.disabled = status.finished
 
 
+def _pane(fig: Any, css_class: str) -> pn.Column:
+    """A fixed-size Bokeh figure in a box carrying ``css_class`` (the figure itself cannot carry it)."""
+    return pn.Column(pn.pane.Bokeh(fig, sizing_mode="fixed"), css_classes=[css_class], sizing_mode="fixed")
+
+
 class LiveRow:
     """Predicted flux (magnitude + arrows), divergence and error maps plus loss curves for one job.
 
-    Made when the job's first snapshot exists, and started with it, so every plot is drawn with
-    its colour bar and legend in place and later snapshots only replace data.
+    Made when the job's first snapshot exists, and filled with it, so every plot is drawn with its
+    colour bar and legend in place; later snapshots only replace data (see iceviz.viz.live_figures).
+    Rows given the same ``ranges`` zoom and pan together.
     """
 
-    def __init__(self, label: str, snapshot: Snapshot, limits: dict[str, float], history: list[dict]):
+    def __init__(self, label: str, snapshot: Snapshot, limits: dict[str, float], history: list[dict],
+                 ranges: tuple[Range1d, Range1d]):
         self.label = label
         # every term the trainer reports, known from the first snapshot (the PINN's collocation term
         # joins after its first epoch), so the legend never changes
         terms = [f"loss_{k}" for k in snapshot.losses] + (["loss_collocation"] if "div" in snapshot.losses else [])
-        self.loss_keys = sorted(set(maps.loss_terms(history)) | set(terms) | {"epoch_data_loss"})
-        self.last_snapshot: Snapshot | None = snapshot
-        self.last_limits = self._key(limits)
-        self.last_history = len(history)
-        self.last_loss_push = time.monotonic()
-        self.pipe = hv.streams.Pipe(data=dict(snapshot=snapshot, **limits))
-        self.loss_pipe = hv.streams.Pipe(data=history)
-        flux = hv.DynamicMap(self._flux, streams=[self.pipe]).opts(hv.opts.Image(**MAP_OPTS))
-        div = hv.DynamicMap(self._divergence, streams=[self.pipe]).opts(hv.opts.Image(**MAP_OPTS))
-        err = hv.DynamicMap(self._error, streams=[self.pipe]).opts(hv.opts.Image(**MAP_OPTS))
-        loss = hv.DynamicMap(self._loss, streams=[self.loss_pipe]).opts(
-            hv.opts.Curve(frame_width=250, frame_height=200, logy=True), hv.opts.Overlay(legend_position="top_right"))
-        self.view = pn.Row(*(pn.pane.HoloViews(x, linked_axes=True, css_classes=[name])
-                             for x, name in ((flux, "flux-map"), (div, "divergence-map"), (err, "error-map"))),
-                           css_classes=["live-row"], sizing_mode="stretch_width")
-        self.loss_view = pn.pane.HoloViews(loss, linked_axes=False, css_classes=["loss-view"])
+        keys = sorted(set(maps.loss_terms(history)) | set(terms) | {"epoch_data_loss"})
+        truth = "error" in snapshot.fields
+        self.flux = FieldFigure(f"{label}: predicted flux |q|", maps.SEQUENTIAL, "|q| (m²/yr)", ranges, arrows=True)
+        self.divergence = FieldFigure(f"{label}: divergence ∇·q, shared scale", maps.DIVERGING, "∇·q (m/yr)",
+                                      ranges)
+        self.error = FieldFigure(f"{label}: |error| vs known truth" if truth else
+                                 f"{label}: mean |error| at held-out points", maps.ERROR, "|error| (m²/yr)", ranges)
+        self.loss = LossFigure(f"{label}: loss terms", keys)
+        self.last_snapshot: Snapshot | None = None
+        self.last_limits: tuple[float, float, float] | None = None
+        self.last_history = -1
+        self.last_loss_push = -float("inf")
+        self.push(snapshot, limits, history)
+        self.view = pn.Row(*(_pane(f.figure, name) for f, name in
+                             ((self.flux, "flux-map"), (self.divergence, "divergence-map"),
+                              (self.error, "error-map"))), css_classes=["live-row"], sizing_mode="stretch_width")
+        self.loss_view = _pane(self.loss.figure, "loss-view")
 
     @staticmethod
     def _key(limits: dict[str, float]) -> tuple[float, float, float]:
         return limits["div_limit"], limits["flux_limit"], limits["err_limit"]
 
-    def _flux(self, data: dict):
-        ds = data["snapshot"].fields
-        title = f"{self.label}: predicted flux |q| (m²/yr)"
-        return maps.magnitude_map(ds, title, clim=(0, data["flux_limit"])) * maps.flux_arrows(ds)
-
-    def _divergence(self, data: dict):
-        return maps.divergence_map(data["snapshot"].fields, data["div_limit"],
-                                   f"{self.label}: divergence ∇·q (m/yr), shared scale")
-
-    def _error(self, data: dict):
-        snap = data["snapshot"]
-        if "error" in snap.fields:
-            return maps.error_map(snap.fields, data["err_limit"], f"{self.label}: |error| vs known truth (m²/yr)")
-        ds = snap.fields
-        bounds = (float(ds.x[0]), float(ds.x[-1]), float(ds.y[0]), float(ds.y[-1]))
-        return maps.binned_errors(snap.points, bounds, limit=data["err_limit"],
-                                  title=f"{self.label}: mean |error| at held-out points (m²/yr)")
-
-    def _loss(self, data: list) -> hv.Overlay:
-        return maps.loss_curves(data, self.loss_keys, title=f"{self.label}: loss terms")
+    def _draw(self, snapshot: Snapshot, limits: dict[str, float]) -> None:
+        ds = snapshot.fields
+        x, y = ds["x"].values, ds["y"].values
+        self.flux.update(image_columns(x, y, ds["flux_magnitude"].values), 0.0, limits["flux_limit"],
+                         arrows=arrow_columns(ds))
+        div = limits["div_limit"]
+        self.divergence.update(image_columns(x, y, ds["divergence"].values), -div, div)
+        if "error" in ds:
+            error = image_columns(x, y, ds["error"].values)
+        else:
+            error = image_columns(*maps.binned_mean(snapshot.points, (x[0], x[-1], y[0], y[-1])))
+        self.error.update(error, 0.0, limits["err_limit"])
 
     def push(self, snapshot: Snapshot | None, limits: dict[str, float], history: list[dict]) -> None:
         key = self._key(limits)
         if snapshot is not None and (snapshot is not self.last_snapshot or key != self.last_limits):
             self.last_snapshot, self.last_limits = snapshot, key
-            self.pipe.send(dict(snapshot=snapshot, **limits))
+            self._draw(snapshot, limits)
         now = time.monotonic()
         final = snapshot is not None and snapshot.final
         if len(history) != self.last_history and (now - self.last_loss_push > LOSS_EVERY_S or final):
             self.last_history, self.last_loss_push = len(history), now
-            self.loss_pipe.send(history)
+            self.loss.update(history)
 
 
 def _round2(value: float) -> float:

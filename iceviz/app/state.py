@@ -187,8 +187,11 @@ class ExplorerState(param.Parameterized):
             return "needs velocity directions, which this source lacks"
         return None
 
-    def start(self, snapshot_every: float = 0.5, nice: int = 0) -> list[Job]:
-        """Queue one job per selected model (skipping, with a message, those the data cannot serve)."""
+    def start(self, snapshot_every: float = 0.5, nice: int = 0, isolate: bool = False) -> list[Job]:
+        """Queue one job per selected model (skipping, with a message, those the data cannot serve).
+
+        ``isolate`` trains each job in a worker process (what a server wants: see iceviz.training.worker).
+        """
         if self.problem is None:
             self.message = self.message or "Load a region with data first."
             return []
@@ -201,7 +204,7 @@ class ExplorerState(param.Parameterized):
             overrides = {k: v for k, v in self.hyper[name].param.values().items() if k != "name"}
             overrides["seconds"] = self.seconds  # the first budget reached (epochs or seconds) ends the run
             job = training_job(name, self.problem, device=self.device, snapshot_every=snapshot_every, nice=nice,
-                               **overrides)
+                               isolate=isolate, **overrides)
             jobs.append(self.queue.submit(job))
         self.message = f"Skipped {', '.join(skipped)}." if skipped else ""
         return jobs

@@ -58,16 +58,19 @@ class Control:
     ----------
     snapshot_every : seconds between published snapshots (None: only on request).
     history_size : how many scalar records the bounded history keeps.
+    events : the (resume, cancel) event pair, shared with another process if need be.
     """
 
-    def __init__(self, snapshot_every: float | None = 0.5, history_size: int = 5000):
+    def __init__(self, snapshot_every: float | None = 0.5, history_size: int = 5000,
+                 events: tuple[Any, Any] | None = None):
         self._lock = threading.Lock()
-        self._resume = threading.Event()
+        # (resume, cancel): threading.Event by default; multiprocessing events when the trainer runs in
+        # another process (see iceviz.training.worker), so pause and cancel reach it there.
+        self._resume, self._cancel = events or (threading.Event(), threading.Event())
         self._resume.set()
-        self._cancel = threading.Event()
         self._started: float | None = None
         self._paused_total = 0.0
-        self._paused_at: float | None = None
+        self._paused_at: float | None = None  # set while tick() is blocked by a pause
         self._latest: Snapshot | None = None
         self._history: deque[dict[str, Any]] = deque(maxlen=history_size)
         self._last_snapshot = -float("inf")
@@ -81,7 +84,7 @@ class Control:
             self._paused_total = 0.0
 
     def elapsed(self) -> float:
-        """Training seconds so far, pauses excluded."""
+        """Training seconds so far, pauses excluded (the time :meth:`tick` spent blocked)."""
         with self._lock:
             if self._started is None:
                 return 0.0
@@ -93,9 +96,19 @@ class Control:
         if self._cancel.is_set():
             raise JobCancelled()
         if not self._resume.is_set():
+            with self._lock:
+                self._paused_at = time.perf_counter()
             self._resume.wait()
+            with self._lock:
+                self._paused_total += time.perf_counter() - self._paused_at
+                self._paused_at = None
             if self._cancel.is_set():
                 raise JobCancelled()
+
+    @property
+    def events(self) -> tuple[Any, Any]:
+        """The (resume, cancel) event pair."""
+        return self._resume, self._cancel
 
     @property
     def cancelled(self) -> bool:
@@ -117,17 +130,10 @@ class Control:
 
     # -- used by the job (any thread) ------------------------------------------
     def pause(self) -> None:
-        with self._lock:
-            if self._resume.is_set():
-                self._paused_at = time.perf_counter()
-                self._resume.clear()
+        self._resume.clear()
 
     def resume(self) -> None:
-        with self._lock:
-            if self._paused_at is not None:
-                self._paused_total += time.perf_counter() - self._paused_at
-                self._paused_at = None
-            self._resume.set()
+        self._resume.set()
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -143,6 +149,11 @@ class Control:
 
 
 _ids = itertools.count(1)
+
+
+def error_message(err: BaseException) -> str:
+    """What a failed job shows: a TrainingFailed's own words, else the exception's type and message."""
+    return str(err) if isinstance(err, TrainingFailed) else f"{type(err).__name__}: {err}"
 
 
 def _lower_thread_priority(nice: int) -> None:
@@ -188,7 +199,8 @@ class Job:
         self.on_finish = on_finish
         self.name = name
         self._make_trainer = make_trainer
-        self.control = Control(snapshot_every=snapshot_every, history_size=history_size)
+        self.control = Control(snapshot_every=snapshot_every, history_size=history_size,
+                               events=self._control_events())
         self._num_threads = num_threads
         self._status = JobStatus.QUEUED
         self._status_lock = threading.Lock()
@@ -197,6 +209,12 @@ class Job:
         self.traceback: str | None = None
         self.result: Any = None
         self.trainer: Trainer | None = None
+        self.device: str | None = None
+        """Where it trains, once the trainer is built."""
+
+    def _control_events(self) -> tuple[Any, Any] | None:
+        """The (resume, cancel) events of the control; None: thread events (the trainer runs here)."""
+        return None
 
     # -- lifecycle ----------------------------------------------------------
     def start(self) -> "Job":
@@ -212,23 +230,28 @@ class Job:
 
     def _run(self) -> None:
         try:
-            if self.nice:
-                _lower_thread_priority(self.nice)
-            if self._num_threads is not None:
-                torch.set_num_threads(self._num_threads)
-            self.trainer = self._make_trainer()
-            self.control.tick()
-            self.result = self.trainer.fit(self.control)
+            self.result = self._execute()
             self._set(JobStatus.DONE)
         except JobCancelled:
             self._set(JobStatus.CANCELLED)
         except Exception as err:  # noqa: BLE001 - a job must never take the process down
-            self.error = f"{type(err).__name__}: {err}" if not isinstance(err, TrainingFailed) else str(err)
-            self.traceback = traceback.format_exc()
+            self.error = error_message(err)
+            self.traceback = getattr(err, "worker_traceback", None) or traceback.format_exc()
             self._set(JobStatus.FAILED)
         finally:
             if self.on_finish is not None:
                 self.on_finish(self)
+
+    def _execute(self) -> Any:
+        """Build the trainer and train, here in the job's thread; returns what ``fit`` returns."""
+        if self.nice:
+            _lower_thread_priority(self.nice)
+        if self._num_threads is not None:
+            torch.set_num_threads(self._num_threads)
+        self.trainer = self._make_trainer()
+        self.device = str(getattr(self.trainer, "device", "cpu"))
+        self.control.tick()
+        return self.trainer.fit(self.control)
 
     def _set(self, status: JobStatus) -> None:
         with self._status_lock:

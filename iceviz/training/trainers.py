@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from iceviz.data.problem import FluxProblem
@@ -9,6 +10,7 @@ from iceviz.data.specs import load_problem
 from iceviz.models.registry import ModelSpec, get_model
 from iceviz.training.flux_trainer import FluxTrainer
 from iceviz.training.job import Job
+from iceviz.training.worker import ProcessJob
 
 TRAINER_FAMILIES: dict[str, Callable[..., Any]] = {"flux": FluxTrainer}
 """Trainer class for each model family of the registry."""
@@ -28,10 +30,33 @@ def make_trainer(model: str | ModelSpec, data: str | FluxProblem, device: str = 
     return family(spec, problem, params, device=device, grid_shape=grid_shape)
 
 
+@dataclass(frozen=True)
+class TrainerRecipe:
+    """The arguments of :func:`make_trainer`, kept for later: calling it builds the trainer.
+
+    Picklable (data specs and problems are), so a worker process can build the trainer itself.
+    """
+
+    model: str
+    data: str | FluxProblem
+    device: str = "auto"
+    grid_shape: tuple[int, int] | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self) -> Any:
+        return make_trainer(self.model, self.data, device=self.device, grid_shape=self.grid_shape, **self.overrides)
+
+
 def training_job(model: str, data: str | FluxProblem, device: str = "auto", snapshot_every: float | None = 0.5,
                  num_threads: int | None = 1, grid_shape: tuple[int, int] | None = None, nice: int = 0,
-                 **overrides: Any) -> Job:
-    """A (not yet started) job that loads the data, builds the trainer and trains, all in its thread."""
+                 isolate: bool = False, **overrides: Any) -> Job:
+    """A (not yet started) job that loads the data, builds the trainer and trains.
+
+    All of it happens in the job's thread, or with ``isolate`` in a worker process
+    (:class:`~iceviz.training.worker.ProcessJob`: the trainer holds no lock the caller needs,
+    which is what a server wants; the job then has no ``trainer`` attribute to inspect).
+    """
     get_model(model)  # fail fast, in the caller's thread, on an unknown name
-    return Job(model, lambda: make_trainer(model, data, device=device, grid_shape=grid_shape, **overrides),
-               snapshot_every=snapshot_every, num_threads=num_threads, nice=nice)
+    recipe = TrainerRecipe(model, data, device=device, grid_shape=grid_shape, overrides=overrides)
+    kind = ProcessJob if isolate else Job
+    return kind(model, recipe, snapshot_every=snapshot_every, num_threads=num_threads, nice=nice)

@@ -68,34 +68,51 @@ def error_map(ds: xr.Dataset, limit: float | None = None, title: str = "") -> hv
     return img.opts(cmap=ERROR, colorbar=True, clim=(0, limit) if limit else (np.nan, np.nan), title=title)
 
 
-def flux_arrows(ds: xr.Dataset, max_arrows: int = 24, scale_to: float | None = None) -> hv.VectorField:
-    """Flux arrows thinned to at most ``max_arrows`` per side; length ∝ sqrt(|q|) so slow ice stays visible."""
+def thinned_vectors(ds: xr.Dataset, max_arrows: int = 24,
+                    scale_to: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """The flux of ``ds`` thinned to at most ``max_arrows`` per side, for drawing as arrows.
+
+    Returns x, y (flat, metres), angle (rad), relative length sqrt(|q| / top) in [0, 1]
+    (so slow ice stays visible; ``top`` is ``scale_to`` or max |q|), and the spacing of the
+    kept points (metres).
+    """
     x, y = ds["x"].values, ds["y"].values
     step = max(1, int(np.ceil(max(len(x), len(y)) / max_arrows)))
-    xs, ys = x[::step], y[::step]
     qx = ds["qx"].values[::step, ::step]
     qy = ds["qy"].values[::step, ::step]
-    xx, yy = np.meshgrid(xs, ys)
+    xx, yy = np.meshgrid(x[::step], y[::step])
     mag = np.hypot(qx, qy)
     top = scale_to or (float(np.nanmax(mag)) if np.isfinite(mag).any() and np.nanmax(mag) > 0 else 1.0)
-    field = hv.VectorField((xx.ravel(), yy.ravel(), np.arctan2(qy, qx).ravel(), np.sqrt(mag / top).ravel()),
-                           kdims=KDIMS, vdims=["angle", "magnitude"])
+    spacing = step * float(np.ptp(x) / max(len(x) - 1, 1)) if len(x) > 1 else 1.0
+    return xx.ravel(), yy.ravel(), np.arctan2(qy, qx).ravel(), np.sqrt(mag / top).ravel(), spacing
+
+
+def flux_arrows(ds: xr.Dataset, max_arrows: int = 24, scale_to: float | None = None) -> hv.VectorField:
+    """Flux arrows thinned to at most ``max_arrows`` per side; length ∝ sqrt(|q|) so slow ice stays visible."""
+    x, y, angle, length, _ = thinned_vectors(ds, max_arrows, scale_to)
+    field = hv.VectorField((x, y, angle, length), kdims=KDIMS, vdims=["angle", "magnitude"])
     return field.opts(magnitude="magnitude", rescale_lengths=True, color="black", line_width=1, pivot="tail",
                       arrow_heads=True)
 
 
-def binned_errors(points: dict[str, np.ndarray], bounds: tuple[float, float, float, float], n: int = 50,
-                  limit: float | None = None, title: str = "") -> hv.Image:
-    """Mean error magnitude of the held-out points in an n x n grid of bins (NaN where no point falls):
-    a fixed-size image however many test points there are."""
+def binned_mean(points: dict[str, np.ndarray], bounds: tuple[float, float, float, float],
+                n: int = 50) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean ``error`` of the points (``x``, ``y``, ``error``) in an n x n grid of bins over ``bounds``:
+    bin centres x, y and the (n, n) means on dims (y, x), NaN where no point falls."""
     xmin, xmax, ymin, ymax = bounds
     ex, ey = np.linspace(xmin, xmax, n + 1), np.linspace(ymin, ymax, n + 1)
     count, _, _ = np.histogram2d(points["y"], points["x"], bins=[ey, ex])
     total, _, _ = np.histogram2d(points["y"], points["x"], bins=[ey, ex], weights=points["error"])
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(count > 0, total / count, np.nan)
-    img = hv.Image(((ex[:-1] + ex[1:]) / 2, (ey[:-1] + ey[1:]) / 2, mean), kdims=KDIMS,
-                   vdims=[value_dimension("error")])
+    return (ex[:-1] + ex[1:]) / 2, (ey[:-1] + ey[1:]) / 2, mean
+
+
+def binned_errors(points: dict[str, np.ndarray], bounds: tuple[float, float, float, float], n: int = 50,
+                  limit: float | None = None, title: str = "") -> hv.Image:
+    """Mean error magnitude of the held-out points in an n x n grid of bins (NaN where no point falls):
+    a fixed-size image however many test points there are."""
+    img = hv.Image(binned_mean(points, bounds, n), kdims=KDIMS, vdims=[value_dimension("error")])
     return img.opts(cmap=ERROR, colorbar=True, clim=(0, limit) if limit else (np.nan, np.nan), title=title)
 
 
@@ -107,17 +124,12 @@ def loss_terms(history: Sequence[dict]) -> list[str]:
     return sorted(keys)
 
 
-def loss_curves(history: Sequence[dict], keys: Sequence[str], title: str = "") -> hv.Overlay:
-    """One curve per loss term against epoch, log axis. Every key in ``keys`` gets a curve (empty until
-    it has values), so the legend is the same from the first frame to the last."""
+def loss_series(history: Sequence[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Epochs and values of one loss term, keeping only the finite, positive ones (for a log axis)."""
     epochs = np.array([h["epoch"] for h in history], dtype=float)
-    curves = []
-    for key in keys:
-        values = np.array([h.get(key, np.nan) for h in history], dtype=float)
-        ok = np.isfinite(values) & (values > 0)
-        curves.append(hv.Curve((epochs[ok], values[ok]), "epoch", hv.Dimension("loss", label="loss"),
-                               label=key.removeprefix("loss_")).opts(logy=True, tools=["hover"]))
-    return hv.Overlay(curves).opts(title=title, legend_position="top_right")
+    values = np.array([h.get(key, np.nan) for h in history], dtype=float)
+    ok = np.isfinite(values) & (values > 0)
+    return epochs[ok], values[ok]
 
 
 def boxes(bounds: Sequence[tuple[float, float, float, float]], labels: Sequence[str], color: str = "#ffcc00"):

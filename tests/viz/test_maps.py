@@ -1,6 +1,7 @@
 """Pure HoloViews builders: colour limits, binning, stable legends."""
 
 import numpy as np
+import pytest
 import xarray as xr
 
 from iceviz.viz import maps
@@ -36,12 +37,13 @@ def test_binned_errors_average_the_points_in_each_bin():
     assert np.isnan(values).sum() == 2
 
 
-def test_loss_curves_keep_every_key_even_before_it_has_values():
-    history = [{"epoch": 1, "loss_data": 1.0}, {"epoch": 2, "loss_data": 0.5}]
-    overlay = maps.loss_curves(history, ["loss_data", "loss_div"])
-    assert [c.label for c in overlay] == ["data", "div"]
-    assert len(overlay.get(1)) == 0 and len(overlay.get(0)) == 2
-    assert maps.loss_terms(history) == ["loss_data"]
+def test_loss_series_keep_only_values_a_log_axis_can_show():
+    history = [{"epoch": 1, "loss_data": 1.0}, {"epoch": 2, "loss_data": 0.0}, {"epoch": 3, "loss_data": 0.5},
+               {"epoch": 4, "loss_data": float("nan"), "loss_div": 2.0}]
+    epochs, values = maps.loss_series(history, "loss_data")
+    assert epochs.tolist() == [1.0, 3.0] and values.tolist() == [1.0, 0.5]
+    assert maps.loss_series(history, "loss_dir")[0].size == 0
+    assert maps.loss_terms(history) == ["loss_data", "loss_div"]
 
 
 def test_flux_arrows_are_thinned():
@@ -49,3 +51,6 @@ def test_flux_arrows_are_thinned():
     ds = xr.Dataset({"qx": (("y", "x"), np.ones((100, 100))), "qy": (("y", "x"), np.zeros((100, 100)))},
                     coords={"x": x, "y": x})
     assert len(maps.flux_arrows(ds, max_arrows=10)) <= 100
+    x0, y0, angle, length, spacing = maps.thinned_vectors(ds, max_arrows=10)
+    assert len(x0) == 100 and np.allclose(angle, 0) and np.allclose(length, 1)
+    assert spacing == pytest.approx(10 / 99)

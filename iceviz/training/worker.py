@@ -1,0 +1,194 @@
+"""Training in a worker process: the same :class:`Job`, with the trainer outside the caller's interpreter.
+
+A server that trains in threads shares one interpreter lock between serving
+and training: every Bokeh update slows training and every training step delays
+a click. A :class:`ProcessJob` builds and fits its trainer in a child process
+instead. The job's thread in the parent only relays:
+
+- child -> parent, through a pipe: history records (batched), snapshots (with
+  the records that precede them), the device, and how it ended (result,
+  cancelled, or the error message with the child's traceback);
+- parent -> child: pause, resume and cancel, through the control's two events,
+  which are process-shared here.
+
+Children are forked from a *forkserver* that imported torch and iceviz once
+(:func:`warm_up` starts it ahead of the first job), so a job starts in a
+fraction of a second, and the server's threads and any CUDA state are never
+forked. A child that dies without a word (killed, out of memory) fails its
+job with its exit code; a child that ignores a cancel is terminated.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import multiprocessing.forkserver
+import os
+import threading
+import time
+import traceback
+from typing import Any, Callable
+
+import torch
+
+from iceviz.training.job import Control, Job, JobCancelled, TrainingFailed, error_message
+from iceviz.training.snapshot import Snapshot
+
+RECORD_FLUSH_S = 0.25
+"""The child sends its history records at least this often (and with every snapshot)."""
+CANCEL_GRACE_S = 10.0
+"""A child still running this long after a cancel is terminated."""
+POLL_S = 0.2
+"""How often the relay looks at a silent child to see whether it is still alive."""
+
+_PRELOAD = ["iceviz.training.trainers"]
+_context_lock = threading.Lock()
+_context: Any = None
+
+
+def worker_context() -> Any:
+    """The multiprocessing context jobs fork from: a forkserver that preloads torch and iceviz."""
+    global _context
+    with _context_lock:
+        if _context is None:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(_PRELOAD)
+            _context = ctx
+        return _context
+
+
+def warm_up() -> None:
+    """Start the forkserver now (it imports torch and iceviz, a few seconds), not at the first job."""
+    worker_context()
+    multiprocessing.forkserver.ensure_running()
+
+
+class WorkerFailed(TrainingFailed):
+    """A failure in the worker process; carries the child's message and traceback."""
+
+    def __init__(self, message: str, worker_traceback: str | None = None):
+        super().__init__(message)
+        self.worker_traceback = worker_traceback
+
+
+class _RelayControl(Control):
+    """The child's control: pause and cancel from the shared events; records and snapshots go to the pipe."""
+
+    def __init__(self, conn: multiprocessing.connection.Connection, snapshot_every: float | None,
+                 events: tuple[Any, Any]):
+        super().__init__(snapshot_every=snapshot_every, history_size=1, events=events)
+        self._conn = conn
+        self._pending: list[dict[str, Any]] = []
+        self._flushed = time.perf_counter()
+
+    def record(self, scalars: dict[str, Any]) -> None:
+        self._pending.append(dict(scalars))
+        if time.perf_counter() - self._flushed >= RECORD_FLUSH_S:
+            self.flush()
+
+    def flush(self, snapshot: Snapshot | None = None) -> None:
+        """Send the pending records (and ``snapshot``, if any) to the parent."""
+        records, self._pending = self._pending, []
+        self._conn.send(("progress", (records, snapshot)))
+        self._flushed = time.perf_counter()
+
+    def publish(self, snapshot: Snapshot) -> None:
+        super().publish(snapshot)
+        self.flush(snapshot)
+
+
+def _child_main(make_trainer: Callable[[], Any], conn: multiprocessing.connection.Connection,
+                snapshot_every: float | None, events: tuple[Any, Any], num_threads: int | None, nice: int) -> None:
+    """The worker process: build the trainer, train, report how it ended. Never raises."""
+    control = _RelayControl(conn, snapshot_every, events)
+    try:
+        if nice:
+            os.nice(nice)
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)
+        trainer = make_trainer()
+        conn.send(("device", str(getattr(trainer, "device", "cpu"))))
+        control.tick()
+        result = trainer.fit(control)
+        control.flush()
+        conn.send(("done", result))
+    except JobCancelled:
+        conn.send(("cancelled", None))
+    except BaseException as err:  # noqa: BLE001 - the parent must hear about every ending
+        try:
+            control.flush()
+            conn.send(("failed", (error_message(err), traceback.format_exc())))
+        except OSError:
+            pass  # the parent is gone; nobody to tell
+    finally:
+        conn.close()
+
+
+class ProcessJob(Job):
+    """A :class:`Job` whose trainer is built and trained in a worker process.
+
+    Same constructor, states and observation methods as :class:`Job`;
+    ``make_trainer`` must be picklable (see
+    :class:`~iceviz.training.trainers.TrainerRecipe`). :attr:`trainer` stays
+    None (the trainer lives in the child); :attr:`device`, :meth:`latest`,
+    :meth:`history` and :attr:`result` come back through the pipe.
+    """
+
+    pid: int | None = None
+    """The worker process's id while it runs."""
+
+    def _control_events(self) -> tuple[Any, Any]:
+        ctx = worker_context()
+        return ctx.Event(), ctx.Event()
+
+    def _execute(self) -> Any:
+        ctx = worker_context()
+        receive, send = ctx.Pipe(duplex=False)
+        process = ctx.Process(target=_child_main, name=f"iceviz-worker-{self.id}-{self.name}", daemon=True,
+                              args=(self._make_trainer, send, self.control.snapshot_every, self.control.events,
+                                    self._num_threads, self.nice))
+        process.start()
+        self.pid = process.pid
+        send.close()  # the child holds the only sending end: EOF means it is gone
+        try:
+            return self._relay(receive, process)
+        finally:
+            receive.close()
+            process.join(1.0)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+            self.pid = None
+
+    def _relay(self, receive: multiprocessing.connection.Connection, process: Any) -> Any:
+        cancel_seen: float | None = None
+        while True:
+            if self.control.cancelled and cancel_seen is None:
+                cancel_seen = time.perf_counter()
+            if cancel_seen is not None and time.perf_counter() - cancel_seen > CANCEL_GRACE_S:
+                raise JobCancelled()
+            try:
+                if not receive.poll(POLL_S):
+                    if not process.is_alive() and not receive.poll():
+                        raise WorkerFailed(f"the worker process of {self.name} ended (exit code "
+                                           f"{process.exitcode}) without reporting a result")
+                    continue
+                kind, payload = receive.recv()
+            except (EOFError, OSError):
+                process.join(1.0)
+                raise WorkerFailed(f"the worker process of {self.name} ended (exit code {process.exitcode}) "
+                                   "without reporting a result") from None
+            if kind == "progress":
+                records, snapshot = payload
+                for record in records:
+                    self.control.record(record)
+                if snapshot is not None:
+                    self.control.publish(snapshot)
+            elif kind == "device":
+                self.device = payload
+            elif kind == "done":
+                return payload
+            elif kind == "cancelled":
+                raise JobCancelled()
+            elif kind == "failed":
+                raise WorkerFailed(*payload)

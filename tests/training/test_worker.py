@@ -1,0 +1,128 @@
+"""Jobs whose trainer runs in a worker process: same results, same controls, every ending reported."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import time
+
+import pytest
+
+from iceviz.data.problem import FluxObservations
+from iceviz.data.specs import load_problem
+from iceviz.training.flux_trainer import FitResult
+from iceviz.training.job import Job, JobStatus
+from iceviz.training.trainers import training_job
+from iceviz.training.worker import ProcessJob, warm_up
+
+
+@pytest.fixture(scope="module", autouse=True)
+def forkserver():
+    warm_up()
+
+
+@pytest.fixture
+def jobs():
+    started: list[Job] = []
+    yield started
+    for job in started:
+        job.cancel()
+    for job in started:
+        job.wait(15)
+        assert not job.alive, f"job {job.name} still running after cancel"
+        assert getattr(job, "pid", None) is None, "worker process left behind"
+
+
+def wait_until(predicate, timeout: float = 30.0) -> bool:
+    end = time.perf_counter() + timeout
+    while time.perf_counter() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+def curve_job(jobs, isolate=True, data="synthetic:curve", **overrides) -> Job:
+    overrides.setdefault("snapshot_every", 0.05)
+    job = training_job("dfnn", data, device="cpu", isolate=isolate, **overrides)
+    jobs.append(job)
+    return job
+
+
+def test_process_job_matches_a_thread_job_with_the_same_seed(jobs):
+    isolated = curve_job(jobs, epochs=8, seed=3).start()
+    threaded = curve_job(jobs, isolate=False, epochs=8, seed=3).start()
+    assert isinstance(isolated, ProcessJob) and not isinstance(threaded, ProcessJob)
+    assert isolated.wait(60) is JobStatus.DONE, isolated.error
+    assert threaded.wait(60) is JobStatus.DONE, threaded.error
+    assert isinstance(isolated.result, FitResult) and isolated.trainer is None
+    assert isolated.result.metrics["rmse"] == pytest.approx(threaded.result.metrics["rmse"], rel=1e-5)
+    assert isolated.result.steps == threaded.result.steps
+    # the history and the final snapshot came back through the pipe, complete and in order
+    assert [r["step"] for r in isolated.history()] == [r["step"] for r in threaded.history()]
+    assert len(isolated.history()) == 8
+    final = isolated.latest()
+    assert final.final and final.fields is not None and "divergence" in final.fields
+    assert isolated.device == "cpu"
+
+
+def test_pause_stops_the_worker_and_the_clock_then_resume_finishes(jobs):
+    job = curve_job(jobs, epochs=10**6, seconds=1.5).start()
+    assert wait_until(lambda: job.latest() is not None and job.latest().step > 5)
+    job.pause()
+    time.sleep(0.5)  # let the step in flight finish and its records arrive
+    step, seconds = job.history()[-1]["step"], job.history()[-1]["seconds"]
+    time.sleep(1.0)
+    assert job.history()[-1]["step"] == step, "the worker kept stepping while paused"
+    assert job.status is JobStatus.PAUSED
+    job.resume()
+    assert job.wait(60) is JobStatus.DONE, job.error
+    assert job.result.seconds < 1.5 + 0.5, "the pause counted against the time budget"
+    assert job.history()[-1]["step"] > step and job.history()[-1]["seconds"] > seconds
+
+
+def test_cancel_ends_the_worker_promptly(jobs):
+    job = curve_job(jobs, epochs=10**6).start()
+    assert wait_until(lambda: job.latest() is not None)
+    pid = job.pid
+    t0 = time.perf_counter()
+    job.cancel()
+    assert job.wait(10) is JobStatus.CANCELLED
+    assert time.perf_counter() - t0 < 3.0
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_cancel_while_paused(jobs):
+    job = curve_job(jobs, epochs=10**6).start()
+    assert wait_until(lambda: job.latest() is not None)
+    job.pause()
+    job.cancel()
+    assert job.wait(10) is JobStatus.CANCELLED
+
+
+def test_bad_data_fails_with_the_workers_message_and_traceback(jobs):
+    job = curve_job(jobs, data="synthetic:nope").start()
+    assert job.wait(30) is JobStatus.FAILED
+    assert job.error.startswith("DataError: synthetic:nope: unknown synthetic NAME 'nope'")
+    assert "load_problem" in job.traceback  # the child's traceback, not the relay's
+
+
+def test_nan_loss_message_comes_back_verbatim(jobs):
+    problem = load_problem("synthetic:curve")
+    q = problem.train.q.copy()
+    q[:5] = 1e200  # overflows float32
+    bad = dataclasses.replace(problem, train=FluxObservations(problem.train.xy, q))
+    job = curve_job(jobs, data=bad, epochs=5).start()
+    assert job.wait(30) is JobStatus.FAILED
+    assert "nan" in job.error.lower() and "learning rate" in job.error
+    assert not job.error.startswith("WorkerFailed")
+
+
+def test_a_killed_worker_fails_its_job_with_the_exit_code(jobs):
+    job = curve_job(jobs, epochs=10**6).start()
+    assert wait_until(lambda: job.latest() is not None)
+    os.kill(job.pid, signal.SIGKILL)
+    assert job.wait(10) is JobStatus.FAILED
+    assert "exit code -9" in job.error and "dfnn" in job.error
