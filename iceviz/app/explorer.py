@@ -194,11 +194,12 @@ class Explorer:
         # training tab
         self.cards = pn.Column(sizing_mode="stretch_width")
         self.live = pn.Column(sizing_mode="stretch_width")
-        self.losses = pn.FlexBox()
+        self.losses = pn.GridBox(ncols=3, sizing_mode="fixed")
         self.table = pn.widgets.Tabulator(metrics_frame([]), disabled=True, show_index=False, height=160,
                                           sizing_mode="stretch_width",
                                           formatters={**{k: NumberFormatter(format=f) for k, f in TABLE_FORMATS.items()},
-                                                      **{k: ScientificFormatter(precision=2) for k in TABLE_SCIENTIFIC}})
+                                                      **{k: ScientificFormatter(precision=2, power_limit_low=0, power_limit_high=3)
+                                                         for k in TABLE_SCIENTIFIC}})
         self.lesson_note = pn.pane.Markdown(LESSON_TEXT, visible=False, styles={"background": "#eef6ff"},
                                             sizing_mode="stretch_width")
         self.export_job = pn.widgets.Select(name="Export run", options=[], width=240)
@@ -324,13 +325,14 @@ class Explorer:
 
     def _refresh_jobs(self, snaps: dict[int, Any]) -> None:
         limits = shared_limits(list(snaps.values()))
-        for label, job in self.jobs:
+        for i, (label, job) in enumerate(self.jobs):
             self.cards_by_id[job.id].update()
             snap, row = snaps[job.id], self.rows.get(job.id)
             if row is None and snap is not None:
+                place = sum(j.id in self.rows for _, j in self.jobs[:i])  # rows keep the jobs' order
                 row = self.rows[job.id] = LiveRow(label, snap, limits, job.history(), self._ranges(snap))
-                self.live.append(row.view)
-                self.losses.append(row.loss_view)
+                self.live.insert(place, row.view)
+                self.losses.insert(place, row.loss_view)
             elif row is not None:
                 row.push(snap, limits, job.history())
         frame = metrics_frame(self.jobs)

@@ -88,8 +88,11 @@ class JobCard:
 
 
 def _pane(fig: Any, css_class: str) -> pn.Column:
-    """A fixed-size Bokeh figure in a box carrying ``css_class`` (the figure itself cannot carry it)."""
-    return pn.Column(pn.pane.Bokeh(fig, sizing_mode="fixed"), css_classes=[css_class], sizing_mode="fixed")
+    """A fixed-size Bokeh figure in a box carrying ``css_class`` (for styling and browser tests).
+
+    The box takes the figure's stated outer size, so no layout has to measure it."""
+    return pn.Column(pn.pane.Bokeh(fig, sizing_mode="fixed"), css_classes=[css_class], sizing_mode="fixed",
+                     width=fig.width, height=fig.height)
 
 
 class LiveRow:
@@ -110,7 +113,7 @@ class LiveRow:
         truth = "error" in snapshot.fields
         self.flux = FieldFigure(f"{label}: predicted flux |q|", maps.SEQUENTIAL, "|q| (m²/yr)", ranges, arrows=True)
         self.divergence = FieldFigure(f"{label}: divergence ∇·q, shared scale", maps.DIVERGING, "∇·q (m/yr)",
-                                      ranges)
+                                      ranges, compact=False)
         self.error = FieldFigure(f"{label}: |error| vs known truth" if truth else
                                  f"{label}: mean |error| at held-out points", maps.ERROR, "|error| (m²/yr)", ranges)
         self.loss = LossFigure(f"{label}: loss terms", keys)

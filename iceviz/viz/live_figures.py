@@ -16,8 +16,8 @@ from typing import Sequence
 
 import numpy as np
 import xarray as xr
-from bokeh.models import (Arrow, ColorBar, ColumnDataSource, HoverTool, LinearColorMapper, NumeralTickFormatter,
-                          Range1d, VeeHead)
+from bokeh.models import (Arrow, BasicTickFormatter, ColorBar, ColumnDataSource, HoverTool, LinearColorMapper,
+                          NumeralTickFormatter, Range1d, VeeHead)
 from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 from holoviews.plotting.util import process_cmap
@@ -25,7 +25,11 @@ from holoviews.plotting.util import process_cmap
 from iceviz.viz import maps
 
 FRAME_WIDTH = 250
-"""Map width in pixels; heights follow the region's aspect ratio."""
+"""Width of a map's frame in pixels; heights follow the region's aspect ratio."""
+COLORBAR_SPACE = 95
+"""Pixels right of a map's frame for its colour bar and labels."""
+TITLE_SPACE = 40
+"""Pixels above a map's frame for its title and tools."""
 TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
 ARROW_FILL = 0.9
 """The longest arrow covers this fraction of the spacing between arrows."""
@@ -77,14 +81,18 @@ class FieldFigure:
     label : what the colour bar and the hover show, with its unit.
     ranges : the (x, y) ranges, shared with the figures this one zooms with.
     arrows : draw flux arrows over the image.
+    compact : colour-bar numbers with k / m suffixes (for magnitudes of thousands); otherwise plain
+        numbers with as many decimals as the ticks need (for small signed values such as divergence).
     """
 
-    def __init__(self, title: str, cmap: str, label: str, ranges: tuple[Range1d, Range1d], arrows: bool = False):
+    def __init__(self, title: str, cmap: str, label: str, ranges: tuple[Range1d, Range1d], arrows: bool = False,
+                 compact: bool = True):
         x_range, y_range = ranges
         aspect = (y_range.end - y_range.start) / max(x_range.end - x_range.start, 1e-9)
-        self.figure = figure(title=title, x_range=x_range, y_range=y_range, frame_width=FRAME_WIDTH,
-                             frame_height=max(60, int(round(FRAME_WIDTH * aspect))), tools=TOOLS,
-                             toolbar_location="above", match_aspect=True)
+        # outer sizes, stated (a layout that has to measure the colour bar clips it when labels change)
+        self.figure = figure(title=title, x_range=x_range, y_range=y_range, width=FRAME_WIDTH + COLORBAR_SPACE,
+                             height=max(60, int(round(FRAME_WIDTH * aspect))) + TITLE_SPACE, tools=TOOLS,
+                             toolbar_location="above")
         self.figure.axis.visible = False
         self.figure.grid.visible = False
         self.figure.title.text_font_size = "9pt"
@@ -94,7 +102,8 @@ class FieldFigure:
                                   color_mapper=self.mapper)
         self.figure.add_tools(HoverTool(renderers=[image], tooltips=[(label, "@image{0.000a}")]))
         self.figure.add_layout(ColorBar(color_mapper=self.mapper, title=label, width=8, title_text_font_size="8pt",
-                                        formatter=NumeralTickFormatter(format="0.[00]a"),
+                                        formatter=NumeralTickFormatter(format="0.[0]a") if compact
+                                        else BasicTickFormatter(),
                                         major_label_text_font_size="8pt"), "right")
         self.arrows: ColumnDataSource | None = None
         if arrows:
@@ -117,7 +126,7 @@ class LossFigure:
     """One line per loss term against epoch on a log axis; every term is in the legend from the start."""
 
     def __init__(self, title: str, keys: Sequence[str]):
-        self.figure = figure(title=title, y_axis_type="log", frame_width=FRAME_WIDTH, frame_height=200,
+        self.figure = figure(title=title, y_axis_type="log", width=FRAME_WIDTH + 80, height=260,
                              tools=TOOLS, toolbar_location="above", x_axis_label="epoch", y_axis_label="loss")
         self.figure.title.text_font_size = "9pt"
         self.sources: dict[str, ColumnDataSource] = {}
