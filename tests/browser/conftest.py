@@ -28,6 +28,22 @@ if not Path(CHROMIUM).exists():
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
 
+def descendants(pid: int) -> set[int]:
+    """Ids of every process below ``pid`` (Linux /proc), e.g. the server's training workers."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended while we looked
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -36,12 +52,15 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
-    """(url, log path) of a served explorer; at the end, its log must hold no traceback."""
+    """(url, log path, process) of a served explorer; at the end, its log must hold no traceback.
+
+    Sessions whose tab closed are discarded within about a second (Bokeh's default is half a minute)."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("server") / "panel.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ICEVIZ_CACHE": str(tmp_path_factory.mktemp("cache"))}
     cmd = [sys.executable, "-m", "panel", "serve", "apps/explorer.py", "--address", "127.0.0.1", "--port", str(port),
-           "--allow-websocket-origin", f"127.0.0.1:{port}", "--num-procs", "1"]
+           "--allow-websocket-origin", f"127.0.0.1:{port}", "--num-procs", "1",
+           "--check-unused-sessions", "500", "--unused-session-lifetime", "500"]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/explorer"
@@ -57,7 +76,7 @@ def server(tmp_path_factory):
     else:
         proc.terminate()
         raise RuntimeError(f"panel serve did not answer within 90 s:\n{log_path.read_text()}")
-    yield url, log_path
+    yield url, log_path, proc
     proc.terminate()
     try:
         proc.wait(10)
@@ -72,7 +91,7 @@ def server(tmp_path_factory):
 @pytest.fixture
 def page(server, tmp_path, request):
     """A fresh browser session on the app; fails the test on any console error."""
-    url, _ = server
+    url, _, _ = server
     errors: list[str] = []
     with playwright_api.sync_playwright() as p:
         context = p.chromium.launch_persistent_context(

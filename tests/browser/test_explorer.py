@@ -148,9 +148,10 @@ def test_saved_run_loads_and_bad_paths_are_refused(page):
 @pytest.mark.parametrize("n", [1])
 def test_two_sessions_are_independent(server, n):
     # A second browser session starts with no jobs even while another has some: state is per session.
-    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, playwright_api
+    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, descendants, playwright_api
 
-    url, _ = server
+    url, _, proc = server
+    before = descendants(proc.pid)  # the forkserver (started when the fixture first fetched the page)
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         a, b = browser.new_page(), browser.new_page()
@@ -161,10 +162,14 @@ def test_two_sessions_are_independent(server, n):
         select(a, "Data", "Synthetic outlet glacier (Byrd box)")
         keep_models(a, ["nn"])
         a.locator("button", has_text="Start training").first.click()
-        wait_for(lambda: a.locator(".job-card").count() == 1, 10, "a's job card")
+        wait_for(lambda: "running" in card_text(a, "nn #"), 30, "a's job to run")
+        workers = descendants(proc.pid) - before
+        assert workers, "the job should train in a worker process of the server"
         b.wait_for_timeout(1500)
         assert b.locator(".job-card").count() == 0
-        a.close()  # closing the tab ends the session; its jobs are cancelled by the server
+        a.close()  # closing the tab ends the session; the server cancels its jobs and their workers end
+        wait_for(lambda: not (descendants(proc.pid) & workers), 20, "the closed tab's worker to end")
+        assert b.locator(".bk-tab", has_text="Map").count() == 1  # the other session is unharmed
         browser.close()
 
 
