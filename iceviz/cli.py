@@ -166,6 +166,23 @@ def cmd_data_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sim_verify(args: argparse.Namespace) -> int:
+    from iceviz.sim.verify import CASES
+
+    cases = []
+    for make in CASES:
+        case = make()
+        cases.append(case)
+        rate = f", rate {case.rate:.2f}" if case.rate is not None else ""
+        print(f"{'PASS' if case.passed else 'FAIL'} {case.name}: error {case.error:.3g} "
+              f"(tolerance {case.tolerance:g}{rate}, {case.seconds:.1f} s) - {case.detail}",
+              file=sys.stderr if args.json else sys.stdout)
+    passed = all(c.passed for c in cases)
+    if args.json:
+        print(json.dumps({"passed": passed, "cases": [c.as_dict() for c in cases]}))
+    return 0 if passed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     from iceviz.models.registry import REGISTRY
     from iceviz.training.device import DEVICES
@@ -197,6 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
     data_info = data_sub.add_parser("info", help="describe the data a spec loads")
     data_info.add_argument("spec", metavar="SPEC")
     data_info.set_defaults(func=cmd_data_info)
+
+    sim = sub.add_parser("sim", help="the finite-element ice-flow simulator")
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True)
+    verify = sim_sub.add_parser("verify", help="run the verification cases against closed-form solutions")
+    verify.add_argument("--json", action="store_true",
+                        help='print one final JSON line {"passed", "cases": [{"name", "error", "tolerance", "passed"}]}')
+    verify.set_defaults(func=cmd_sim_verify)
     return parser
 
 

@@ -244,3 +244,17 @@ def test_installed_entry_point_trains(tmp_path):
     summary = one_json_line(proc.stdout)
     assert summary["model"] == "dfnn" and summary["epochs"] == 2
     assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_sim_verify_json_contract(capsys):
+    from iceviz.cli import main
+
+    code = main(["sim", "verify", "--json"])
+    out = capsys.readouterr().out.strip().splitlines()
+    report = json.loads(out[-1])
+    assert code == 0 and report["passed"] is True
+    names = [c["name"] for c in report["cases"]]
+    assert names == ["ssa-ramp-glen", "ssa-ramp-convergence"]
+    for case in report["cases"]:
+        assert set(case) >= {"name", "error", "tolerance", "passed"} and case["error"] <= case["tolerance"]
+    assert report["cases"][1]["rate"] > 1.7

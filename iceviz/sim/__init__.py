@@ -1,0 +1,1 @@
+"""Finite-element ice-flow simulator: meshes, the SSA momentum balance, verification."""
