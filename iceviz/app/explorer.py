@@ -39,7 +39,7 @@ from iceviz.training.job import Job
 from iceviz.training.queue import JobQueue
 from iceviz.training.trainers import training_job
 from iceviz.training.worker import warm_up
-from iceviz.viz.live_figures import shared_ranges
+from iceviz.viz.live_figures import cell_bounds, shared_ranges
 from iceviz.viz import maps
 
 POLL_MS = 500
@@ -341,9 +341,7 @@ class Explorer:
 
     def _ranges(self, snapshot: Any) -> tuple[Any, Any]:
         """The shared zoom of every live map over the same region (maps of another region zoom apart)."""
-        x, y = snapshot.fields["x"].values, snapshot.fields["y"].values
-        dx, dy = (x[-1] - x[0]) / max(len(x) - 1, 1), (y[-1] - y[0]) / max(len(y) - 1, 1)
-        bounds = (float(x[0] - dx / 2), float(x[-1] + dx / 2), float(y[0] - dy / 2), float(y[-1] + dy / 2))
+        bounds = cell_bounds(snapshot.fields["x"].values, snapshot.fields["y"].values)
         key = tuple(round(b) for b in bounds)
         if key not in self.live_ranges:
             self.live_ranges[key] = shared_ranges(bounds)

@@ -15,11 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import panel as pn
+from bokeh.models import Range1d
 
 from iceviz.training.job import Job, JobStatus
 from iceviz.training.snapshot import Snapshot
-from bokeh.models import Range1d
-
 from iceviz.viz import maps
 from iceviz.viz.live_figures import FieldFigure, LossFigure, arrow_columns, image_columns
 

@@ -154,6 +154,7 @@ class SSASolver:
         self.scalar = self.basis.with_element(ElementTriP1())
         self.front = FacetBasis(self.m, element, facets=_facets_of(self.m, mesh.boundary.get("front", np.zeros((0, 2)))),
                                 intorder=intorder)
+        self.front_scalar = self.front.with_element(ElementTriP1())
         walls = mesh.boundary.get("wall", np.zeros((0, 2), dtype=int))
         self.walls = FacetBasis(self.m, element, facets=_facets_of(self.m, walls), intorder=2) if len(walls) else None
         self.wall_edge = float(np.linalg.norm(np.diff(mesh.points[walls], axis=1), axis=2).min()) if len(walls) else 1.0
@@ -202,9 +203,8 @@ class SSASolver:
         grad_s = self._interp(surface).grad
         # sub-element grounding: flotation judged at each quadrature point
         grounded_q = (RHO_ICE * hq + RHO_WATER * self._interp(bed)) > 0
-        base_q_front = self._interp(geometry.base, self.front.with_element(ElementTriP1()))
-        h_front = self._interp(h, self.front.with_element(ElementTriP1()))
-        depth = np.maximum(-base_q_front, 0.0)
+        depth = np.maximum(-self._interp(geometry.base, self.front_scalar), 0.0)
+        h_front = self._interp(h, self.front_scalar)
         front_stress = 0.5 * RHO_ICE * GRAVITY * h_front**2 - 0.5 * RHO_WATER * GRAVITY * depth**2
         f = asm(_driving, self.basis, h=hq, grad_s=grad_s) + asm(_front, self.front, front_stress=front_stress)
 
@@ -226,15 +226,15 @@ class SSASolver:
                 raise SimulationError(f"a prescribed viscosity needs one positive, finite value per node ({N})")
             mu_h_q = np.asarray(self._interp(mu_nodes)) * np.asarray(hq)
             mu_elem = mu_nodes[self.mesh.triangles].mean(axis=1)
+        c = friction.coefficient
+        c_q = np.asarray(self._interp(c)) if np.ndim(c) else c
         changes: list[float] = []
-        for it in range(1, max_iter + 1):
+        for _ in range(max_iter):
             u, v = x[self.basis.nodal_dofs[0]], x[self.basis.nodal_dofs[1]]
             if not prescribed:
                 mu_elem = self.glen_viscosity(u, v, rheology)
                 mu_h_q = mu_elem[:, None] * np.asarray(hq)
             speed = np.sqrt(np.asarray(self._interp(u)) ** 2 + np.asarray(self._interp(v)) ** 2 + SPEED_REG**2)
-            c = friction.coefficient
-            c_q = np.asarray(self._interp(c)) if np.ndim(c) else c
             beta = np.where(grounded_q, c_q * speed ** (friction.m - 1.0), 0.0)
             K = asm(_membrane, self.basis, mu_h=mu_h_q, beta=beta)
             if self.walls is not None:

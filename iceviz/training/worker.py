@@ -170,8 +170,7 @@ class ProcessJob(Job):
             try:
                 if not receive.poll(POLL_S):
                     if not process.is_alive() and not receive.poll():
-                        raise WorkerFailed(f"the worker process of {self.name} ended (exit code "
-                                           f"{process.exitcode}) without reporting a result")
+                        raise EOFError
                     continue
                 kind, payload = receive.recv()
             except (EOFError, OSError):

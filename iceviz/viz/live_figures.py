@@ -40,6 +40,17 @@ def palette(name: str, n: int = 256) -> list[str]:
     return process_cmap(name, n)
 
 
+def _spacing(c: np.ndarray) -> float:
+    return abs(float(c[-1] - c[0])) / (c.size - 1) if c.size > 1 else 1.0
+
+
+def cell_bounds(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
+    """(xmin, xmax, ymin, ymax) covered by the cells centred on the regular axes ``x``, ``y`` (any order)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    dx, dy = _spacing(x), _spacing(y)
+    return (float(x.min() - dx / 2), float(x.max() + dx / 2), float(y.min() - dy / 2), float(y.max() + dy / 2))
+
+
 def image_columns(x: np.ndarray, y: np.ndarray, values: np.ndarray) -> dict[str, list]:
     """The columns of an image source: ``values`` (dims y, x) on cell centres ``x``, ``y`` (any order).
 
@@ -48,13 +59,11 @@ def image_columns(x: np.ndarray, y: np.ndarray, values: np.ndarray) -> dict[str,
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     v = np.asarray(values, dtype=np.float32)
     if x.size > 1 and x[0] > x[-1]:
-        x, v = x[::-1], v[:, ::-1]
+        v = v[:, ::-1]
     if y.size > 1 and y[0] > y[-1]:
-        y, v = y[::-1], v[::-1]
-    dx = (x[-1] - x[0]) / (x.size - 1) if x.size > 1 else 1.0
-    dy = (y[-1] - y[0]) / (y.size - 1) if y.size > 1 else 1.0
-    return dict(image=[np.ascontiguousarray(v)], x=[x[0] - dx / 2], y=[y[0] - dy / 2],
-                dw=[x[-1] - x[0] + dx], dh=[y[-1] - y[0] + dy])
+        v = v[::-1]
+    xmin, xmax, ymin, ymax = cell_bounds(x, y)
+    return dict(image=[np.ascontiguousarray(v)], x=[xmin], y=[ymin], dw=[xmax - xmin], dh=[ymax - ymin])
 
 
 def arrow_columns(ds: xr.Dataset, max_arrows: int = 24) -> dict[str, np.ndarray]:

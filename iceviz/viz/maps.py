@@ -63,11 +63,6 @@ def divergence_map(ds: xr.Dataset, limit: float, title: str = "", name: str = "d
     return field_image(ds, name, title).opts(cmap=DIVERGING, clim=(-limit, limit), colorbar=True, title=title)
 
 
-def error_map(ds: xr.Dataset, limit: float | None = None, title: str = "") -> hv.Image:
-    img = field_image(ds, "error", title)
-    return img.opts(cmap=ERROR, colorbar=True, clim=(0, limit) if limit else (np.nan, np.nan), title=title)
-
-
 def thinned_vectors(ds: xr.Dataset, max_arrows: int = 24,
                     scale_to: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
     """The flux of ``ds`` thinned to at most ``max_arrows`` per side, for drawing as arrows.
@@ -106,14 +101,6 @@ def binned_mean(points: dict[str, np.ndarray], bounds: tuple[float, float, float
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(count > 0, total / count, np.nan)
     return (ex[:-1] + ex[1:]) / 2, (ey[:-1] + ey[1:]) / 2, mean
-
-
-def binned_errors(points: dict[str, np.ndarray], bounds: tuple[float, float, float, float], n: int = 50,
-                  limit: float | None = None, title: str = "") -> hv.Image:
-    """Mean error magnitude of the held-out points in an n x n grid of bins (NaN where no point falls):
-    a fixed-size image however many test points there are."""
-    img = hv.Image(binned_mean(points, bounds, n), kdims=KDIMS, vdims=[value_dimension("error")])
-    return img.opts(cmap=ERROR, colorbar=True, clim=(0, limit) if limit else (np.nan, np.nan), title=title)
 
 
 def loss_terms(history: Sequence[dict]) -> list[str]:

@@ -21,6 +21,7 @@ from iceviz.training.flux_trainer import FitResult, FluxTrainer
 from iceviz.training.job import Control, Job, JobStatus, TrainingFailed
 from iceviz.training.snapshot import Snapshot
 from iceviz.training.trainers import make_trainer, training_job
+from tests.training.conftest import curve_job, wait_until
 
 LONG = 10**6  # an epoch budget no test waits for
 
@@ -66,36 +67,8 @@ class FakeTrainer:
         return {"steps": self.step}
 
 
-@pytest.fixture
-def jobs():
-    """Collects jobs; any still alive at teardown is cancelled and joined (no thread outlives its test)."""
-    started: list[Job] = []
-    yield started
-    for job in started:
-        job.cancel()
-    for job in started:
-        job.wait(5)
-        assert not job.alive, f"job {job.name} still running after cancel"
-
-
-def wait_until(predicate, timeout: float = 10.0, every: float = 0.005) -> bool:
-    end = time.perf_counter() + timeout
-    while time.perf_counter() < end:
-        if predicate():
-            return True
-        time.sleep(every)
-    return predicate()
-
-
 def fake_job(jobs: list[Job], trainer: FakeTrainer, **kwargs) -> Job:
     job = Job("fake", lambda: trainer, **kwargs)
-    jobs.append(job)
-    return job
-
-
-def curve_job(jobs: list[Job], model: str = "dfnn", **overrides) -> Job:
-    overrides.setdefault("snapshot_every", 0.05)
-    job = training_job(model, "synthetic:curve", device="cpu", **overrides)
     jobs.append(job)
     return job
 

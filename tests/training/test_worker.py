@@ -12,9 +12,9 @@ import pytest
 from iceviz.data.problem import FluxObservations
 from iceviz.data.specs import load_problem
 from iceviz.training.flux_trainer import FitResult
-from iceviz.training.job import Job, JobStatus
-from iceviz.training.trainers import training_job
+from iceviz.training.job import JobStatus
 from iceviz.training.worker import ProcessJob, warm_up
+from tests.training.conftest import curve_job, wait_until
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -22,37 +22,9 @@ def forkserver():
     warm_up()
 
 
-@pytest.fixture
-def jobs():
-    started: list[Job] = []
-    yield started
-    for job in started:
-        job.cancel()
-    for job in started:
-        job.wait(15)
-        assert not job.alive, f"job {job.name} still running after cancel"
-        assert getattr(job, "pid", None) is None, "worker process left behind"
-
-
-def wait_until(predicate, timeout: float = 30.0) -> bool:
-    end = time.perf_counter() + timeout
-    while time.perf_counter() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
-
-
-def curve_job(jobs, isolate=True, data="synthetic:curve", **overrides) -> Job:
-    overrides.setdefault("snapshot_every", 0.05)
-    job = training_job("dfnn", data, device="cpu", isolate=isolate, **overrides)
-    jobs.append(job)
-    return job
-
-
 def test_process_job_matches_a_thread_job_with_the_same_seed(jobs):
-    isolated = curve_job(jobs, epochs=8, seed=3).start()
-    threaded = curve_job(jobs, isolate=False, epochs=8, seed=3).start()
+    isolated = curve_job(jobs, isolate=True, epochs=8, seed=3).start()
+    threaded = curve_job(jobs, epochs=8, seed=3).start()
     assert isinstance(isolated, ProcessJob) and not isinstance(threaded, ProcessJob)
     assert isolated.wait(60) is JobStatus.DONE, isolated.error
     assert threaded.wait(60) is JobStatus.DONE, threaded.error
@@ -68,8 +40,8 @@ def test_process_job_matches_a_thread_job_with_the_same_seed(jobs):
 
 
 def test_pause_stops_the_worker_and_the_clock_then_resume_finishes(jobs):
-    job = curve_job(jobs, epochs=10**6, seconds=1.5).start()
-    assert wait_until(lambda: job.latest() is not None and job.latest().step > 5)
+    job = curve_job(jobs, isolate=True, epochs=10**6, seconds=1.5).start()
+    assert wait_until(lambda: job.latest() is not None and job.latest().step > 5, timeout=30)
     job.pause()
     time.sleep(0.5)  # let the step in flight finish and its records arrive
     step, seconds = job.history()[-1]["step"], job.history()[-1]["seconds"]
@@ -83,8 +55,8 @@ def test_pause_stops_the_worker_and_the_clock_then_resume_finishes(jobs):
 
 
 def test_cancel_ends_the_worker_promptly(jobs):
-    job = curve_job(jobs, epochs=10**6).start()
-    assert wait_until(lambda: job.latest() is not None)
+    job = curve_job(jobs, isolate=True, epochs=10**6).start()
+    assert wait_until(lambda: job.latest() is not None, timeout=30)
     pid = job.pid
     t0 = time.perf_counter()
     job.cancel()
@@ -95,15 +67,15 @@ def test_cancel_ends_the_worker_promptly(jobs):
 
 
 def test_cancel_while_paused(jobs):
-    job = curve_job(jobs, epochs=10**6).start()
-    assert wait_until(lambda: job.latest() is not None)
+    job = curve_job(jobs, isolate=True, epochs=10**6).start()
+    assert wait_until(lambda: job.latest() is not None, timeout=30)
     job.pause()
     job.cancel()
     assert job.wait(10) is JobStatus.CANCELLED
 
 
 def test_bad_data_fails_with_the_workers_message_and_traceback(jobs):
-    job = curve_job(jobs, data="synthetic:nope").start()
+    job = curve_job(jobs, isolate=True, data="synthetic:nope").start()
     assert job.wait(30) is JobStatus.FAILED
     assert job.error.startswith("DataError: synthetic:nope: unknown synthetic NAME 'nope'")
     assert "load_problem" in job.traceback  # the child's traceback, not the relay's
@@ -114,15 +86,15 @@ def test_nan_loss_message_comes_back_verbatim(jobs):
     q = problem.train.q.copy()
     q[:5] = 1e200  # overflows float32
     bad = dataclasses.replace(problem, train=FluxObservations(problem.train.xy, q))
-    job = curve_job(jobs, data=bad, epochs=5).start()
+    job = curve_job(jobs, isolate=True, data=bad, epochs=5).start()
     assert job.wait(30) is JobStatus.FAILED
     assert "nan" in job.error.lower() and "learning rate" in job.error
     assert not job.error.startswith("WorkerFailed")
 
 
 def test_a_killed_worker_fails_its_job_with_the_exit_code(jobs):
-    job = curve_job(jobs, epochs=10**6).start()
-    assert wait_until(lambda: job.latest() is not None)
+    job = curve_job(jobs, isolate=True, epochs=10**6).start()
+    assert wait_until(lambda: job.latest() is not None, timeout=30)
     os.kill(job.pid, signal.SIGKILL)
     assert job.wait(10) is JobStatus.FAILED
     assert "exit code -9" in job.error and "dfnn" in job.error

@@ -28,11 +28,10 @@ def test_divergence_map_has_symmetric_limits_and_a_diverging_colour_map():
     assert opts["clim"] == (-3.0, 3.0) and opts["cmap"] == maps.DIVERGING
 
 
-def test_binned_errors_average_the_points_in_each_bin():
+def test_binned_mean_averages_the_points_in_each_bin():
     points = {"x": np.array([10.0, 20.0, 900.0]), "y": np.array([10.0, 20.0, 900.0]),
               "error": np.array([1.0, 3.0, 7.0])}
-    img = maps.binned_errors(points, (0, 1000, 0, 1000), n=2)
-    values = img.dimension_values("error", flat=False)
+    _, _, values = maps.binned_mean(points, (0, 1000, 0, 1000), n=2)
     assert np.nanmax(values) == 7.0 and np.nanmin(values) == 2.0  # (1 + 3) / 2
     assert np.isnan(values).sum() == 2
 
