@@ -5,6 +5,11 @@
     iceviz models
     iceviz data list
     iceviz data info SPEC
+    iceviz sim verify [--json]
+    iceviz sim run SCENARIO --out FILE [--melt X] [--smb X] [--calving fixed|retreat] [--retreat-rate X]
+                   [--years Y] [--snapshot-every Y] [--set KEY=VALUE ...] [--json] [--quiet]
+    iceviz sim ensemble SCENARIO --out DIR [--melt SPEC] [--smb SPEC] [--retreat-rate SPEC] [--workers N]
+                        [--years Y] [--snapshot-every Y] [--set KEY=VALUE ...] [--json] [--quiet]
 """
 
 from __future__ import annotations
@@ -183,8 +188,149 @@ def cmd_sim_verify(args: argparse.Namespace) -> int:
     return 0 if passed else 1
 
 
+class _YearsBar:
+    """A progress bar on stderr over simulated years, fed by a simulator's ``on_step``; opened at the first step."""
+
+    def __init__(self, label: str, years: float, quiet: bool):
+        self.label, self.years, self.quiet, self.bar = label, years, quiet, None
+
+    def __call__(self, state: Any, record: dict) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=self.years, desc=self.label, file=sys.stderr, disable=self.quiet,
+                            dynamic_ncols=True, bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.3g}/{total:g} a "
+                                                           "[{elapsed}<{remaining}{postfix}]")
+        self.bar.update(record["dt"])
+        self.bar.set_postfix(iterations=int(record["iterations"]), refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _scenario_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Scenario parameters from --region (sized to its box) and --set (which wins)."""
+    from iceviz.geo import get_region
+    from iceviz.sim.scenarios import box_overrides
+
+    sized = box_overrides(args.scenario, get_region(args.region).bounds) if args.region else {}
+    return {**sized, **parse_assignments(args.set or [])}
+
+
+def _sim_settings(args: argparse.Namespace) -> Any:
+    """RunSettings from --years and --snapshot-every (defaults where not given)."""
+    from iceviz.sim.model import RunSettings
+
+    given = {"years": args.years, "snapshot_every": args.snapshot_every}
+    return RunSettings(**{k: v for k, v in given.items() if v is not None})
+
+
+def cmd_sim_run(args: argparse.Namespace) -> int:
+    from iceviz.sim.ensemble import forcing_values, make_forcing
+    from iceviz.sim.model import Simulator
+    from iceviz.sim.scenarios import get_scenario
+    from iceviz.sim.spinup import spun_up
+    from iceviz.sim.ugrid import write_run
+
+    scenario = get_scenario(args.scenario, **_scenario_overrides(args))
+    settings = _sim_settings(args)
+    given = {"melt": args.melt, "smb": args.smb, "retreat_rate": args.retreat_rate}
+    values = forcing_values({k: v for k, v in given.items() if v is not None})
+    if args.calving is not None:
+        values["calving"] = args.calving
+    forcing = make_forcing(values)
+    simulator = Simulator(scenario)
+    bar = _YearsBar(f"spin-up {scenario.spin_up_years:g} a", scenario.spin_up_years, args.quiet)
+    try:
+        state, cached = spun_up(simulator, on_step=bar)
+    finally:
+        bar.close()
+    if cached and not args.quiet:
+        print(f"spin-up {scenario.spin_up_years:g} a: from the cache", file=sys.stderr)
+    bar = _YearsBar(f"{args.scenario} {settings.years:g} a", settings.years, args.quiet)
+    try:
+        run = simulator.run(forcing, settings, state, on_step=bar)
+    finally:
+        bar.close()
+    out = write_run(run, args.out)
+    gl, volume, budget = run.diagnostics["grounding_line"], run.diagnostics["volume"], run.budget
+    summary = {
+        "scenario": args.scenario, "out": str(out), "forcing": forcing.key(), "years": settings.years,
+        "spin_up_cached": cached, "wall_time": round(run.wall_time, 3), "steps": len(run.steps["t"]),
+        "snapshots": len(run.times), "nodes": run.mesh.n_nodes, "iterations": int(run.steps["iterations"].sum()),
+        "grounding_line_start": float(gl[0]), "grounding_line_end": float(gl[-1]),
+        "volume_change": float(volume[-1] - volume[0]), "budget_residual": budget.relative_residual,
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{args.scenario}: {summary['steps']} steps over {settings.years:g} a in {run.wall_time:.1f} s; "
+              f"grounding line {gl[0] / 1e3:.1f} -> {gl[-1] / 1e3:.1f} km, volume change "
+              f"{summary['volume_change']:.4g} m³ (budget residual {budget.relative_residual:.1e}) -> {out}")
+    return 0
+
+
+def cmd_sim_ensemble(args: argparse.Namespace) -> int:
+    from iceviz.sim.ensemble import parse_values, run_ensemble
+
+    specs = {"melt": args.melt, "smb": args.smb, "retreat_rate": args.retreat_rate}
+    grid = {k: parse_values(spec) for k, spec in specs.items() if spec is not None}
+    if not grid:
+        raise ValueError("an ensemble needs values to vary: give --melt, --smb and/or --retreat-rate")
+
+    def progress(done: int, total: int, record: dict) -> None:
+        if args.quiet:
+            return
+        point = " ".join(f"{k}={record['forcing'][k]:g}" for k in grid)
+        outcome = (f"done in {record['wall_time']:.1f} s, {record['steps']} steps, grounding line "
+                   f"{record['grounding_line'] / 1e3:.1f} km" if record["status"] == "done"
+                   else f"FAILED: {record['error']}")
+        print(f"[{done}/{total}] run {record['index']} {point}: {outcome}", file=sys.stderr, flush=True)
+
+    manifest = run_ensemble(args.scenario, _scenario_overrides(args), grid, _sim_settings(args),
+                            args.out, workers=args.workers, progress=progress)
+    failed = sum(run["status"] == "failed" for run in manifest["runs"])
+    summary = {"scenario": args.scenario, "out": str(Path(args.out).expanduser()), "runs": len(manifest["runs"]),
+               "failed": failed, "wall_time": round(manifest["wall_time"], 3), "workers": manifest["workers"]}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{args.scenario}: {summary['runs'] - failed} of {summary['runs']} runs done in "
+              f"{manifest['wall_time']:.1f} s on {args.workers} worker(s) -> {summary['out']}")
+    return 1 if failed else 0
+
+
+def cmd_sim_shelf(args: argparse.Namespace) -> int:
+    from iceviz.sim.shelves import SHELVES, write_shelf
+
+    if args.name is None:
+        for name, spec in SHELVES.items():
+            print(f"{name:10s} {spec.description}")
+        return 0
+    if args.out is None:
+        raise ValueError("give --out FILE.mat to write the shelf")
+    out = write_shelf(args.name, args.out, resolution=args.resolution, spacing=args.spacing)
+    summary = {"shelf": args.name, "out": str(out), "resolution": args.resolution, "spacing": args.spacing}
+    print(json.dumps(summary) if args.json else f"shelf {args.name!r} -> {out}")
+    return 0
+
+
+def _sim_arguments(parser: argparse.ArgumentParser, scenarios: Sequence[str]) -> None:
+    """The scenario, run-length, --set, --json and --quiet arguments of ``sim run`` and ``sim ensemble``."""
+    parser.add_argument("scenario", metavar="SCENARIO", help=f"one of: {', '.join(scenarios)}")
+    parser.add_argument("--years", type=float, help="simulated years per run (default 20)")
+    parser.add_argument("--snapshot-every", type=float, metavar="YEARS", help="years between snapshots (default 0.5)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override a scenario parameter, e.g. length=200e3 (repeatable)")
+    parser.add_argument("--region", metavar="KEY",
+                        help="size the scenario to a preset region's box (e.g. byrd, pine-island); --set still wins")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from iceviz.models.registry import REGISTRY
+    from iceviz.sim.scenarios import SCENARIOS
     from iceviz.training.device import DEVICES
 
     parser = argparse.ArgumentParser(prog="iceviz", description="Physics-informed learning of Antarctic ice flow.")
@@ -221,6 +367,41 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true",
                         help='print one final JSON line {"passed", "cases": [{"name", "error", "tolerance", "passed"}]}')
     verify.set_defaults(func=cmd_sim_verify)
+
+    run = sim_sub.add_parser("run", help="spin up (cached) and run a scenario, writing a UGRID NetCDF file")
+    _sim_arguments(run, list(SCENARIOS))
+    run.add_argument("--melt", type=float, help="basal melt under floating ice [m/a] (default 0)")
+    run.add_argument("--smb", type=float, help="surface mass balance [m/a] (default 0.3)")
+    run.add_argument("--calving", choices=["fixed", "retreat"],
+                     help="calving front: fixed, or retreating at --retreat-rate (default: retreat when the rate "
+                          "is positive)")
+    run.add_argument("--retreat-rate", type=float, help="front retreat [m/a] (default 0)")
+    run.add_argument("--out", required=True, metavar="FILE", help="the run's NetCDF file (UGRID-1.0)")
+    run.add_argument("--json", action="store_true", help="print one final JSON line on stdout")
+    run.set_defaults(func=cmd_sim_run)
+
+    ensemble = sim_sub.add_parser("ensemble", help="run a scenario for every combination of forcing values "
+                                                   "(exit 1 if any run failed)")
+    _sim_arguments(ensemble, list(SCENARIOS))
+    spec = "start:stop:step (stop included), a value, or comma-separated values"
+    ensemble.add_argument("--melt", metavar="SPEC", help=f"basal melt values [m/a]: {spec}")
+    ensemble.add_argument("--smb", metavar="SPEC", help=f"surface mass balance values [m/a]: {spec}")
+    ensemble.add_argument("--retreat-rate", metavar="SPEC",
+                          help=f"front retreat values [m/a] (positive: a retreating front): {spec}")
+    ensemble.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    ensemble.add_argument("--out", required=True, metavar="DIR", help="write runs/run-NNN.nc and manifest.json here")
+    ensemble.add_argument("--json", action="store_true",
+                          help='print one final JSON line {"out", "runs", "failed", "wall_time", "workers"}')
+    ensemble.set_defaults(func=cmd_sim_ensemble)
+
+    shelf = sim_sub.add_parser("shelf", help="write a synthetic ice shelf with known viscosity in the DIFFICE .mat "
+                                             "layout (no NAME: list them)")
+    shelf.add_argument("name", nargs="?", metavar="NAME", help="the shelf (see 'iceviz sim shelf')")
+    shelf.add_argument("--out", metavar="FILE", help="the .mat file to write")
+    shelf.add_argument("--resolution", type=float, default=1000.0, help="mesh triangle side [m] (default 1000)")
+    shelf.add_argument("--spacing", type=float, default=200.0, help="grid spacing of the file [m] (default 200)")
+    shelf.add_argument("--json", action="store_true", help="print one final JSON line on stdout")
+    shelf.set_defaults(func=cmd_sim_shelf)
     return parser
 
 

@@ -254,7 +254,125 @@ def test_sim_verify_json_contract(capsys):
     report = json.loads(out[-1])
     assert code == 0 and report["passed"] is True
     names = [c["name"] for c in report["cases"]]
-    assert names == ["ssa-ramp-glen", "ssa-ramp-convergence"]
+    assert names == ["ssa-ramp-glen", "ssa-ramp-convergence", "transport-steady-convergence", "mass-conservation"]
     for case in report["cases"]:
         assert set(case) >= {"name", "error", "tolerance", "passed"} and case["error"] <= case["tolerance"]
-    assert report["cases"][1]["rate"] > 1.7
+    assert report["cases"][1]["rate"] > 1.7 and report["cases"][2]["rate"] > 1.7
+
+
+# --------------------------------------------------------------------------- sim run / sim ensemble
+
+TINY_SHELF = ("confined-shelf", "--set", "resolution=8e3", "--set", "refined_resolution=4e3",
+              "--set", "spin_up_years=5", "--years", "1", "--snapshot-every", "0.5")
+SIM_RUN_KEYS = {"scenario", "out", "wall_time", "steps", "snapshots", "nodes", "grounding_line_start",
+                "grounding_line_end", "volume_change", "budget_residual"}
+
+
+def test_sim_run_json_contract(tmp_path, monkeypatch):
+    from iceviz.sim.ugrid import read_run
+
+    monkeypatch.setenv("ICEVIZ_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run.nc"
+    code, stdout, stderr = run_main("sim", "run", *TINY_SHELF, "--melt", "20", "--retreat-rate", "1000",
+                                    "--json", "--out", str(out))
+    assert code == 0, stderr
+    summary = one_json_line(stdout)
+    assert SIM_RUN_KEYS <= set(summary)
+    assert summary["scenario"] == "confined-shelf" and Path(summary["out"]) == out
+    assert summary["spin_up_cached"] is False and "spin-up" in stderr  # progress went to stderr
+    run = read_run(out)
+    assert summary["nodes"] == run.mesh.n_nodes and summary["steps"] == len(run.steps["t"]) > 0
+    assert summary["snapshots"] == len(run.times) == 3
+    assert run.params["forcing"] == summary["forcing"] == dict(melt=20.0, smb=0.3, calving="retreat",
+                                                                retreat_rate=1000.0)
+    assert run.params["scenario"]["resolution"] == 8e3 and run.params["settings"]["years"] == 1
+    assert summary["grounding_line_end"] == run.diagnostics["grounding_line"][-1]
+    assert summary["volume_change"] == pytest.approx(run.budget.volume_change, rel=1e-9)
+    assert summary["volume_change"] < 0 and 0 <= summary["budget_residual"] < 1e-8
+    # the second run takes the spin-up from the cache; --quiet leaves stderr empty
+    code, stdout, stderr = run_main("sim", "run", *TINY_SHELF, "--json", "--quiet", "--calving", "fixed",
+                                    "--out", str(out))
+    assert code == 0 and stderr == ""
+    assert one_json_line(stdout)["spin_up_cached"] is True
+
+
+def test_sim_ensemble_json_contract(tmp_path, monkeypatch):
+    from iceviz.sim.ensemble import read_manifest
+
+    monkeypatch.setenv("ICEVIZ_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "ensemble"
+    code, stdout, stderr = run_main("sim", "ensemble", *TINY_SHELF, "--melt", "0:20:10", "--smb", "0.3",
+                                    "--json", "--out", str(out))
+    assert code == 0, stderr
+    summary = one_json_line(stdout)
+    assert summary["runs"] == 3 and summary["failed"] == 0 and summary["workers"] == 1
+    assert Path(summary["out"]) == out and summary["wall_time"] > 0
+    manifest = read_manifest(out)
+    assert [r["forcing"]["melt"] for r in manifest["runs"]] == [0.0, 10.0, 20.0]
+    assert manifest["overrides"] == {"resolution": 8e3, "refined_resolution": 4e3, "spin_up_years": 5}
+    progress = [line for line in stderr.splitlines() if line.startswith("[")]
+    assert len(progress) == 3 and progress[-1].startswith("[3/3]") and "melt=" in progress[-1]
+
+
+def test_sim_ensemble_with_a_failed_run_exits_1(tmp_path, monkeypatch):
+    monkeypatch.setenv("ICEVIZ_CACHE", str(tmp_path / "cache"))
+    code, stdout, stderr = run_main("sim", "ensemble", *TINY_SHELF, "--melt", "0,600", "--json",
+                                    "--out", str(tmp_path / "e"))
+    assert code == 1
+    summary = one_json_line(stdout)
+    assert summary["runs"] == 2 and summary["failed"] == 1
+    assert "FAILED" in stderr and "600" in stderr
+
+
+@pytest.mark.parametrize("command", ["run", "ensemble"])
+def test_sim_unknown_scenario_lists_the_valid_ones(command, tmp_path):
+    code, stdout, stderr = run_main("sim", command, "nope", "--melt", "1", "--out", str(tmp_path / "x"))
+    assert code == 2 and stdout == ""
+    assert "unknown scenario 'nope'" in stderr and "marine-glacier" in stderr and "confined-shelf" in stderr
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("ensemble", "confined-shelf", "--melt", "0:70"), "bad value spec '0:70'"),
+    (("ensemble", "confined-shelf"), "give --melt, --smb and/or --retreat-rate"),
+    (("run", "confined-shelf", "--set", "nonsense=1"), "nonsense"),
+    (("run", "confined-shelf", "--melt", "-5"), "Forcing.melt"),
+])
+def test_sim_bad_arguments_exit_2(argv, message, tmp_path):
+    code, stdout, stderr = run_main("sim", *argv, "--out", str(tmp_path / "x"))
+    assert code == 2 and stdout == "" and message in stderr
+
+
+def test_sim_shelf_writes_the_diffice_layout(tmp_path, capsys):
+    from scipy.io import loadmat
+
+    from iceviz.cli import main
+
+    assert main(["sim", "shelf"]) == 0
+    assert "analytic" in capsys.readouterr().out
+    out = tmp_path / "shelf.mat"
+    assert main(["sim", "shelf", "analytic", "--out", str(out), "--resolution", "4000", "--json"]) == 0
+    summary = one_json_line(capsys.readouterr().out)
+    assert summary["shelf"] == "analytic" and summary["out"] == str(out)
+    data = loadmat(out)
+    assert {"xd", "yd", "ud", "vd", "xd_h", "yd_h", "hd", "mud", "xct", "yct", "nnct"} <= set(data)
+    assert 2.5e-5 < data["ud"].max() < 7e-5  # m/s, as DIFFICE: about 1-2 km/a
+    assert main(["sim", "shelf", "nope", "--out", str(out)]) == 2
+    assert "unknown shelf 'nope'" in capsys.readouterr().err
+
+
+def test_sim_run_sizes_the_scenario_to_a_region(tmp_path, monkeypatch, capsys):
+    from iceviz.cli import main
+    from iceviz.geo import get_region
+    from iceviz.sim.ugrid import read_run
+
+    monkeypatch.setenv("ICEVIZ_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "pig.nc"
+    assert main(["sim", "run", "confined-shelf", "--region", "pine-island", "--set", "spin_up_years=0", "--years", "0.5",
+                 "--quiet", "--json", "--out", str(out)]) == 0
+    run = read_run(out)
+    xmin, xmax, ymin, ymax = get_region("pine-island").bounds
+    extent = np.ptp(run.mesh.points, axis=0)
+    assert np.allclose(sorted(extent), sorted((xmax - xmin, ymax - ymin)))
+    assert main(["sim", "run", "confined-shelf", "--region", "atlantis", "--out", str(out)]) == 2
+    assert "unknown region 'atlantis'" in capsys.readouterr().err

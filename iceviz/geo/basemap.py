@@ -21,13 +21,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from iceviz.geo.crs import Bounds, xy_to_lonlat
+from iceviz.cache import cache_dir, write_npz
 
 __all__ = ["BaseMap", "basemap", "source_path", "cache_dir", "clear_memory_cache", "DEFAULT_EXTENT_M"]
 
@@ -83,17 +82,6 @@ def source_path() -> Path:
         if path.is_file():
             return path
     raise FileNotFoundError(f"{_SOURCE_NAME} not found in the cartopy package")
-
-
-def cache_dir() -> Path:
-    """Where the base map cache lives: $ICEVIZ_CACHE, else $XDG_CACHE_HOME/iceviz, else ~/.cache/iceviz."""
-    env = os.environ.get("ICEVIZ_CACHE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg:
-        return Path(xdg).expanduser() / "iceviz"
-    return Path.home() / ".cache" / "iceviz"
 
 
 def _grid(resolution_m: float, extent_m: float) -> tuple[np.ndarray, Bounds]:
@@ -153,21 +141,7 @@ def _read_cache(path: Path, nx: int) -> np.ndarray | None:
 
 
 def _write_cache(path: Path, rgb: np.ndarray) -> bool:
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, rgb=rgb)
-        os.replace(tmp, path)
-        return True
-    except OSError:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        return False
+    return write_npz(path, rgb=rgb)
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:

@@ -1,5 +1,7 @@
 """Verification of the simulator against closed-form solutions (``iceviz sim verify``).
 
+Momentum:
+
 The analytic case is the unconfined ice-shelf ramp: a floating shelf of
 width W between free-slip walls, thinning linearly from h₀ at the inflow
 (x = 0, speed u₀) to h₁ at the calving front (x = L). Integrating the
@@ -11,6 +13,17 @@ stress, gives the longitudinal stress everywhere, hence with Glen's law
 and, for h linear in x and n = 3,
 
     u(x) = u₀ + A (ρ g' / 4)³ · L (h₀⁴ − h(x)⁴) / (4 (h₀ − h₁)),   v = 0.
+
+Transport: in a steady velocity u = u₀ + k x (v = 0) with inflow thickness
+h_in and surface mass balance a, the steady thickness solves ∂(h u)/∂x = a:
+
+    h(x) = (h_in u₀ + a x) / (u₀ + k x),
+
+reached in one backward-Euler step of (practically) infinite length.
+
+Mass conservation: a short confined-shelf run with every budget term active
+(surface mass balance, melt strong enough to reach the thickness floor, a
+retreating calving front) must close its budget to round-off.
 """
 
 from __future__ import annotations
@@ -24,6 +37,7 @@ import numpy as np
 from iceviz.physics.units import GRAVITY, RHO_ICE, RHO_WATER
 from iceviz.sim.mesh import mesh_outline, rectangle
 from iceviz.sim.ssa import Geometry, Rheology, SSASolver
+from iceviz.sim.transport import Transport
 
 
 @dataclass(frozen=True)
@@ -114,7 +128,7 @@ def ramp_convergence(areas: tuple[float, ...] = (8e6, 2e6, 5e5, 1.25e5)) -> Case
         mesh, result, exact = ramp.solve(area, prescribed=True)
         sizes.append(math.sqrt(area))
         errors.append(float(np.sqrt(np.mean((result.u - exact) ** 2)) / np.abs(exact).max()))
-    rate = float(np.polyfit(np.log(sizes), np.log(errors), 1)[0])
+    rate = convergence_rate(sizes, errors)
     # the case's error is the finest mesh's; it passes only if the rate is right too
     error = errors[-1] if rate >= 1.7 else float("inf")
     return Case("ssa-ramp-convergence", error, 1e-5, rate=rate, seconds=time.perf_counter() - t0,
@@ -123,7 +137,51 @@ def ramp_convergence(areas: tuple[float, ...] = (8e6, 2e6, 5e5, 1.25e5)) -> Case
                          "(expected 2)")
 
 
-CASES = (ramp_glen, ramp_convergence)
+def convergence_rate(sizes: list[float], errors: list[float]) -> float:
+    """Slope of log(error) against log(mesh size)."""
+    return float(np.polyfit(np.log(sizes), np.log(errors), 1)[0])
+
+
+def transport_convergence(areas: tuple[float, ...] = (4e6, 1e6, 2.5e5)) -> Case:
+    """Steady thickness in a stretching flow with accumulation: rms error falling as h² (rate ≥ 1.7)."""
+    t0 = time.perf_counter()
+    length, width, u0, k, h_in, a = 100e3, 20e3, 100.0, 5e-3, 500.0, 0.5
+    sizes, errors = [], []
+    for area in areas:
+        mesh = mesh_outline(*rectangle(0.0, length, 0.0, width), max_area=area)
+        x = mesh.points[:, 0]
+        transport = Transport(mesh, bed=np.full(mesh.n_nodes, 100.0))
+        h, _ = transport.step(np.full_like(x, 300.0), u0 + k * x, np.zeros_like(x), dt=1e7, smb=a, h_in=h_in)
+        exact = (h_in * u0 + a * x) / (u0 + k * x)
+        sizes.append(math.sqrt(area))
+        errors.append(float(np.sqrt(np.mean((h - exact) ** 2)) / exact.max()))
+    rate = convergence_rate(sizes, errors)
+    return Case("transport-steady-convergence", errors[-1] if rate >= 1.7 else float("inf"), 1e-4, rate=rate,
+                seconds=time.perf_counter() - t0,
+                detail="rms relative errors " + ", ".join(f"{e:.2e}" for e in errors)
+                       + f" at max areas {', '.join(f'{a:g}' for a in areas)} m²; observed rate {rate:.2f} "
+                         "(expected 2)")
+
+
+def mass_conservation() -> Case:
+    """Volume change against smb − melt + inflow − outflow + floor − calved over a run, relative to its terms."""
+    from iceviz.sim.model import Forcing, RunSettings, Simulator
+    from iceviz.sim.scenarios import get_scenario
+
+    t0 = time.perf_counter()
+    simulator = Simulator(get_scenario("confined-shelf", resolution=6e3, refined_resolution=3e3))
+    run = simulator.run(Forcing(melt=80.0, smb=0.5, calving="retreat", retreat_rate=2000.0),
+                        RunSettings(years=5.0, snapshot_every=1.0))
+    budget = run.budget
+    worst = max(step.relative_residual for step in run.step_budgets())
+    terms = ", ".join(f"{k} {v / 1e9:.3g}" for k, v in budget.as_dict().items() if k != "residual")
+    return Case("mass-conservation", budget.relative_residual, 1e-9, seconds=time.perf_counter() - t0,
+                detail=f"{len(run.steps['t'])} steps, {simulator.mesh.n_nodes} nodes; km³: {terms}; "
+                       f"residual {budget.residual:.3g} m³, worst step {worst:.2e}",
+                extra=dict(budget=budget.as_dict(), worst_step=worst))
+
+
+CASES = (ramp_glen, ramp_convergence, transport_convergence, mass_conservation)
 
 
 def run_all() -> list[Case]:
