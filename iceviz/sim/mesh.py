@@ -80,6 +80,10 @@ def check_outline(vertices: np.ndarray, tags: Sequence[str]) -> np.ndarray:
     sides = np.linalg.norm(np.roll(v, -1, axis=0) - v, axis=1)
     if (sides <= 1e-9 * sides.max()).any():
         raise MeshError("the outline has repeated consecutive vertices (a side of zero length)")
+    crossing = _first_crossing(v)
+    if crossing is not None:
+        raise MeshError(f"the outline crosses itself (sides {crossing[0]} and {crossing[1]}): it must be a simple "
+                        "polygon")
     x, y = v[:, 0], v[:, 1]
     area = 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
     if abs(area) <= 1e-12 * sides.max() ** 2:
@@ -87,6 +91,33 @@ def check_outline(vertices: np.ndarray, tags: Sequence[str]) -> np.ndarray:
     if area < 0:
         raise MeshError("list the outline's vertices counter-clockwise (its signed area is negative)")
     return v
+
+
+def _first_crossing(v: np.ndarray) -> tuple[int, int] | None:
+    """The first pair of non-adjacent sides of the closed polygon ``v`` that touch or cross, if any."""
+    a, b = v, np.roll(v, -1, axis=0)
+    n = len(v)
+
+    def orient(p, q, r):
+        cross = (q[..., 0] - p[..., 0]) * (r[..., 1] - p[..., 1]) - (q[..., 1] - p[..., 1]) * (r[..., 0] - p[..., 0])
+        return np.sign(cross)
+
+    for i in range(n):
+        j = np.arange(i + 2, n if i > 0 else n - 1)  # skip the side itself and its two neighbours
+        if len(j) == 0:
+            continue
+        d1, d2 = orient(a[i], b[i], a[j]), orient(a[i], b[i], b[j])
+        d3, d4 = orient(a[j], b[j], a[i]), orient(a[j], b[j], b[i])
+        hit = (d1 * d2 <= 0) & (d3 * d4 <= 0)
+        # collinear sides that do not overlap satisfy the signs too: check their extents
+        collinear = (d1 == 0) & (d2 == 0)
+        if collinear.any():
+            lo, hi = np.minimum(a[j], b[j]), np.maximum(a[j], b[j])
+            overlap = (np.maximum(lo, np.minimum(a[i], b[i])) <= np.minimum(hi, np.maximum(a[i], b[i]))).all(axis=1)
+            hit &= ~collinear | overlap
+        if hit.any():
+            return i, int(j[np.argmax(hit)])
+    return None
 
 
 def mesh_outline(vertices: np.ndarray, tags: Sequence[str], max_area: float,

@@ -41,6 +41,8 @@ def test_local_refinement_follows_the_size_function():
     ([[0, 0], [1, 0], [2, 0]], ["wall"] * 3, "encloses no area"),
     ([[0, 0], [1, 0], [1, 0], [0, 1]], ["wall"] * 4, "zero length"),
     ([[0, 0], [1, np.nan], [0, 1]], ["wall"] * 3, "non-finite"),
+    ([[0, 0], [2, 2], [2, 0], [0, 2]], ["wall"] * 4, "crosses itself"),  # a bow tie
+    ([[0, 0], [4, 0], [4, 2], [1, 0], [0, 2]], ["wall"] * 5, "crosses itself"),  # a vertex on another side
 ])
 def test_bad_outlines_are_refused_with_the_reason(vertices, tags, message):
     with pytest.raises(MeshError, match=message):
