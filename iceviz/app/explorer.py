@@ -43,6 +43,7 @@ from iceviz.viz.live_figures import cell_bounds, shared_ranges
 from iceviz.viz import maps
 
 POLL_MS = 500
+SIMULATOR_TAB = 5
 SNAPSHOT_EVERY_S = 1.0
 TRAINING_NICE = 10
 """Training threads yield the CPU to the server and the browser first."""
@@ -148,6 +149,8 @@ class Explorer:
         self.live_ranges: dict[tuple, Any] = {}
         self.cards_by_id: dict[int, JobCard] = {}
         self.jobs: list[tuple[str, Job]] = []
+        self.simulator: Any = None
+        """The simulator tab's view (iceviz.app.simulator.SimulatorView), made on the tab's first visit."""
         self._build()
 
     # -- layout --------------------------------------------------------------------------------
@@ -233,8 +236,12 @@ class Explorer:
         self.run_view = pn.Column()
         runs_tab = pn.Column(self.run_path, load_run, self.run_view)
 
+        # simulator tab: built on first visit, like the region tab
+        simulator_tab = pn.Column(sizing_mode="stretch_width")
+
         self.tabs = pn.Tabs(("Map", map_tab), ("Region", region_tab), ("Training", training_tab),
-                            ("Lesson", lesson_tab), ("Saved runs", runs_tab), dynamic=False)
+                            ("Lesson", lesson_tab), ("Saved runs", runs_tab), ("Simulator", simulator_tab),
+                            dynamic=False)
         self.tabs.param.watch(self._on_tab, "active")
         self.main = [pn.Column(self.message, self.tabs, sizing_mode="stretch_width")]
         s.param.watch(self._refresh_info, ["message", "problem", "bounds"])
@@ -244,6 +251,13 @@ class Explorer:
         region_tab = self.tabs[1]
         if event.new == 1 and len(region_tab) == 1:
             region_tab.append(pn.pane.HoloViews(region_view(self.state), linked_axes=False))
+        if event.new == SIMULATOR_TAB and self.simulator is None:
+            # imported here: the simulator's modules would lengthen every session's first page load
+            from iceviz.app.simulator import SimulatorView
+
+            self.simulator = SimulatorView()
+            self.tabs[SIMULATOR_TAB].append(self.simulator.view)
+            self.simulator.attach()
 
     def _hyper_panel(self, name: str) -> pn.Param:
         params = self.state.hyper[name]
@@ -291,6 +305,12 @@ class Explorer:
         """Cancel every job of this session (the tab closed, or a reset)."""
         self.state.cancel_all()
         self.lesson_queue.cancel_all()
+
+    def close(self) -> None:
+        """The session ended: cancel its training jobs and its simulation."""
+        self.cancel_all()
+        if self.simulator is not None:
+            self.simulator.cancel()
 
     def _on_reset(self, event: Any = None) -> None:
         self.cancel_all()
@@ -429,7 +449,7 @@ class Explorer:
                                                  busy_indicator=None)
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             pn.state.add_periodic_callback(self._poll, period=POLL_MS)
-            pn.state.on_session_destroyed(lambda ctx: self.cancel_all())
+            pn.state.on_session_destroyed(lambda ctx: self.close())
         return template
 
 

@@ -31,7 +31,7 @@ STATUS_COLOURS = {
 }
 
 
-def _fmt_seconds(s: float | None) -> str:
+def format_seconds(s: float | None) -> str:
     if s is None or not math.isfinite(s):
         return "–"
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
@@ -77,7 +77,7 @@ class JobCard:
         self.progress.value = int(1000 * progress)
         self.progress.bar_color = STATUS_COLOURS[status]
         text = (f"**{self.label}** · {status.value} · {device} · epoch {last.get('epoch', 0)} · "
-                f"{_fmt_seconds(elapsed)} elapsed · ETA {_fmt_seconds(eta)}")
+                f"{format_seconds(elapsed)} elapsed · ETA {format_seconds(eta)}")
         if status is JobStatus.FAILED:
             text += f"\n\n<span style='color:#b00020'>Failed: {job.error}</span>"
         self.info.object = text
@@ -86,7 +86,7 @@ class JobCard:
         self.cancel.disabled = status.finished
 
 
-def _pane(fig: Any, css_class: str) -> pn.Column:
+def fixed_pane(fig: Any, css_class: str) -> pn.Column:
     """A fixed-size Bokeh figure in a box carrying ``css_class`` (for styling and browser tests).
 
     The box takes the figure's stated outer size, so no layout has to measure it."""
@@ -121,10 +121,10 @@ class LiveRow:
         self.last_history = -1
         self.last_loss_push = -float("inf")
         self.push(snapshot, limits, history)
-        self.view = pn.Row(*(_pane(f.figure, name) for f, name in
+        self.view = pn.Row(*(fixed_pane(f.figure, name) for f, name in
                              ((self.flux, "flux-map"), (self.divergence, "divergence-map"),
                               (self.error, "error-map"))), css_classes=["live-row"], sizing_mode="stretch_width")
-        self.loss_view = _pane(self.loss.figure, "loss-view")
+        self.loss_view = fixed_pane(self.loss.figure, "loss-view")
 
     @staticmethod
     def _key(limits: dict[str, float]) -> tuple[float, float, float]:

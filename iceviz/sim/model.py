@@ -175,7 +175,7 @@ class Simulator:
         x = self.mesh.points[:, 0]
         front0 = float(x.max())
         retreat = forcing.retreat_rate if forcing.calving == "retreat" else 0.0
-        t0, t_end = state.t, state.t + settings.years
+        t0 = state.t
         warm = (state.u, state.v) if np.any(state.u) or np.any(state.v) else None
         result = self.solve_velocity(h, warm, settings)
         u, v = result.u, result.v

@@ -156,7 +156,7 @@ def error_message(err: BaseException) -> str:
     return str(err) if isinstance(err, TrainingFailed) else f"{type(err).__name__}: {err}"
 
 
-def _lower_thread_priority(nice: int) -> None:
+def lower_thread_priority(nice: int) -> None:
     """Raise the calling thread's niceness (Linux applies it per thread); a no-op where unsupported."""
     try:
         tid = threading.get_native_id()
@@ -245,7 +245,7 @@ class Job:
     def _execute(self) -> Any:
         """Build the trainer and train, here in the job's thread; returns what ``fit`` returns."""
         if self.nice:
-            _lower_thread_priority(self.nice)
+            lower_thread_priority(self.nice)
         if self._num_threads is not None:
             torch.set_num_threads(self._num_threads)
         self.trainer = self._make_trainer()

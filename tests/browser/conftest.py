@@ -54,20 +54,22 @@ def _free_port() -> int:
 def server(tmp_path_factory):
     """(url, log path, process) of a served explorer; at the end, its log must hold no traceback.
 
-    Sessions whose tab closed are discarded within about a second (Bokeh's default is half a minute)."""
+    Sessions whose tab closed are discarded within about six seconds (Bokeh's default is half a minute); a
+    shorter lifetime can discard a page's session before its slow first WebSocket connects."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("server") / "panel.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ICEVIZ_CACHE": str(tmp_path_factory.mktemp("cache"))}
     cmd = [sys.executable, "-m", "panel", "serve", "apps/explorer.py", "--address", "127.0.0.1", "--port", str(port),
            "--allow-websocket-origin", f"127.0.0.1:{port}", "--num-procs", "1",
-           "--check-unused-sessions", "500", "--unused-session-lifetime", "500"]
+           "--check-unused-sessions", "500", "--unused-session-lifetime", "5000"]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/explorer"
     deadline = time.time() + 90
     while time.time() < deadline:
         try:
-            if urllib.request.urlopen(url, timeout=5).status == 200:
+            # the first page builds the app (several seconds on a busy machine): wait for it, do not retry
+            if urllib.request.urlopen(url, timeout=60).status == 200:
                 break
         except OSError:
             time.sleep(0.5)

@@ -190,3 +190,57 @@ def test_dragging_a_box_on_the_map_sets_the_region(page):
     assert "No usable data" in deep_text(message)
     assert "Box: x" in deep_text(summary)
     shot(page, "map-drawn-box")
+
+
+def test_simulator_runs_a_scenario_and_shows_it_evolve(page, tmp_path):
+    import re
+
+    def number(label: str, value: str) -> None:
+        box = page.locator(".bk-input-group", has_text=re.compile(rf"^\s*{re.escape(label)}")).locator("input").first
+        box.fill(value)
+        box.press("Enter")
+        page.wait_for_timeout(200)
+
+    start = time.monotonic()
+    tab(page, "Simulator")
+    page.locator(".simulator").first.wait_for(timeout=10_000)
+    select(page, "Scenario", "confined-shelf")
+    number("Resolution [m]", "8000")
+    number("Refined resolution [m]", "9000")  # finer than the coarse resolution allows
+    status = page.locator(".sim-status").first
+    page.locator("button", has_text=re.compile(r"^\s*Run\s*$")).first.click()
+    message = page.locator(".sim-message").first
+    message.wait_for(state="visible", timeout=10_000)
+    assert "must not exceed resolution" in deep_text(message)
+    number("Refined resolution [m]", "4000")
+    number("Spin-up years", "2")
+    tab(page, "Run settings")
+    number("Years [a]", "100")
+    page.locator("button", has_text=re.compile(r"^\s*Run\s*$")).first.click()
+    thickness = page.locator(".sim-thickness-map").first
+    thickness.wait_for(timeout=15_000)
+    assert not message.is_visible()
+    # pause as soon as the maps show: the model year stops, the maps hold still
+    page.locator("button", has_text="Pause").first.click()
+    wait_for(lambda: "paused" in deep_text(status), 5, "the pause to show")
+    page.wait_for_timeout(1200)
+    paused_at = deep_text(status)
+    first = thickness.screenshot()
+    page.wait_for_timeout(1500)
+    assert deep_text(status) == paused_at, "the simulation went on while paused"
+    page.locator("button", has_text="Resume").first.click()
+    wait_for(lambda: "done" in deep_text(status), 40, "the run to finish")
+    page.wait_for_timeout(1500)
+    assert thickness.screenshot() != first, "the thickness map did not change during the run"
+    assert "year 100.0 of 100" in deep_text(status)
+    page.locator(".sim-mesh-toggle input").first.check()
+    page.wait_for_timeout(1000)
+    page.screenshot(path="/tmp/sim_view.png", full_page=True)
+    shot(page, "simulator")
+    with page.expect_download(timeout=30_000) as download:
+        page.locator("button", has_text="UGRID").first.click()
+    path = tmp_path / "run.nc"
+    download.value.save_as(path)
+    with xr.open_dataset(path) as ds:
+        assert ds.attrs["scenario"] == "confined-shelf" and ds["h"].sizes["time"] == 201
+    print(f"simulator test body took {time.monotonic() - start:.1f} s")

@@ -1,0 +1,288 @@
+"""The simulator view: run a scenario in the background and watch it evolve on its mesh.
+
+Pick a scenario, set its parameters, the forcing and the run settings, press
+Run: a :class:`~iceviz.sim.job.SimulationJob` spins the scenario up (cached on
+disk) and runs the forcing in a thread. A periodic callback copies the job's
+latest snapshot into Bokeh figures made once per mesh (see
+:mod:`iceviz.viz.mesh_figures`): thickness, speed and the grounded / floating
+mask side by side (stacked for long, narrow domains), zooming together, each
+with the exact grounding line; below them the mass budget and the grounding-line
+position over time. Pause, resume and cancel act on the job between time steps;
+a finished run can be downloaded as UGRID NetCDF.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import panel as pn
+import param
+
+from iceviz.app.live import STATUS_COLOURS, fixed_pane, format_seconds
+from iceviz.sim.job import SimSnapshot, SimulationJob
+from iceviz.sim.model import Forcing, RunSettings
+from iceviz.sim.scenarios import SCENARIOS
+from iceviz.training.job import JobStatus
+from iceviz.viz import mesh_figures
+from iceviz.viz.mesh_figures import SimulationMaps
+
+try:  # written alongside this view; the download button needs it
+    from iceviz.sim.ugrid import write_run
+except ImportError:  # pragma: no cover - only while that module does not exist
+    write_run = None
+
+POLL_MS = 1000
+"""How often the view copies the job's latest snapshot into its figures."""
+DEFAULT_SCENARIO = "marine-glacier"
+WIDE_ASPECT = 0.4
+"""Domains narrower than this (height / width) get their maps stacked, each as wide as the view."""
+SIDE_BY_SIDE_FRAME = 220
+STACKED_FRAME = 860
+WIDGET_WIDTH = 185
+HIDDEN = {"name"}
+LABELS = {"melt": "Basal melt", "smb": "Surface mass balance", "cfl": "CFL number", "max_dt": "Largest time step",
+          "max_iter": "Most momentum iterations", "tolerance": "Momentum tolerance", "spin_up_years": "Spin-up years"}
+"""Widget labels where the parameter's own label says too little (units are added from the doc)."""
+INTRO = ("Pick a scenario and press **Run**: it is spun up without melt (once; the result is cached), then "
+         "run with the forcing. The maps show thickness, speed and where the ice floats, with the grounding "
+         "line in white; drag or scroll on any map to zoom all three. Below: the mass budget (the volume change "
+         "and the sum of the fluxes must agree) and the grounding line's position along the centreline.")
+
+
+def param_label(parameter: param.Parameter) -> str:
+    """The parameter's label with the unit its doc gives in brackets: 'Refined resolution [m]'."""
+    unit = re.search(r"\[([^\]]+)\]", parameter.doc or "")
+    label = LABELS.get(parameter.name, parameter.label)
+    return f"{label} [{unit.group(1)}]" if unit else label
+
+
+def param_widgets(obj: param.Parameterized, width: int = WIDGET_WIDTH) -> list[pn.widgets.Widget]:
+    """One widget per parameter, linked both ways: number boxes for numbers (their ranges span decades,
+    which no slider can set), a select for choices; the bounds and the doc go on the widget."""
+    widgets = []
+    for name in obj.param:
+        if name in HIDDEN:
+            continue
+        p = obj.param[name]  # the instance's parameter (the class's would link the widget to the class)
+        common = dict(name=param_label(p), width=width, description=p.doc)
+        if isinstance(p, param.Selector):
+            widgets.append(pn.widgets.Select.from_param(p, **common))
+        elif isinstance(p, param.Integer):
+            widgets.append(pn.widgets.IntInput.from_param(p, **common))
+        elif isinstance(p, param.Number):
+            widgets.append(pn.widgets.FloatInput.from_param(p, **common))
+    return widgets
+
+
+def _grid(widgets: list[pn.widgets.Widget], ncols: int = 4) -> pn.GridBox:
+    return pn.GridBox(*widgets, ncols=ncols, sizing_mode="fixed", width=ncols * (WIDGET_WIDTH + 12))
+
+
+def _start_warm_up() -> None:
+    """Compile the rasteriser in the background while the user sets up a run (seconds, once per process)."""
+    threading.Thread(target=mesh_figures.warm_up, name="iceviz-datashader-warm-up", daemon=True).start()
+
+
+def status_text(job: SimulationJob | None, snap: SimSnapshot | None) -> str:
+    """One line: status, phase, model year, wall time, mesh size; the budget once done."""
+    if job is None:
+        return "No simulation yet: set it up and press **Run**."
+    status = job.status
+    parts = [f"**{status.value}**", f"scenario {job.scenario_name}"]
+    if snap is not None:
+        if snap.phase == "spin-up":
+            parts.append(f"spinning up: year {snap.time:.1f} of {snap.years:g}")
+        else:
+            parts.append(f"year {snap.time:.1f} of {snap.years:g}")
+        parts.append(f"{format_seconds(snap.seconds)} wall")
+        parts.append(f"{snap.nodes} nodes")
+        if snap.phase == "run" and job.spun_up_from_cache:
+            parts.append("spin-up from the cache")
+        if snap.final:
+            b = snap.budget
+            parts.append(f"ΔV {b.volume_change / 1e9:.3f} km³, fluxes {(b.volume_change - b.residual) / 1e9:.3f} km³")
+    elif status is JobStatus.RUNNING:
+        parts.append("building the mesh and the solvers")
+    return " · ".join(parts)
+
+
+class SimulatorView:
+    """The simulator tab of one browser session: controls, status, live maps and time series."""
+
+    def __init__(self, scenario: str = DEFAULT_SCENARIO, poll_ms: int = POLL_MS):
+        self.poll_ms = poll_ms
+        self.scenarios = {name: cls() for name, cls in SCENARIOS.items()}
+        self.forcing = Forcing()
+        self.settings = RunSettings()
+        self.job: SimulationJob | None = None
+        self.maps: SimulationMaps | None = None
+        self._maps_mesh: Any = None
+        self._last_snapshot: SimSnapshot | None = None
+        self._last_status: JobStatus | None = None
+        self._callback = None
+        _start_warm_up()
+        self._build(scenario)
+
+    # -- layout ------------------------------------------------------------------------------------
+    def _build(self, scenario: str) -> None:
+        self.scenario = pn.widgets.Select(name="Scenario", options=list(SCENARIOS), value=scenario, width=260)
+        self.scenario.param.watch(self._on_scenario, "value")
+        self.run_button = pn.widgets.Button(name="Run", button_type="primary", width=80)
+        self.pause_button = pn.widgets.Button(name="Pause", button_type="default", width=80, disabled=True)
+        self.cancel_button = pn.widgets.Button(name="Cancel", button_type="danger", width=80, disabled=True)
+        self.run_button.on_click(self._on_run)
+        self.pause_button.on_click(self._on_pause)
+        self.cancel_button.on_click(lambda event: self.cancel())
+        self.mesh_toggle = pn.widgets.Checkbox(name="Show the mesh edges", value=False, width=260,
+                                              css_classes=["sim-mesh-toggle"])
+        self.mesh_toggle.param.watch(self._on_mesh_toggle, "value")
+        self.download = pn.widgets.FileDownload(callback=self._netcdf_bytes, filename="iceviz_simulation.nc",
+                                                label="Download the run (UGRID NetCDF)", button_type="success",
+                                                disabled=True, width=260, visible=write_run is not None)
+        self.scenario_params = pn.Column(_grid(param_widgets(self.scenarios[scenario])), sizing_mode="fixed")
+        self.params = pn.Tabs(("Scenario", self.scenario_params), ("Forcing", _grid(param_widgets(self.forcing))),
+                              ("Run settings", _grid(param_widgets(self.settings))), dynamic=False,
+                              sizing_mode="fixed", width=4 * (WIDGET_WIDTH + 12) + 10)
+        controls = pn.Row(pn.Column(self.scenario, pn.Row(self.run_button, self.pause_button, self.cancel_button),
+                                    self.mesh_toggle, self.download, width=300, sizing_mode="fixed"),
+                          self.params, sizing_mode="stretch_width")
+        self.progress = pn.indicators.Progress(value=0, max=1000, height=10, bar_color="secondary",
+                                               sizing_mode="stretch_width")
+        self.status = pn.pane.Markdown(status_text(None, None), css_classes=["sim-status"],
+                                       sizing_mode="stretch_width", margin=(0, 10), styles={"font-size": "1.05em"})
+        self.message = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width",
+                                     css_classes=["sim-message"])
+        self.map_area = pn.Column(sizing_mode="stretch_width")
+        self.chart_area = pn.Row(sizing_mode="stretch_width")
+        self.view = pn.Column(pn.pane.Markdown(INTRO, sizing_mode="stretch_width"), controls,
+                              pn.Column(self.progress, self.status, sizing_mode="stretch_width"), self.message,
+                              self.map_area, self.chart_area, sizing_mode="stretch_width", css_classes=["simulator"])
+
+    def attach(self) -> None:
+        """Start polling (inside a served session; a view built elsewhere is polled by hand)."""
+        if self._callback is None and pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            self._callback = pn.state.add_periodic_callback(self.poll, period=self.poll_ms)
+
+    # -- callbacks -----------------------------------------------------------------------------------
+    def _on_scenario(self, event: Any) -> None:
+        self.scenario_params.objects = [_grid(param_widgets(self.scenarios[event.new]))]
+
+    def _on_mesh_toggle(self, event: Any) -> None:
+        if self.maps is not None:
+            self.maps.show_mesh(event.new)
+
+    def _on_run(self, event: Any = None) -> SimulationJob | None:
+        if self.job is not None and not self.job.status.finished:
+            return None
+        name = self.scenario.value
+        self.job = SimulationJob(name, self.scenarios[name], self.forcing, self.settings)
+        self.job.start()
+        self.message.visible = False
+        self.download.disabled = True
+        self.download.filename = f"iceviz_{name}.nc"
+        self._last_snapshot, self._last_status = None, None
+        self._update_status()
+        return self.job
+
+    def _on_pause(self, event: Any = None) -> None:
+        job = self.job
+        if job is None:
+            return
+        if job.status is JobStatus.PAUSED:
+            job.resume()
+        else:
+            job.pause()
+        self._update_status()
+
+    def cancel(self) -> None:
+        """Stop the running simulation (a button, or the session closing)."""
+        if self.job is not None:
+            self.job.cancel()
+            self._update_status()
+
+    # -- periodic ------------------------------------------------------------------------------------
+    def poll(self) -> None:
+        """Copy the job's latest snapshot into the figures (and re-rasterise after a zoom); never blocks."""
+        job = self.job
+        if job is None:
+            return
+        snap = job.latest()
+        status = job.status
+        new_maps = snap is not None and not self._same_mesh(snap)
+        if snap is self._last_snapshot and status is self._last_status and not new_maps:
+            if self.maps is not None:
+                self.maps.refresh()
+            return
+        with pn.io.hold(freeze=new_maps):
+            if new_maps:
+                self._build_maps(snap)
+            if snap is not None and snap is not self._last_snapshot:
+                self.maps.update(snap.h, snap.speed, snap.haf, snap.history)  # empty while spinning up
+            elif self.maps is not None:
+                self.maps.refresh()
+            self._last_snapshot = snap
+            self._update_status()
+
+    def _same_mesh(self, snap: SimSnapshot) -> bool:
+        mesh = self._maps_mesh
+        if mesh is None or snap.mesh is None:
+            return mesh is snap.mesh
+        return mesh is snap.mesh or (mesh.points.shape == snap.mesh.points.shape
+                                     and mesh.triangles.shape == snap.mesh.triangles.shape
+                                     and np.array_equal(mesh.points, snap.mesh.points)
+                                     and np.array_equal(mesh.triangles, snap.mesh.triangles))
+
+    def _build_maps(self, snap: SimSnapshot) -> None:
+        mesh = snap.mesh
+        x, y = mesh.points[:, 0], mesh.points[:, 1]
+        aspect = float(np.ptp(y)) / max(float(np.ptp(x)), 1e-9)
+        wide = aspect >= WIDE_ASPECT
+        maps = SimulationMaps(mesh.points, mesh.triangles, mesh.edges,
+                              frame_width=SIDE_BY_SIDE_FRAME if wide else STACKED_FRAME)
+        maps.show_mesh(self.mesh_toggle.value)
+        panes = [fixed_pane(m.figure, css) for m, css in ((maps.thickness, "sim-thickness-map"),
+                                                     (maps.speed, "sim-speed-map"),
+                                                     (maps.floating, "sim-floating-map"))]
+        layout = pn.Row if wide else pn.Column
+        self.map_area.objects = [layout(*panes, sizing_mode="fixed", css_classes=["sim-maps"])]
+        self.chart_area.objects = [fixed_pane(maps.budget.figure, "sim-budget"), fixed_pane(maps.gl.figure, "sim-grounding-line")]
+        self.maps, self._maps_mesh = maps, mesh
+
+    def _update_status(self) -> None:
+        job = self.job
+        snap = job.latest() if job is not None else None
+        status = job.status if job is not None else None
+        self._last_status = status
+        self.status.object = status_text(job, snap)
+        if job is None:
+            return
+        progress = snap.progress if snap is not None else 0.0
+        if status is JobStatus.DONE:
+            progress = 1.0
+        self.progress.value = int(1000 * progress)
+        self.progress.bar_color = "info" if snap is not None and snap.phase == "spin-up" and not status.finished \
+            else STATUS_COLOURS[status]
+        active = status in (JobStatus.RUNNING, JobStatus.PAUSED)
+        self.run_button.disabled = not status.finished
+        self.pause_button.disabled = not active
+        self.pause_button.name = "Resume" if status is JobStatus.PAUSED else "Pause"
+        self.cancel_button.disabled = not active
+        self.download.disabled = not (status is JobStatus.DONE and job.run is not None and write_run is not None)
+        if status is JobStatus.FAILED:
+            self.message.object = f"**The simulation failed.** {job.error}"
+            self.message.visible = True
+
+    # -- export --------------------------------------------------------------------------------------
+    def _netcdf_bytes(self) -> io.BytesIO:
+        job = self.job
+        if job is None or job.run is None or write_run is None:
+            return io.BytesIO(b"")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = write_run(job.run, Path(tmp) / "run.nc")
+            return io.BytesIO(path.read_bytes())

@@ -1,0 +1,269 @@
+"""A simulation as a background job: the cached spin-up, then the forced run, with pause, resume and cancel.
+
+:class:`SimulationJob` is a :class:`iceviz.training.job.Job` whose thread builds
+the scenario's :class:`~iceviz.sim.model.Simulator`, takes the spun-up state
+from the cache (running the spin-up first when it is not there), then runs the
+forcing. After every time step the job records the diagnostics and the
+cumulative mass budget, and calls :meth:`Control.tick` (where a pause blocks and
+a cancel raises :class:`~iceviz.training.job.JobCancelled`). It publishes a
+:class:`SimSnapshot` (plain data, safe to read from any thread) at most every
+``snapshot_every`` seconds, at every snapshot the run saves, before it pauses
+and at the end. A finished job keeps the :class:`~iceviz.sim.model.SimRun` in
+:attr:`Job.result`.
+
+Bad parameters, a mesh that cannot be built and a diverging solve (non-finite
+velocity or thickness) end the job as ``failed`` with a message that says in
+which phase and at which model year it happened. Nothing here touches a UI.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import param
+
+from iceviz.physics.units import RHO_ICE, RHO_WATER
+from iceviz.sim.mesh import IceMesh, MeshError
+from iceviz.sim.model import Forcing, RunSettings, SimRun, Simulator, State
+from iceviz.sim.scenarios import get_scenario
+from iceviz.sim.spinup import spin_up_path, spun_up
+from iceviz.sim.ssa import SimulationError
+from iceviz.sim.transport import MassBudget
+from iceviz.training.job import Control, Job, TrainingFailed, lower_thread_priority
+
+PHASES = ("spin-up", "run")
+BUDGET_TERMS = tuple(MassBudget.__dataclass_fields__)
+"""volume_change, smb, melt, inflow, outflow, floor, calved."""
+HISTORY_KEYS = ("t", "volume", "grounding_line", *(f"budget_{k}" for k in BUDGET_TERMS))
+"""Per step of the run (and its start): model year, volume [m³], centreline grounding line [m], and every
+mass-budget term summed from the start of the run [m³]."""
+
+
+class SimulationFailed(TrainingFailed):
+    """A simulation that cannot go on; its message (shown as the job's error) says where and why."""
+
+
+def height_above_flotation(h: np.ndarray, bed: np.ndarray) -> np.ndarray:
+    """h − max(−ρ_w/ρ_i · bed, 0) [m]: positive where the ice is grounded, negative where it floats."""
+    return np.asarray(h, dtype=float) - np.maximum(-RHO_WATER / RHO_ICE * np.asarray(bed, dtype=float), 0.0)
+
+
+def _empty_history() -> dict[str, np.ndarray]:
+    return {k: np.zeros(0) for k in HISTORY_KEYS}
+
+
+@dataclass(frozen=True)
+class SimSnapshot:
+    """One moment of a simulation job, cheap to hand to another thread (its arrays are copies).
+
+    Attributes
+    ----------
+    phase : "spin-up" or "run".
+    time : model years since the phase began.
+    years : the phase's length [a].
+    progress : fraction of the phase done, 0..1.
+    h, speed, haf, floating : per-node thickness [m], speed [m/a], height above flotation [m], floating (0/1).
+    grounding_line : centreline grounding-line position [m].
+    history : the run's record so far (see :data:`HISTORY_KEYS`); empty during the spin-up.
+    nodes : number of mesh nodes.
+    seconds : wall time since the job started, pauses excluded [s].
+    mesh, bed : the mesh and bed [m] (shared, never modified).
+    final : True for the snapshot published when the run ended.
+    """
+
+    phase: str
+    time: float
+    years: float
+    progress: float
+    h: np.ndarray
+    speed: np.ndarray
+    haf: np.ndarray
+    floating: np.ndarray
+    grounding_line: float
+    history: dict[str, np.ndarray] = field(default_factory=_empty_history)
+    nodes: int = 0
+    seconds: float = 0.0
+    mesh: IceMesh | None = None
+    bed: np.ndarray | None = None
+    final: bool = False
+
+    @property
+    def budget(self) -> MassBudget:
+        """The mass budget of the run so far."""
+        if len(self.history["t"]) == 0:
+            return MassBudget()
+        return MassBudget(**{k: float(self.history[f"budget_{k}"][-1]) for k in BUDGET_TERMS})
+
+
+def _values(obj: Any) -> dict:
+    """Parameter values of a Parameterized (copied now, so later widget edits cannot reach the job)."""
+    if isinstance(obj, param.Parameterized):
+        return {k: v for k, v in obj.param.values().items() if k != "name"}
+    return dict(obj or {})
+
+
+class SimulationJob(Job):
+    """Spin-up (cached) and forced run of one scenario in a daemon thread.
+
+    Parameters
+    ----------
+    scenario : scenario name (see :data:`iceviz.sim.scenarios.SCENARIOS`).
+    overrides : scenario parameter values (a dict, or the scenario object itself).
+    forcing, settings : a :class:`Forcing` / :class:`RunSettings` or a dict of their values.
+    snapshot_every : seconds between published snapshots (at most; saved snapshots are published too).
+    cache_root : where spin-ups are cached (default: the iceviz cache, ``$ICEVIZ_CACHE``).
+    nice, on_finish : as for :class:`~iceviz.training.job.Job`.
+    """
+
+    def __init__(self, scenario: str, overrides: Any = None, forcing: Any = None, settings: Any = None,
+                 snapshot_every: float = 0.5, cache_root=None, nice: int = 0,
+                 on_finish: Callable[[Job], None] | None = None):
+        super().__init__(name=scenario, make_trainer=lambda: None, snapshot_every=snapshot_every,
+                         num_threads=None, on_finish=on_finish, nice=nice)
+        self.scenario_name = scenario
+        self.overrides = {k: v for k, v in _values(overrides).items() if k != "name"}
+        self.forcing_values = _values(forcing)
+        self.settings_values = _values(settings)
+        self.cache_root = cache_root
+        self.device = "cpu"
+        self.simulator: Simulator | None = None
+        self.spun_up_from_cache: bool | None = None
+        self._phase = "set-up"
+        self._t = 0.0
+
+    @property
+    def run(self) -> SimRun | None:
+        """The finished run (None until the job is done)."""
+        return self.result if isinstance(self.result, SimRun) else None
+
+    # -- the job's thread ----------------------------------------------------------------------
+    def _execute(self) -> SimRun:
+        if self.nice:
+            lower_thread_priority(self.nice)
+        self.control.start_clock()
+        try:
+            return self._simulate(self.control)
+        except (SimulationError, MeshError) as err:
+            if self._phase == "set-up":
+                raise SimulationFailed(f"Cannot set up the simulation: {err}") from err
+            raise SimulationFailed(f"The {self._phase} failed at model year {self._t:.2f}: {err}") from err
+
+    def _simulate(self, control: Control) -> SimRun:
+        try:
+            forcing = Forcing(**self.forcing_values)
+            settings = RunSettings(**self.settings_values)
+        except (ValueError, TypeError) as err:
+            raise SimulationError(str(err)) from None
+        simulator = self.simulator = Simulator(get_scenario(self.scenario_name, **self.overrides))
+        control.tick()
+
+        # spin-up: from the cache, else run it (its starting state shown at once, then as it evolves)
+        self._phase = "spin-up"
+        spin = _Recorder(self, simulator, "spin-up", float(simulator.scenario.spin_up_years), Forcing(), None)
+        if simulator.scenario.spin_up_years > 0 and not spin_up_path(simulator, self.cache_root).exists():
+            spin.start(simulator.initial_state())
+        state, self.spun_up_from_cache = spun_up(simulator, root=self.cache_root, on_step=spin.on_step)
+
+        # the forced run
+        self._phase, self._t = "run", 0.0
+        rec = _Recorder(self, simulator, "run", float(settings.years), forcing, settings)
+        rec.start(state)
+        run = simulator.run(forcing, settings, state=state, on_step=rec.on_step)
+        rec.finish(run)
+        return run
+
+
+class _Recorder:
+    """Per-step bookkeeping of one phase: history, cumulative budget, when to publish."""
+
+    def __init__(self, job: SimulationJob, simulator: Simulator, phase: str, years: float, forcing: Forcing,
+                 settings: RunSettings | None):
+        self.job, self.sim, self.phase, self.years = job, simulator, phase, years
+        self.control = job.control
+        self.front0 = float(simulator.mesh.points[:, 0].max())
+        self.retreat = forcing.retreat_rate if forcing.calving == "retreat" else 0.0
+        self.every = settings.snapshot_every if settings is not None else None
+        self.next_save = self.every if self.every is not None else np.inf
+        self.t0 = 0.0
+        self.track = phase == "run"
+        self.cumulative = dict.fromkeys(BUDGET_TERMS, 0.0)
+        self.rows: dict[str, list[float]] = {k: [] for k in HISTORY_KEYS}
+        self.gl = float("nan")
+
+    def start(self, state: State) -> None:
+        """Record and publish the phase's starting state."""
+        self.t0 = state.t
+        diag = self.sim.diagnose(state.h, self.front0)
+        self.gl = diag["grounding_line"]
+        if self.track:
+            self._append(0.0, diag)
+        self.publish(state, 0.0)
+
+    def _append(self, t: float, diag: dict) -> None:
+        self.rows["t"].append(t)
+        self.rows["volume"].append(diag["volume"])
+        self.rows["grounding_line"].append(diag["grounding_line"])
+        for k in BUDGET_TERMS:
+            self.rows[f"budget_{k}"].append(self.cumulative[k])
+
+    def on_step(self, state: State, record: dict) -> None:
+        job, control = self.job, self.control
+        t = state.t - self.t0
+        job._t = t
+        if not (np.isfinite(state.u).all() and np.isfinite(state.v).all()):
+            raise SimulationError("the velocity is not finite")
+        if self.track:
+            for k in BUDGET_TERMS:
+                self.cumulative[k] += float(record[k])
+        diag = self.sim.diagnose(state.h, self.front0 - self.retreat * t)
+        self.gl = diag["grounding_line"]
+        if self.track:
+            self._append(t, diag)
+        progress = min(1.0, t / self.years) if self.years > 0 else 1.0
+        control.record(dict(phase=self.phase, t=t, progress=progress, seconds=control.elapsed(),
+                            dt=float(record["dt"]), iterations=int(record["iterations"]),
+                            converged=bool(record["converged"])))
+        saved = t >= self.next_save - 1e-9 * max(1.0, abs(t))
+        if saved:
+            while self.next_save <= t + 1e-9 * max(1.0, abs(t)):
+                self.next_save += self.every
+        pausing = not control.events[0].is_set()
+        if saved or pausing or control.snapshot_due():
+            self.publish(state, t)
+        control.tick()
+
+    def finish(self, run: SimRun) -> None:
+        state = run.state()
+        self.publish(state, state.t - self.t0, final=True)
+
+    def publish(self, state: State, t: float, final: bool = False) -> None:
+        sim = self.sim
+        h = np.array(state.h, dtype=float)
+        haf = height_above_flotation(h, sim.bed)
+        floating = (RHO_ICE * h < -RHO_WATER * sim.bed).astype(float)
+        history = {k: np.array(v, dtype=float) for k, v in self.rows.items()} if self.track else _empty_history()
+        progress = 1.0 if final else (min(1.0, t / self.years) if self.years > 0 else 0.0)
+        self.control.publish(SimSnapshot(
+            phase=self.phase, time=float(t), years=self.years, progress=float(progress), h=h,
+            speed=np.hypot(state.u, state.v), haf=haf, floating=floating, grounding_line=float(self.gl),
+            history=history, nodes=sim.mesh.n_nodes, seconds=self.control.elapsed(), mesh=sim.mesh, bed=sim.bed,
+            final=final))
+
+
+def wait_for_snapshot(job: Job, predicate: Callable[[SimSnapshot], bool], timeout: float = 30.0) -> SimSnapshot:
+    """Poll ``job`` until its latest snapshot satisfies ``predicate`` (for tests and scripts)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        snap = job.latest()
+        if snap is not None and predicate(snap):
+            return snap
+        if job.status.finished:
+            snap = job.latest()
+            if snap is not None and predicate(snap):
+                return snap
+            raise TimeoutError(f"the job ended ({job.status.value}) before the snapshot came: {job.error}")
+        time.sleep(0.01)
+    raise TimeoutError(f"no such snapshot within {timeout} s")
