@@ -28,14 +28,11 @@ from iceviz.app.live import STATUS_COLOURS, fixed_pane, format_seconds
 from iceviz.sim.job import SimSnapshot, SimulationJob
 from iceviz.sim.model import Forcing, RunSettings
 from iceviz.sim.scenarios import SCENARIOS
+from iceviz.sim.ugrid import write_run
 from iceviz.training.job import JobStatus
 from iceviz.viz import mesh_figures
 from iceviz.viz.mesh_figures import SimulationMaps
 
-try:  # written alongside this view; the download button needs it
-    from iceviz.sim.ugrid import write_run
-except ImportError:  # pragma: no cover - only while that module does not exist
-    write_run = None
 
 POLL_MS = 1000
 """How often the view copies the job's latest snapshot into its figures."""
@@ -144,7 +141,7 @@ class SimulatorView:
         self.mesh_toggle.param.watch(self._on_mesh_toggle, "value")
         self.download = pn.widgets.FileDownload(callback=self._netcdf_bytes, filename="iceviz_simulation.nc",
                                                 label="Download the run (UGRID NetCDF)", button_type="success",
-                                                disabled=True, width=260, visible=write_run is not None)
+                                                disabled=True, width=260)
         self.scenario_params = pn.Column(_grid(param_widgets(self.scenarios[scenario])), sizing_mode="fixed")
         self.params = pn.Tabs(("Scenario", self.scenario_params), ("Forcing", _grid(param_widgets(self.forcing))),
                               ("Run settings", _grid(param_widgets(self.settings))), dynamic=False,
@@ -273,7 +270,7 @@ class SimulatorView:
         self.pause_button.disabled = not active
         self.pause_button.name = "Resume" if status is JobStatus.PAUSED else "Pause"
         self.cancel_button.disabled = not active
-        self.download.disabled = not (status is JobStatus.DONE and job.run is not None and write_run is not None)
+        self.download.disabled = not (status is JobStatus.DONE and job.run is not None)
         if status is JobStatus.FAILED:
             self.message.object = f"**The simulation failed.** {job.error}"
             self.message.visible = True
@@ -281,7 +278,7 @@ class SimulatorView:
     # -- export --------------------------------------------------------------------------------------
     def _netcdf_bytes(self) -> io.BytesIO:
         job = self.job
-        if job is None or job.run is None or write_run is None:
+        if job is None or job.run is None:
             return io.BytesIO(b"")
         with tempfile.TemporaryDirectory() as tmp:
             path = write_run(job.run, Path(tmp) / "run.nc")

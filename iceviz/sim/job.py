@@ -25,12 +25,11 @@ from typing import Any, Callable
 import numpy as np
 import param
 
-from iceviz.physics.units import RHO_ICE, RHO_WATER
 from iceviz.sim.mesh import IceMesh, MeshError
 from iceviz.sim.model import Forcing, RunSettings, SimRun, Simulator, State
 from iceviz.sim.scenarios import get_scenario
 from iceviz.sim.spinup import spin_up_path, spun_up
-from iceviz.sim.ssa import SimulationError
+from iceviz.sim.ssa import SimulationError, height_above_flotation
 from iceviz.sim.transport import MassBudget
 from iceviz.training.job import Control, Job, TrainingFailed, lower_thread_priority
 
@@ -44,11 +43,6 @@ mass-budget term summed from the start of the run [m³]."""
 
 class SimulationFailed(TrainingFailed):
     """A simulation that cannot go on; its message (shown as the job's error) says where and why."""
-
-
-def height_above_flotation(h: np.ndarray, bed: np.ndarray) -> np.ndarray:
-    """h − max(−ρ_w/ρ_i · bed, 0) [m]: positive where the ice is grounded, negative where it floats."""
-    return np.asarray(h, dtype=float) - np.maximum(-RHO_WATER / RHO_ICE * np.asarray(bed, dtype=float), 0.0)
 
 
 def _empty_history() -> dict[str, np.ndarray]:
@@ -243,7 +237,7 @@ class _Recorder:
         sim = self.sim
         h = np.array(state.h, dtype=float)
         haf = height_above_flotation(h, sim.bed)
-        floating = (RHO_ICE * h < -RHO_WATER * sim.bed).astype(float)
+        floating = (haf < 0).astype(float)
         history = {k: np.array(v, dtype=float) for k, v in self.rows.items()} if self.track else _empty_history()
         progress = 1.0 if final else (min(1.0, t / self.years) if self.years > 0 else 0.0)
         self.control.publish(SimSnapshot(

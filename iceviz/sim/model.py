@@ -17,10 +17,9 @@ from typing import Callable
 import numpy as np
 import param
 
-from iceviz.physics.units import RHO_ICE, RHO_WATER
 from iceviz.sim.mesh import IceMesh
 from iceviz.sim.scenarios import Scenario
-from iceviz.sim.ssa import Geometry, SimulationError, SSASolver
+from iceviz.sim.ssa import Geometry, SimulationError, SSASolver, height_above_flotation
 from iceviz.sim.transport import MassBudget, Transport
 
 FIELDS = ("vx", "vy", "h", "surface", "base", "floating")
@@ -137,9 +136,8 @@ class Simulator:
 
     def diagnose(self, h: np.ndarray, front: float) -> dict[str, float]:
         """Volume, volume above flotation, grounded area and the centreline grounding line [m]."""
-        hf = np.maximum(-RHO_WATER / RHO_ICE * self.bed, 0.0)
-        grounded = RHO_ICE * h >= -RHO_WATER * self.bed
-        haf = h - hf
+        haf = height_above_flotation(h, self.bed)
+        grounded = haf >= 0
         along = self._probe @ haf
         line = self.scenario.centreline()
         distance = np.linalg.norm(line - line[0], axis=1)

@@ -108,6 +108,11 @@ class Geometry:
         return self.base + self.thickness
 
 
+def height_above_flotation(h: np.ndarray, bed: np.ndarray) -> np.ndarray:
+    """h − max(−ρ_w/ρ_i · bed, 0) [m]: positive where the ice is grounded, negative where it floats."""
+    return np.asarray(h, dtype=float) - np.maximum(-RHO_WATER / RHO_ICE * np.asarray(bed, dtype=float), 0.0)
+
+
 @dataclass
 class Rheology:
     """How stiff the ice is: Glen's law with rate factor A [Pa⁻ⁿ a⁻¹], or a prescribed viscosity [Pa·a]."""

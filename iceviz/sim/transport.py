@@ -117,11 +117,6 @@ def _source(phi, w):
     return w.a * phi
 
 
-def floating_fraction(h: np.ndarray, bed: np.ndarray) -> np.ndarray:
-    """1 where ice of thickness h over bed floats (ρ h < −ρ_w b), else 0, elementwise."""
-    return (RHO_ICE * np.asarray(h) < -RHO_WATER * np.asarray(bed)).astype(float)
-
-
 class Transport:
     """Advances thickness on one mesh; reuse across steps (the bases and element sizes are built once).
 

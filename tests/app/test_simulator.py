@@ -8,7 +8,8 @@ import pytest
 import xarray as xr
 
 from iceviz.app.simulator import SimulatorView, param_label, param_widgets, status_text
-from iceviz.sim.job import SimSnapshot, height_above_flotation
+from iceviz.sim.job import SimSnapshot
+from iceviz.sim.ssa import height_above_flotation
 from iceviz.sim.model import Forcing, RunSettings
 from iceviz.sim.scenarios import get_scenario
 from iceviz.training.job import JobStatus

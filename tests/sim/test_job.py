@@ -5,7 +5,8 @@ import time
 import numpy as np
 import pytest
 
-from iceviz.sim.job import HISTORY_KEYS, SimSnapshot, SimulationJob, height_above_flotation, wait_for_snapshot
+from iceviz.sim.job import HISTORY_KEYS, SimSnapshot, SimulationJob, wait_for_snapshot
+from iceviz.sim.ssa import height_above_flotation
 from iceviz.sim.model import SimRun
 from iceviz.sim.ssa import SSASolver
 from iceviz.training.job import JobStatus
