@@ -255,7 +255,7 @@ class Explorer:
             # imported here: the simulator's modules would lengthen every session's first page load
             from iceviz.app.simulator import SimulatorView
 
-            self.simulator = SimulatorView()
+            self.simulator = SimulatorView(region_bounds=lambda: self.state.bounds)
             self.tabs[SIMULATOR_TAB].append(self.simulator.view)
             self.simulator.attach()
 

@@ -18,7 +18,7 @@ import re
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import panel as pn
@@ -27,7 +27,8 @@ import param
 from iceviz.app.live import STATUS_COLOURS, fixed_pane, format_seconds
 from iceviz.sim.job import SimSnapshot, SimulationJob
 from iceviz.sim.model import Forcing, RunSettings
-from iceviz.sim.scenarios import SCENARIOS
+from iceviz.sim.scenarios import SCENARIOS, box_overrides
+from iceviz.sim.ssa import SimulationError
 from iceviz.sim.ugrid import write_run
 from iceviz.training.job import JobStatus
 from iceviz.viz import mesh_figures
@@ -112,8 +113,11 @@ def status_text(job: SimulationJob | None, snap: SimSnapshot | None) -> str:
 class SimulatorView:
     """The simulator tab of one browser session: controls, status, live maps and time series."""
 
-    def __init__(self, scenario: str = DEFAULT_SCENARIO, poll_ms: int = POLL_MS):
+    def __init__(self, scenario: str = DEFAULT_SCENARIO, poll_ms: int = POLL_MS,
+                 region_bounds: Callable[[], tuple[float, float, float, float] | None] | None = None):
         self.poll_ms = poll_ms
+        self.region_bounds = region_bounds
+        """Gives the map's selected box (xmin, xmax, ymin, ymax) [m], to size a scenario to it."""
         self.scenarios = {name: cls() for name, cls in SCENARIOS.items()}
         self.forcing = Forcing()
         self.settings = RunSettings()
@@ -136,6 +140,9 @@ class SimulatorView:
         self.run_button.on_click(self._on_run)
         self.pause_button.on_click(self._on_pause)
         self.cancel_button.on_click(lambda event: self.cancel())
+        self.size_button = pn.widgets.Button(name="Size to the map's region", button_type="light", width=260,
+                                             visible=self.region_bounds is not None)
+        self.size_button.on_click(lambda event: self.size_to_region())
         self.mesh_toggle = pn.widgets.Checkbox(name="Show the mesh edges", value=False, width=260,
                                               css_classes=["sim-mesh-toggle"])
         self.mesh_toggle.param.watch(self._on_mesh_toggle, "value")
@@ -147,7 +154,8 @@ class SimulatorView:
                               ("Run settings", _grid(param_widgets(self.settings))), dynamic=False,
                               sizing_mode="fixed", width=4 * (WIDGET_WIDTH + 12) + 10)
         controls = pn.Row(pn.Column(self.scenario, pn.Row(self.run_button, self.pause_button, self.cancel_button),
-                                    self.mesh_toggle, self.download, width=300, sizing_mode="fixed"),
+                                    self.size_button, self.mesh_toggle, self.download, width=300,
+                                    sizing_mode="fixed"),
                           self.params, sizing_mode="stretch_width")
         self.progress = pn.indicators.Progress(value=0, max=1000, height=10, bar_color="secondary",
                                                sizing_mode="stretch_width")
@@ -169,6 +177,25 @@ class SimulatorView:
     # -- callbacks -----------------------------------------------------------------------------------
     def _on_scenario(self, event: Any) -> None:
         self.scenario_params.objects = [_grid(param_widgets(self.scenarios[event.new]))]
+
+    def size_to_region(self) -> None:
+        """Set the scenario's length, width and resolutions from the box picked on the map."""
+        bounds = self.region_bounds() if self.region_bounds is not None else None
+        if bounds is None:
+            self._show_message("Pick a region on the map first: its box sizes the scenario.")
+            return
+        name = self.scenario.value
+        try:
+            sized = box_overrides(name, bounds)
+        except SimulationError as err:
+            self._show_message(str(err))
+            return
+        self.scenarios[name].param.update(**sized)
+        self.message.visible = False
+
+    def _show_message(self, text: str) -> None:
+        self.message.object = text
+        self.message.visible = True
 
     def _on_mesh_toggle(self, event: Any) -> None:
         if self.maps is not None:

@@ -173,3 +173,16 @@ def test_the_explorer_builds_the_tab_on_first_visit_and_cancels_the_run_when_the
     poll_until(view, lambda: view._last_snapshot is not None and view._last_snapshot.phase == "run")
     explorer.close()  # what the session-destroyed callback calls
     assert job.wait(5) is JobStatus.CANCELLED
+
+
+def test_the_scenario_can_be_sized_to_the_map_region():
+    box = [None]
+    view = SimulatorView(region_bounds=lambda: box[0])
+    view.size_to_region()
+    assert view.message.visible and "Pick a region" in view.message.object
+    box[0] = (400e3, 600e3, -950e3, -650e3)  # 200 x 300 km
+    view.size_to_region()
+    glacier = view.scenarios["marine-glacier"]
+    assert (glacier.length, glacier.width) == (300e3, 200e3) and not view.message.visible
+    assert glacier.resolution > 10e3  # a box larger than 640 x 80 km: coarser cells, about as many nodes
+    assert SimulatorView().size_button.visible is False
