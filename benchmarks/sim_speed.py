@@ -1,9 +1,10 @@
-"""Simulator cost: seconds per Picard iteration of the SSA at about 2k, 10k and 50k nodes.
+"""Simulator cost: seconds per Picard and per Newton iteration of the SSA at about 2k, 10k and 50k nodes.
 
 The analytic shelf ramp (iceviz.sim.verify.Ramp) meshed ever finer; each size
-runs a fixed number of Picard iterations with Glen's law (assembly + sparse
-solve each), repeated, and reports the median seconds per iteration, plus
-the seconds of one linear solve with a prescribed viscosity and the mesh time.
+runs a fixed number of iterations of each method with Glen's law (assembly +
+sparse solve each; Newton also assembles its Jacobian and line-searches),
+repeated, and reports the median seconds per iteration, plus the seconds of
+one linear solve with a prescribed viscosity and the mesh time.
 
 Usage: python -m benchmarks.sim_speed [--repeats 3] [--iterations 5] [--json OUT]
 """
@@ -41,20 +42,24 @@ def main() -> None:
         t0 = time.perf_counter()
         solver = SSASolver(mesh)
         setup_s = time.perf_counter() - t0
-        per_iteration, linear = [], []
+        per_iteration: dict[str, list[float]] = {"picard": [], "newton": []}
+        linear = []
         for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            result = solver.solve(geometry, Rheology(rate_factor=ramp.rate_factor), inflow, tol=0.0,
-                                  max_iter=args.iterations)
-            per_iteration.append((time.perf_counter() - t0) / result.iterations)
+            for method, times in per_iteration.items():
+                t0 = time.perf_counter()
+                result = solver.solve(geometry, Rheology(rate_factor=ramp.rate_factor), inflow, tol=0.0,
+                                      max_iter=args.iterations, method=method)
+                times.append((time.perf_counter() - t0) / result.iterations)
             t0 = time.perf_counter()
             solver.solve(geometry, Rheology(viscosity=ramp.viscosity(x)), inflow)
             linear.append(time.perf_counter() - t0)
         rows.append(dict(size=label, nodes=mesh.n_nodes, triangles=len(mesh.triangles), mesh_s=round(mesh_s, 3),
-                         solver_setup_s=round(setup_s, 3), picard_iteration_s=round(median(per_iteration), 4),
+                         solver_setup_s=round(setup_s, 3),
+                         picard_iteration_s=round(median(per_iteration["picard"]), 4),
+                         newton_iteration_s=round(median(per_iteration["newton"]), 4),
                          prescribed_viscosity_solve_s=round(median(linear), 4)))
         print(rows[-1], flush=True)
-    write_json(args.json, {"benchmark": "SSA cost per Picard iteration", "machine": machine(),
+    write_json(args.json, {"benchmark": "SSA cost per Picard / Newton iteration", "machine": machine(),
                            "repeats": args.repeats, "iterations": args.iterations, "rows": rows})
 
 
