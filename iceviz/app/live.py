@@ -20,7 +20,7 @@ from bokeh.models import Range1d
 from iceviz.training.job import Job, JobStatus
 from iceviz.training.snapshot import Snapshot
 from iceviz.viz import maps
-from iceviz.viz.live_figures import FieldFigure, LossFigure, arrow_columns, image_columns
+from iceviz.viz.live_figures import FieldFigure, LossFigure, arrow_columns, image_columns, round2
 
 LOSS_EVERY_S = 2.0
 """Loss curves redraw at most this often (they grow every epoch)."""
@@ -155,11 +155,6 @@ class LiveRow:
             self.loss.update(history)
 
 
-def _round2(value: float) -> float:
-    """Two significant digits, so that colour limits only change (and maps re-render) when it shows."""
-    return float(f"{value:.2g}")
-
-
 def shared_limits(snapshots: list[Snapshot]) -> dict[str, float]:
     """Colour limits shared by every model's maps, so they compare honestly."""
     fields = [s.fields for s in snapshots if s is not None and s.fields is not None]
@@ -173,7 +168,7 @@ def shared_limits(snapshots: list[Snapshot]) -> dict[str, float]:
     errors = [f["error"].values for f in fields if "error" in f]
     errors += [s.points["error"] for s in snapshots if s is not None and s.points is not None and not errors]
     err = maps.symmetric_limit(errors, quantile=0.98) if errors else 1.0
-    return dict(div_limit=_round2(div), flux_limit=_round2(flux), err_limit=_round2(err))
+    return dict(div_limit=round2(div), flux_limit=round2(flux), err_limit=round2(err))
 
 
 def metrics_frame(jobs: list[tuple[str, Job]]) -> pd.DataFrame:

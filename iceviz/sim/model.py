@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -134,7 +134,7 @@ class Simulator:
             raise SimulationError("the momentum solve produced non-finite velocities")
         return result
 
-    def diagnose(self, h: np.ndarray, front: float) -> dict[str, float]:
+    def diagnose(self, h: np.ndarray) -> dict[str, float]:
         """Volume, volume above flotation, grounded area and the centreline grounding line [m]."""
         haf = height_above_flotation(h, self.bed)
         grounded = haf >= 0
@@ -151,7 +151,7 @@ class Simulator:
             gl = float(distance[i - 1] + (distance[i] - distance[i - 1]) * along[i - 1] / (along[i - 1] - along[i]))
         area = self.transport.node_area
         return dict(volume=float(area @ h), volume_above_flotation=float(area @ np.where(grounded, haf, 0.0)),
-                    grounded_area=float(area @ grounded), grounding_line=gl, front=front)
+                    grounded_area=float(area @ grounded), grounding_line=gl)
 
     def fields(self, state: State) -> dict[str, np.ndarray]:
         g = Geometry(state.h, self.bed)
@@ -178,7 +178,7 @@ class Simulator:
         result = self.solve_velocity(h, warm, settings)
         u, v = result.u, result.v
         snaps = [self.fields(State(h, u, v, t0))]
-        diags = [self.diagnose(h, front0)]
+        diags = [dict(self.diagnose(h), front=front0)]
         times = [t0]
         steps: list[dict] = []
         # the last interval may be shorter, so that the run always ends at years
@@ -197,13 +197,13 @@ class Simulator:
                 result = self.solve_velocity(h, (u, v), settings)
                 u, v = result.u, result.v
                 record = dict(t=t, dt=dt, iterations=result.iterations, converged=result.converged,
-                              **{f: getattr(budget, f) for f in MassBudget.__dataclass_fields__})
+                              **asdict(budget))
                 steps.append(record)
                 if on_step is not None:
                     on_step(State(h, u, v, t), record)
             times.append(t)
             snaps.append(self.fields(State(h, u, v, t)))
-            diags.append(self.diagnose(h, front0 - retreat * (t - t0)))
+            diags.append(dict(self.diagnose(h), front=front0 - retreat * (t - t0)))
         return SimRun(mesh=self.mesh, bed=self.bed, times=np.array(times),
                       fields={f: np.stack([s[f] for s in snaps]) for f in FIELDS},
                       diagnostics={d: np.array([s[d] for s in diags]) for d in DIAGNOSTICS},

@@ -40,6 +40,11 @@ def palette(name: str, n: int = 256) -> list[str]:
     return process_cmap(name, n)
 
 
+def round2(value: float) -> float:
+    """Two significant digits, so that colour limits only change (and maps re-render) when it shows."""
+    return float(f"{value:.2g}")
+
+
 def _spacing(c: np.ndarray) -> float:
     return abs(float(c[-1] - c[0])) / (c.size - 1) if c.size > 1 else 1.0
 

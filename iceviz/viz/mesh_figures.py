@@ -26,7 +26,8 @@ from bokeh.models import (ColorBar, ColumnDataSource, CustomJSTickFormatter, Fix
                           LegendItem, LinearColorMapper, LogColorMapper, NumeralTickFormatter, Range1d)
 from bokeh.plotting import figure
 
-from iceviz.viz.live_figures import COLORBAR_SPACE, TITLE_SPACE, TOOLS, image_columns, palette, shared_ranges
+from iceviz.viz.live_figures import (COLORBAR_SPACE, TITLE_SPACE, TOOLS, image_columns, palette, round2,
+                                     shared_ranges)
 
 AXIS_SPACE = (42, 22)
 """Pixels left of and below a map's frame for its axes (ticks in km)."""
@@ -129,11 +130,6 @@ def budget_columns(history: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
                 explained=b["smb"] - b["melt"] + b["inflow"] - b["outflow"] + b["floor"] - b["calved"],
                 smb=b["smb"], melt=-b["melt"], boundary=b["inflow"] - b["outflow"],
                 floor_calved=b["floor"] - b["calved"])
-
-
-def round2(value: float) -> float:
-    """Two significant digits (colour limits change, and maps re-colour, only when it shows)."""
-    return float(f"{value:.2g}")
 
 
 def frame_size(bounds: tuple[float, float, float, float], frame_width: int, min_height: int = 60,

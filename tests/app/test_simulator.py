@@ -140,7 +140,7 @@ def test_a_long_narrow_domain_gets_its_maps_stacked():
     h = scenario.initial_thickness(mesh.points)
     bed = scenario.bed(mesh.points)
     snap = SimSnapshot(phase="spin-up", time=0.0, years=1.0, progress=0.0, h=h, speed=np.zeros_like(h),
-                       haf=height_above_flotation(h, bed), floating=np.zeros_like(h), grounding_line=0.0,
+                       haf=height_above_flotation(h, bed), grounding_line=0.0,
                        nodes=mesh.n_nodes, mesh=mesh, bed=bed)
     view = SimulatorView()
     view._build_maps(snap)
