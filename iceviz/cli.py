@@ -65,7 +65,7 @@ def _progress_loop(job: Any, quiet: bool) -> None:
             if history:
                 last = history[-1]
                 bar.n = round(100 * last.get("progress", 0.0), 1)
-                bar.set_postfix(epoch=last["epoch"], loss=f"{last.get('epoch_data_loss', float('nan')):.4g}",
+                bar.set_postfix(epoch=last["epoch"], loss=f"{last.get('epoch_data_loss', last.get('loss_total', float('nan'))):.4g}",
                                 refresh=False)
                 bar.refresh()
             if job.status.finished:
@@ -113,20 +113,39 @@ def cmd_train(args: argparse.Namespace) -> int:
         "seconds": round(result.seconds, 3),
         "device": str(trainer.device),
         "seed": trainer.params.seed,
-        **{k: result.metrics[k] for k in ("rmse", "mae", "mad", "rmse_phys", "mae_phys", "mad_phys")},
-        "units": {"rmse": "scaled flux", "mad": "scaled divergence", "rmse_phys": "m2/yr", "mae_phys": "m2/yr",
-                  "mad_phys": "m/yr", "flux_scale_m2_per_yr": problem.scale.flux,
-                  "divergence_scale_m_per_yr": problem.scale.divergence},
     }
+    if trainer.spec.family == "viscosity":
+        summary.update({k: result.metrics[k] for k in VISCOSITY_KEYS if k in result.metrics})
+        summary["units"] = VISCOSITY_UNITS | {"viscosity_scale_pa_s": trainer.scales.viscosity}
+        line = ", ".join(f"{k} {100 * summary[k]:.2f} %" for k in VISCOSITY_KEYS if k.endswith("rel_error")
+                         and k in summary) + f", SSA residual {summary['residual']:.3g}"
+    else:
+        summary.update({k: result.metrics[k] for k in ("rmse", "mae", "mad", "rmse_phys", "mae_phys", "mad_phys")})
+        summary["units"] = {"rmse": "scaled flux", "mad": "scaled divergence", "rmse_phys": "m2/yr",
+                            "mae_phys": "m2/yr", "mad_phys": "m/yr", "flux_scale_m2_per_yr": problem.scale.flux,
+                            "divergence_scale_m_per_yr": problem.scale.divergence}
+        line = (f"test RMSE {summary['rmse']:.4f} ({summary['rmse_phys']:.4g} m²/yr), MAE {summary['mae']:.4f}, "
+                f"MAD {summary['mad']:.3g} ({summary['mad_phys']:.3g} m/yr)")
     if args.out:
         summary["out"] = str(_write_outputs(Path(args.out), job, summary, save_checkpoint))
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"{args.model} on {args.data}: test RMSE {summary['rmse']:.4f} ({summary['rmse_phys']:.4g} m²/yr), "
-              f"MAE {summary['mae']:.4f}, MAD {summary['mad']:.3g} ({summary['mad_phys']:.3g} m/yr) "
-              f"after {result.epochs} epochs, {result.seconds:.1f} s on {summary['device']}", file=sys.stderr)
+        print(f"{args.model} on {args.data}: {line} after {result.epochs} epochs, {result.seconds:.1f} s "
+              f"on {summary['device']}", file=sys.stderr)
     return 0
+
+
+VISCOSITY_KEYS = ("mu_rel_error", "mu_rel_error_interior", "mu_rel_error_boundary", "u_rel_error", "v_rel_error",
+                  "h_rel_error", "residual", "front_residual")
+"""The viscosity family's JSON keys (the mu_* ones only where the true viscosity is known)."""
+VISCOSITY_UNITS = {
+    "mu_rel_error": "relative L2 error ||mu - mu_true|| / ||mu_true|| over the shelf",
+    "mu_rel_error_boundary": "the same within 5 km of the shelf edge (interior: the rest)",
+    "u_rel_error": "relative L2 misfit of the network's u to the observed u (likewise v, h)",
+    "residual": "RMS of the dimensionless SSA momentum residual (1 = driving stress rho g' h0^2 / L)",
+    "front_residual": "RMS of the dimensionless calving-front residual",
+}
 
 
 def _write_outputs(out: Path, job: Any, summary: dict[str, Any], save_checkpoint: Any) -> Path:
@@ -137,6 +156,12 @@ def _write_outputs(out: Path, job: Any, summary: dict[str, Any], save_checkpoint
     save_checkpoint(out / "model.safetensors", job.trainer, metrics=summary)
     (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     fields = job.latest().fields
+    if job.trainer.spec.family == "viscosity":  # two rasters (velocity, thickness): written as they are
+        fields = fields.assign_attrs(title=f"iceviz {summary['model']} inversion", source=f"iceviz {summary['model']}",
+                                     data_spec=summary["data"], Conventions="CF-1.8",
+                                     **{k: summary[k] for k in VISCOSITY_KEYS if k in summary})
+        write_netcdf(fields, out / "prediction.nc")
+        return out
     ds = grid_dataset(
         fields["x"].values, fields["y"].values,
         {name: (var.values, var.attrs["units"], var.attrs["long_name"]) for name, var in fields.data_vars.items()},

@@ -376,3 +376,52 @@ def test_sim_run_sizes_the_scenario_to_a_region(tmp_path, monkeypatch, capsys):
     assert np.allclose(sorted(extent), sorted((xmax - xmin, ymax - ymin)))
     assert main(["sim", "run", "confined-shelf", "--region", "atlantis", "--out", str(out)]) == 2
     assert "unknown region 'atlantis'" in capsys.readouterr().err
+
+
+VISCOSITY_SMALL = ["--set", "width=12", "--set", "depth=2", "--set", "mu_width=12", "--set", "mu_depth=2",
+                   "--set", "collocation=100", "--set", "front_points=30", "--set", "batch_size=100"]
+
+
+def test_viscosity_pinn_json_contract_and_outputs(tmp_path):
+    out = tmp_path / "shelf"
+    code, stdout, stderr = run_main("train", "viscosity-pinn", "--data", "shelf:analytic", "--epochs", "60",
+                                    "--json", "--quiet", "--out", str(out), *VISCOSITY_SMALL)
+    assert code == 0, stderr
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert {"model", "data", "epochs", "seconds", "device", "mu_rel_error", "mu_rel_error_interior",
+            "mu_rel_error_boundary", "u_rel_error", "v_rel_error", "h_rel_error", "residual"} <= set(summary)
+    assert summary["model"] == "viscosity-pinn" and summary["epochs"] == 60
+    assert all(0 <= summary[k] < 10 for k in ("mu_rel_error", "u_rel_error", "v_rel_error", "h_rel_error"))
+    assert summary["units"]["viscosity_scale_pa_s"] > 0
+    assert json.loads((out / "metrics.json").read_text())["mu_rel_error"] == summary["mu_rel_error"]
+    ds = xr.open_dataset(out / "prediction.nc")
+    assert ds["mu"].attrs["units"] == "Pa s" and float(ds["mu"].min()) > 0
+    assert {"mu", "mu_true", "mu_error", "residual", "strain_rate", "u_misfit", "v_misfit", "h_misfit"} <= set(ds)
+    assert ds.attrs["mu_rel_error"] == pytest.approx(summary["mu_rel_error"])
+    checkpoint = load_checkpoint(out / "model.safetensors")
+    assert checkpoint.model_name == "viscosity-pinn" and checkpoint.scale is None
+
+
+def test_viscosity_pinn_on_real_data_has_no_truth_keys(diffice_dir, tmp_path):
+    code, stdout, stderr = run_main("train", "viscosity-pinn", "--data", f"diffice:{diffice_dir / 'data_pinns_Amery.mat'}",
+                                    "--epochs", "20", "--json", "--quiet", *VISCOSITY_SMALL)
+    assert code == 0, stderr
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert "mu_rel_error" not in summary and {"u_rel_error", "v_rel_error", "h_rel_error", "residual"} <= set(summary)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("diffice:/nonexistent/shelf.mat", "no such file"),
+    ("shelf:nowhere", "unknown shelf"),
+    ("shelf:analytic?bbox=0,20000,0,50000", "no calving-front points"),
+])
+def test_viscosity_pinn_bad_data_exits_2_naming_it(spec, message):
+    code, _, stderr = run_main("train", "viscosity-pinn", "--data", spec, "--epochs", "5", "--quiet")
+    assert code == 2 and message in stderr
+
+
+@pytest.mark.parametrize("model, spec, kind", [("dfnn", "shelf:analytic", "flux"),
+                                               ("viscosity-pinn", "synthetic:curve", "shelf")])
+def test_a_model_on_the_wrong_kind_of_data_fails_clearly(model, spec, kind):
+    code, _, stderr = run_main("train", model, "--data", spec, "--epochs", "5", "--quiet")
+    assert code == 1 and f"trains on '{kind}' problems" in stderr and spec in stderr

@@ -44,6 +44,7 @@ from iceviz.viz import maps
 
 POLL_MS = 500
 SIMULATOR_TAB = 5
+VISCOSITY_TAB = 6
 SNAPSHOT_EVERY_S = 1.0
 TRAINING_NICE = 10
 """Training threads yield the CPU to the server and the browser first."""
@@ -151,6 +152,8 @@ class Explorer:
         self.jobs: list[tuple[str, Job]] = []
         self.simulator: Any = None
         """The simulator tab's view (iceviz.app.simulator.SimulatorView), made on the tab's first visit."""
+        self.viscosity: Any = None
+        """The viscosity tab's view (iceviz.app.viscosity.ViscosityView), made on the tab's first visit."""
         self._build()
 
     # -- layout --------------------------------------------------------------------------------
@@ -236,15 +239,17 @@ class Explorer:
         self.run_view = pn.Column()
         runs_tab = pn.Column(self.run_path, load_run, self.run_view)
 
-        # simulator tab: built on first visit, like the region tab
+        # simulator and viscosity tabs: built on first visit, like the region tab
         simulator_tab = pn.Column(sizing_mode="stretch_width")
+        viscosity_tab = pn.Column(sizing_mode="stretch_width")
 
         self.tabs = pn.Tabs(("Map", map_tab), ("Region", region_tab), ("Training", training_tab),
                             ("Lesson", lesson_tab), ("Saved runs", runs_tab), ("Simulator", simulator_tab),
-                            dynamic=False)
+                            ("Viscosity", viscosity_tab), dynamic=False)
         self.tabs.param.watch(self._on_tab, "active")
         self.main = [pn.Column(self.message, self.tabs, sizing_mode="stretch_width")]
         s.param.watch(self._refresh_info, ["message", "problem", "bounds"])
+        s.param.watch(self._on_region, "region")
         self._refresh_info()
 
     def _on_tab(self, event: Any) -> None:
@@ -258,6 +263,23 @@ class Explorer:
             self.simulator = SimulatorView(region_bounds=lambda: self.state.bounds)
             self.tabs[SIMULATOR_TAB].append(self.simulator.view)
             self.simulator.attach()
+        if event.new == VISCOSITY_TAB and self.viscosity is None:
+            from iceviz.app.shelf_presets import preset_for_region
+            from iceviz.app.viscosity import ViscosityView
+
+            self.viscosity = ViscosityView(preset=preset_for_region(self.state.region))
+            self.tabs[VISCOSITY_TAB].append(self.viscosity.view)
+            self.viscosity.attach()
+
+    def _on_region(self, event: Any) -> None:
+        """A shelf preset picked on the map becomes the viscosity tab's shelf (unless an inversion runs)."""
+        if self.viscosity is None:
+            return
+        from iceviz.app.shelf_presets import preset_for_region
+
+        label = preset_for_region(event.new)
+        if label is not None:
+            self.viscosity.select(label)
 
     def _hyper_panel(self, name: str) -> pn.Param:
         params = self.state.hyper[name]
@@ -307,10 +329,12 @@ class Explorer:
         self.lesson_queue.cancel_all()
 
     def close(self) -> None:
-        """The session ended: cancel its training jobs and its simulation."""
+        """The session ended: cancel its training jobs, its simulation and its inversion."""
         self.cancel_all()
         if self.simulator is not None:
             self.simulator.cancel()
+        if self.viscosity is not None:
+            self.viscosity.close()
 
     def _on_reset(self, event: Any = None) -> None:
         self.cancel_all()

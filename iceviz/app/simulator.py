@@ -14,7 +14,6 @@ a finished run can be downloaded as UGRID NetCDF.
 from __future__ import annotations
 
 import io
-import re
 import tempfile
 import threading
 from pathlib import Path
@@ -25,6 +24,7 @@ import panel as pn
 import param
 
 from iceviz.app.live import STATUS_COLOURS, fixed_pane, format_seconds
+from iceviz.app.widgets import param_widgets
 from iceviz.sim.job import SimSnapshot, SimulationJob
 from iceviz.sim.model import Forcing, RunSettings
 from iceviz.sim.scenarios import SCENARIOS, box_overrides
@@ -53,29 +53,9 @@ INTRO = ("Pick a scenario and press **Run**: it is spun up without melt (once; t
          "and the sum of the fluxes must agree) and the grounding line's position along the centreline.")
 
 
-def param_label(parameter: param.Parameter) -> str:
-    """The parameter's label with the unit its doc gives in brackets: 'Refined resolution [m]'."""
-    unit = re.search(r"\[([^\]]+)\]", parameter.doc or "")
-    label = LABELS.get(parameter.name, parameter.label)
-    return f"{label} [{unit.group(1)}]" if unit else label
-
-
-def param_widgets(obj: param.Parameterized, width: int = WIDGET_WIDTH) -> list[pn.widgets.Widget]:
-    """One widget per parameter, linked both ways: number boxes for numbers (their ranges span decades,
-    which no slider can set), a select for choices; the bounds and the doc go on the widget."""
-    widgets = []
-    for name in obj.param:
-        if name in HIDDEN:
-            continue
-        p = obj.param[name]  # the instance's parameter (the class's would link the widget to the class)
-        common = dict(name=param_label(p), width=width, description=p.doc)
-        if isinstance(p, param.Selector):
-            widgets.append(pn.widgets.Select.from_param(p, **common))
-        elif isinstance(p, param.Integer):
-            widgets.append(pn.widgets.IntInput.from_param(p, **common))
-        elif isinstance(p, param.Number):
-            widgets.append(pn.widgets.FloatInput.from_param(p, **common))
-    return widgets
+def widgets_of(obj: param.Parameterized) -> list[pn.widgets.Widget]:
+    """The simulator's widgets for one parameter class (labels with units, number boxes, selects)."""
+    return param_widgets(obj, WIDGET_WIDTH, HIDDEN, LABELS)
 
 
 def _grid(widgets: list[pn.widgets.Widget], ncols: int = 4) -> pn.GridBox:
@@ -149,9 +129,9 @@ class SimulatorView:
         self.download = pn.widgets.FileDownload(callback=self._netcdf_bytes, filename="iceviz_simulation.nc",
                                                 label="Download the run (UGRID NetCDF)", button_type="success",
                                                 disabled=True, width=260)
-        self.scenario_params = pn.Column(_grid(param_widgets(self.scenarios[scenario])), sizing_mode="fixed")
-        self.params = pn.Tabs(("Scenario", self.scenario_params), ("Forcing", _grid(param_widgets(self.forcing))),
-                              ("Run settings", _grid(param_widgets(self.settings))), dynamic=False,
+        self.scenario_params = pn.Column(_grid(widgets_of(self.scenarios[scenario])), sizing_mode="fixed")
+        self.params = pn.Tabs(("Scenario", self.scenario_params), ("Forcing", _grid(widgets_of(self.forcing))),
+                              ("Run settings", _grid(widgets_of(self.settings))), dynamic=False,
                               sizing_mode="fixed", width=4 * (WIDGET_WIDTH + 12) + 10)
         controls = pn.Row(pn.Column(self.scenario, pn.Row(self.run_button, self.pause_button, self.cancel_button),
                                     self.size_button, self.mesh_toggle, self.download, width=300,
@@ -176,7 +156,7 @@ class SimulatorView:
 
     # -- callbacks -----------------------------------------------------------------------------------
     def _on_scenario(self, event: Any) -> None:
-        self.scenario_params.objects = [_grid(param_widgets(self.scenarios[event.new]))]
+        self.scenario_params.objects = [_grid(widgets_of(self.scenarios[event.new]))]
 
     def size_to_region(self) -> None:
         """Set the scenario's length, width and resolutions from the box picked on the map."""

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from iceviz.data.locations import data_dirs
 from iceviz.data.problem import DataError, DirectionGuidance, FluxObservations, FluxProblem, FluxScale
 
 BYRD_SCALE = FluxScale(x0=400_000.0, y0=-950_000.0, length=200_000.0, flux=70_000.0, surface=2000.0)
@@ -29,15 +30,11 @@ COL_X, COL_Y, COL_S, COL_QX, COL_QY = 0, 1, 2, 5, 6
 
 
 def candidate_dirs(directory: str | os.PathLike | None = None) -> list[Path]:
-    """Where to look: ``directory`` if given, else ``$ICEVIZ_DATA/byrd_mcor`` then ``../shared/data/byrd_mcor``."""
+    """Where to look: ``directory`` if given, else ``byrd_mcor`` under the data directories (see
+    :func:`iceviz.data.locations.data_dirs`)."""
     if directory not in (None, ""):
         return [Path(directory).expanduser()]
-    paths = []
-    env = os.environ.get("ICEVIZ_DATA")
-    if env:
-        paths.append(Path(env).expanduser() / "byrd_mcor")
-    paths.append(Path.cwd().parent / "shared" / "data" / "byrd_mcor")
-    return paths
+    return data_dirs("byrd_mcor")
 
 
 def resolve_dir(directory: str | os.PathLike | None = None) -> Path:

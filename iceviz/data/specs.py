@@ -24,6 +24,9 @@ import numpy as np
 from iceviz.data import synthetic
 from iceviz.data.problem import DataError, FluxObservations, FluxProblem
 from iceviz.data.region import crop
+from iceviz.data.shelf import ShelfProblem, crop_shelf
+
+Problem = FluxProblem | ShelfProblem
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class Kind:
     arg: str
     description: str
     options: tuple[Option, ...]
-    load: Callable[[str, dict[str, Any], str], FluxProblem]
+    load: Callable[[str, dict[str, Any], str], Problem]
     args: tuple[str, ...] = field(default=())  # the valid arguments when they are a fixed list
 
 
@@ -121,6 +124,20 @@ def _load_points(arg: str, opts: dict[str, Any], spec: str) -> FluxProblem:
     return load_points(arg, tile=opts.get("tile", DEFAULT_TILE), spec=spec)
 
 
+def _load_diffice(arg: str, opts: dict[str, Any], spec: str) -> ShelfProblem:
+    from iceviz.data.shelf import load_diffice
+
+    if not arg:
+        raise DataError(f"{spec}: diffice needs a .mat file, e.g. diffice:../shared/data/diffice/SynData_exp1.mat")
+    return load_diffice(arg, spec=spec)
+
+
+def _load_shelf(arg: str, opts: dict[str, Any], spec: str) -> ShelfProblem:
+    from iceviz.data.shelf import load_synthetic_shelf
+
+    return load_synthetic_shelf(arg, spec=spec)
+
+
 KINDS: dict[str, Kind] = {
     "synthetic": Kind(
         "synthetic",
@@ -143,6 +160,20 @@ KINDS: dict[str, Kind] = {
         "flux points from a .csv or .nc file (x, y, qx, qy [, s, vx, vy, split]; see sample_data/README.md)",
         (Option("tile", _tile, "checkerboard tile size in metres when the file has no split column (default 15000)"), BBOX),
         _load_points,
+    ),
+    "diffice": Kind(
+        "diffice",
+        "FILE.mat",
+        "ice shelf for the viscosity inversion in the DIFFICE_jax layout (velocity m/s, thickness, calving front)",
+        (BBOX,),
+        _load_diffice,
+    ),
+    "shelf": Kind(
+        "shelf",
+        "NAME",
+        "synthetic ice shelf with known viscosity, solved by iceviz's own SSA (see iceviz.sim.shelves)",
+        (BBOX,),
+        _load_shelf,
     ),
 }
 
@@ -195,8 +226,8 @@ def parse_options(parsed: ParsedSpec) -> dict[str, Any]:
     return values
 
 
-def load_problem(spec: str) -> FluxProblem:
-    """Parse ``spec`` and build its :class:`FluxProblem` (cropped when ``bbox`` is given)."""
+def load_problem(spec: str) -> Problem:
+    """Parse ``spec`` and build its problem (a flux or a shelf problem; cropped when ``bbox`` is given)."""
     parsed = parse_spec(spec)
     kind = KINDS[parsed.kind]
     opts = parse_options(parsed)
@@ -205,7 +236,7 @@ def load_problem(spec: str) -> FluxProblem:
         raise DataError(f"{parsed.spec}: unknown {kind.name} {kind.arg} {got}; valid: {', '.join(kind.args)}")
     problem = kind.load(parsed.arg, opts, parsed.spec)
     if "bbox" in opts:
-        problem = crop(problem, opts["bbox"])
+        problem = crop_shelf(problem, opts["bbox"]) if isinstance(problem, ShelfProblem) else crop(problem, opts["bbox"])
     return problem
 
 
@@ -214,9 +245,13 @@ def list_specs() -> list[tuple[str, str]]:
     rows = [
         (f"synthetic:{n}", f"{SYNTHETIC_DESCRIPTIONS[n]} (options: noise, seed, bbox)") for n in synthetic.SYNTHETIC_NAMES
     ]
-    for name in ("byrd-mcor", "points"):
+    for name in ("byrd-mcor", "points", "diffice"):
         kind = KINDS[name]
         rows.append((f"{name}:{kind.arg}", f"{kind.description} (options: {', '.join(o.name for o in kind.options)})"))
+    from iceviz.sim.shelves import SHELVES  # the simulator is heavy to import: only when listing
+
+    rows += [(f"shelf:{n}", f"synthetic ice shelf '{n}' with known viscosity, solved by iceviz's SSA (options: bbox)")
+             for n in SHELVES]
     return rows
 
 
@@ -246,8 +281,39 @@ def _flux_magnitude(obs: FluxObservations) -> np.ndarray:
     return np.hypot(obs.q[:, 0], obs.q[:, 1])
 
 
-def describe(problem: FluxProblem) -> dict[str, Any]:
+def describe_shelf(problem: ShelfProblem) -> dict[str, Any]:
+    """A JSON-able summary of a shelf problem (``iceviz data info SPEC``)."""
+    xy_v, uv = problem.velocity_points()
+    _, h = problem.thickness_points()
+    xmin, xmax, ymin, ymax = problem.bounds
+
+    def raster(r: Any, n: int) -> dict[str, Any]:
+        return {"shape": [int(s) for s in r.shape], "spacing_m": r.spacing, "points": n}
+
+    out: dict[str, Any] = {
+        "spec": problem.spec,
+        "description": problem.description,
+        "kind": problem.kind,
+        "velocity_grid": raster(problem.velocity, len(xy_v)),
+        "thickness_grid": raster(problem.thickness, len(h)),
+        "front_points": len(problem.front),
+        "bounds_m": [xmin, xmax, ymin, ymax],
+        "size_km": [(xmax - xmin) / 1000.0, (ymax - ymin) / 1000.0],
+        "fields": ["u", "v", "h", "front"] + (["mu_true"] if problem.has_truth else []),
+        "speed_m_per_yr": _stats(np.hypot(uv[:, 0], uv[:, 1])),
+        "thickness_m": _stats(h),
+        "notes": list(problem.notes),
+    }
+    if problem.has_truth:
+        mu = problem.velocity.fields["mu"]
+        out["viscosity_pa_s"] = _stats(mu[np.isfinite(mu)])
+    return out
+
+
+def describe(problem: Problem) -> dict[str, Any]:
     """A JSON-able summary of a problem (``iceviz data info SPEC``)."""
+    if isinstance(problem, ShelfProblem):
+        return describe_shelf(problem)
     xmin, xmax, ymin, ymax = (float(b) for b in problem.bounds)
     fields = ["qx", "qy"]
     if problem.has_surface:

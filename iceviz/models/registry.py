@@ -16,13 +16,18 @@ from iceviz.models.activations import ACTIVATIONS
 from iceviz.models.flux import AUX_DERIVATIVES
 
 
-class TrainingBudget(param.Parameterized):
+class Budget(param.Parameterized):
     """How long to train and how to seed: shared by every family."""
 
     epochs = param.Integer(200, bounds=(1, 1_000_000), doc="Epoch budget [epochs]; training stops at the first budget reached.")
     seconds = param.Number(None, allow_None=True, bounds=(0.0, None), inclusive_bounds=(False, True),
                            doc="Wall-clock budget [s] (pauses excluded); empty for no limit.")
     seed = param.Integer(0, bounds=(0, 2**31 - 1), doc="Random seed: same seed, same CPU run (with an epoch budget).")
+
+
+class TrainingBudget(Budget):
+    """The optimiser settings of the mini-batch families (flux)."""
+
     lr = param.Number(1e-2, bounds=(1e-6, 1.0), doc="Peak learning rate [1/step] of AdamW, cosine-annealed to zero over the budget.")
     warmup = param.Number(0.0, bounds=(0.0, 0.5), doc="Fraction of the budget spent warming the learning rate up linearly [fraction].")
     weight_decay = param.Number(0.0, bounds=(0.0, 1.0), doc="AdamW decoupled weight decay [1].")
@@ -46,6 +51,47 @@ class FluxParams(TrainingBudget):
                                     doc="+aux dfNN: 'total' is divergence-free in physical space; 'partial' holds s fixed (reference).")
     surface_length = param.Number(0.05, bounds=(0.001, 10.0),
                                   doc="+aux: length scale of the smooth surface fit [scaled length units].")
+
+
+RESAMPLING = ("uniform", "residual")
+"""Collocation sampling of the viscosity PINN: a fresh uniform batch every step, or residual-based."""
+
+
+class ViscosityParams(Budget):
+    """Hyper-parameters of the viscosity PINN (DIFFICE_jax's method; see iceviz.training.viscosity_trainer).
+
+    An epoch is one optimisation step on a fresh batch (Adam) or one L-BFGS iteration.
+    """
+
+    lr = param.Number(1e-3, bounds=(1e-6, 1.0),
+                      doc="Adam learning rate [1/step], constant (a higher rate with decay did worse, science page §2).")
+    anneal = param.Number(0.0, bounds=(0.0, 1.0),
+                          doc="Fraction of the Adam phase, at its end, over which the rate falls to zero by a cosine [fraction].")
+    batch_size = param.Integer(500, bounds=(8, 1_000_000),
+                               doc="Velocity and thickness observations per step, each [points].")
+    width = param.Integer(30, bounds=(4, 512), doc="Hidden units per layer of the (u, v, h) network [units].")
+    depth = param.Integer(6, bounds=(1, 12), doc="Hidden layers of the (u, v, h) network [layers].")
+    mu_width = param.Integer(30, bounds=(4, 512), doc="Hidden units per layer of the log-viscosity network [units].")
+    mu_depth = param.Integer(6, bounds=(1, 12), doc="Hidden layers of the log-viscosity network [layers].")
+    collocation = param.Integer(500, bounds=(10, 1_000_000),
+                                doc="Collocation points for the SSA residual, drawn afresh every step [points].")
+    front_points = param.Integer(250, bounds=(1, 100_000), doc="Calving-front points per step [points].")
+    thickness_weight = param.Number(0.6, bounds=(0.0, 100.0), doc="Weight of the thickness misfit (velocity misfits weigh 1) [1].")
+    equation_weight = param.Number(0.05, bounds=(0.0, 100.0), doc="Weight of the mean squared SSA residual [1].")
+    front_weight = param.Number(0.1, bounds=(0.0, 100.0), doc="Weight of the mean squared calving-front residual [1].")
+    lbfgs_fraction = param.Number(0.3, bounds=(0.0, 1.0),
+                                  doc="Fraction of the budget spent in L-BFGS on a fixed batch after Adam [fraction].")
+    resampling = param.Selector(default="uniform", objects=list(RESAMPLING),
+                                doc="Collocation sampling: uniform, or residual-based (density ∝ residual² + mean).")
+    resample_every = param.Integer(200, bounds=(1, 100_000),
+                                   doc="Residual-based sampling: steps between re-scoring the candidates [steps].")
+    subdomains = param.Integer(1, bounds=(1, 8),
+                               doc="XPINN domain decomposition: strips along the shelf's longer side, each with its "
+                                   "own networks, for large shelves [sub-domains].")
+    interface_weight = param.Number(1.0, bounds=(0.0, 100.0),
+                                    doc="XPINN: weight of the jump of u, v, h, log μ and the velocity gradient "
+                                        "across the interfaces [1].")
+    interface_points = param.Integer(200, bounds=(1, 100_000), doc="XPINN: points per interface per step [points].")
 
 
 @dataclass(frozen=True)
@@ -119,7 +165,17 @@ def _flux_specs() -> dict[str, ModelSpec]:
     return specs
 
 
-REGISTRY: dict[str, ModelSpec] = {**_flux_specs()}
+VISCOSITY_SPEC = ModelSpec(
+    name="viscosity-pinn",
+    family="viscosity",
+    problem_kind="shelf",
+    params=ViscosityParams,
+    # an epoch is a step here, so the epoch budget is large
+    defaults=dict(epochs=20_000),
+    doc="ice-shelf viscosity from velocity and thickness: (u, v, h) and log μ networks solving the SSA (DIFFICE_jax)",
+)
+
+REGISTRY: dict[str, ModelSpec] = {**_flux_specs(), VISCOSITY_SPEC.name: VISCOSITY_SPEC}
 """Every model iceviz can train, by name."""
 
 

@@ -19,8 +19,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from iceviz.data.problem import FluxScale
-from iceviz.models.flux import FluxNet, make_flux_model
+from iceviz.models.flux import make_flux_model
 from iceviz.models.registry import get_model
+from iceviz.models.viscosity import ViscosityPINN
 
 FORMAT = "iceviz-checkpoint-1"
 
@@ -30,14 +31,14 @@ class Checkpoint:
     """A reloaded model with everything needed to predict in physical units."""
 
     model_name: str
-    model: FluxNet
+    model: torch.nn.Module
     config: dict[str, Any]
     params: dict[str, Any]
     data: str
-    scale: FluxScale
-    bounds: tuple[float, float, float, float]
-    grid_shape: tuple[int, int]
     metrics: dict[str, Any]
+    scale: FluxScale | None = None  # flux family only
+    bounds: tuple[float, float, float, float] | None = None
+    grid_shape: tuple[int, int] | None = None
 
 
 def save_checkpoint(path: str | Path, trainer: Any, metrics: dict[str, Any] | None = None) -> Path:
@@ -51,11 +52,10 @@ def save_checkpoint(path: str | Path, trainer: Any, metrics: dict[str, Any] | No
         config=trainer.config,
         params={k: v for k, v in trainer.params.param.values().items() if k != "name"},
         data=problem.spec,
-        scale=asdict(problem.scale),
-        bounds=list(problem.bounds),
-        grid_shape=list(trainer.grid_shape),
         metrics=metrics or {},
     )
+    if trainer.spec.family == "flux":
+        meta.update(scale=asdict(problem.scale), bounds=list(problem.bounds), grid_shape=list(trainer.grid_shape))
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in trainer.model.state_dict().items()}
     save_file(tensors, str(path), metadata={"iceviz": json.dumps(meta)})
     return path
@@ -83,17 +83,18 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: unsupported checkpoint format {meta.get('format')!r} (expected {FORMAT!r})")
     try:
-        get_model(meta.get("model"))  # the model must still be registered
+        spec = get_model(meta.get("model"))  # the model must still be registered
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
-    model = make_flux_model(meta["config"])
+    model = ViscosityPINN.from_config(meta["config"]) if spec.family == "viscosity" else make_flux_model(meta["config"])
     try:
         model.load_state_dict(tensors)
     except RuntimeError as err:
         raise ValueError(f"{path}: weights do not match the saved model config ({err})") from err
     model.to(device).eval()
-    return Checkpoint(
-        model_name=meta["model"], model=model, config=meta["config"], params=meta["params"], data=meta["data"],
-        scale=FluxScale(**meta["scale"]), bounds=tuple(meta["bounds"]), grid_shape=tuple(meta["grid_shape"]),
-        metrics=meta.get("metrics", {}),
-    )
+    checkpoint = Checkpoint(model_name=meta["model"], model=model, config=meta["config"], params=meta["params"],
+                            data=meta["data"], metrics=meta.get("metrics", {}))
+    if spec.family == "flux":
+        checkpoint.scale = FluxScale(**meta["scale"])
+        checkpoint.bounds, checkpoint.grid_shape = tuple(meta["bounds"]), tuple(meta["grid_shape"])
+    return checkpoint

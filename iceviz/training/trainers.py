@@ -9,10 +9,11 @@ from iceviz.data.problem import FluxProblem
 from iceviz.data.specs import load_problem
 from iceviz.models.registry import ModelSpec, get_model
 from iceviz.training.flux_trainer import FluxTrainer
+from iceviz.training.viscosity_trainer import ViscosityTrainer
 from iceviz.training.job import Job
 from iceviz.training.worker import ProcessJob
 
-TRAINER_FAMILIES: dict[str, Callable[..., Any]] = {"flux": FluxTrainer}
+TRAINER_FAMILIES: dict[str, Callable[..., Any]] = {"flux": FluxTrainer, "viscosity": ViscosityTrainer}
 """Trainer class for each model family of the registry."""
 
 

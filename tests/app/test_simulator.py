@@ -7,7 +7,8 @@ import panel as pn
 import pytest
 import xarray as xr
 
-from iceviz.app.simulator import SimulatorView, param_label, param_widgets, status_text
+from iceviz.app.simulator import LABELS, SimulatorView, status_text, widgets_of
+from iceviz.app.widgets import param_label
 from iceviz.sim.job import SimSnapshot
 from iceviz.sim.ssa import height_above_flotation
 from iceviz.sim.model import Forcing, RunSettings
@@ -41,14 +42,14 @@ def poll_until(view: SimulatorView, done, timeout: float = 30.0) -> None:
 
 def test_param_labels_carry_the_units_from_the_docs():
     scenario = get_scenario("marine-glacier")
-    assert param_label(scenario.param.refined_resolution) == "Refined resolution [m]"
-    assert param_label(Forcing.param.melt) == "Basal melt [m/a]"
-    assert param_label(Forcing.param.calving) == "Calving"
+    assert param_label(scenario.param.refined_resolution, LABELS) == "Refined resolution [m]"
+    assert param_label(Forcing.param.melt, LABELS) == "Basal melt [m/a]"
+    assert param_label(Forcing.param.calving, LABELS) == "Calving"
 
 
 def test_param_widgets_are_number_boxes_and_selects_linked_to_the_parameters():
     forcing, settings = Forcing(), RunSettings()
-    widgets = {w.name: w for w in param_widgets(forcing) + param_widgets(settings)}
+    widgets = {w.name: w for w in widgets_of(forcing) + widgets_of(settings)}
     assert isinstance(widgets["Basal melt [m/a]"], pn.widgets.FloatInput)
     assert isinstance(widgets["Calving"], pn.widgets.Select)
     assert isinstance(widgets["Most momentum iterations"], pn.widgets.IntInput)

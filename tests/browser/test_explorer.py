@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -192,30 +193,30 @@ def test_dragging_a_box_on_the_map_sets_the_region(page):
     shot(page, "map-drawn-box")
 
 
+def number(page, label: str, value: str) -> None:
+    """Type ``value`` into the number box whose label starts with ``label``."""
+    box = page.locator(".bk-input-group", has_text=re.compile(rf"^\s*{re.escape(label)}")).locator("input").first
+    box.fill(value)
+    box.press("Enter")
+    page.wait_for_timeout(200)
+
+
 def test_simulator_runs_a_scenario_and_shows_it_evolve(page, tmp_path):
-    import re
-
-    def number(label: str, value: str) -> None:
-        box = page.locator(".bk-input-group", has_text=re.compile(rf"^\s*{re.escape(label)}")).locator("input").first
-        box.fill(value)
-        box.press("Enter")
-        page.wait_for_timeout(200)
-
     start = time.monotonic()
     tab(page, "Simulator")
     page.locator(".simulator").first.wait_for(timeout=10_000)
     select(page, "Scenario", "confined-shelf")
-    number("Resolution [m]", "8000")
-    number("Refined resolution [m]", "9000")  # finer than the coarse resolution allows
+    number(page, "Resolution [m]", "8000")
+    number(page, "Refined resolution [m]", "9000")  # finer than the coarse resolution allows
     status = page.locator(".sim-status").first
     page.locator("button", has_text=re.compile(r"^\s*Run\s*$")).first.click()
     message = page.locator(".sim-message").first
     message.wait_for(state="visible", timeout=10_000)
     assert "must not exceed resolution" in deep_text(message)
-    number("Refined resolution [m]", "4000")
-    number("Spin-up years", "2")
+    number(page, "Refined resolution [m]", "4000")
+    number(page, "Spin-up years", "2")
     tab(page, "Run settings")
-    number("Years [a]", "100")
+    number(page, "Years [a]", "100")
     page.locator("button", has_text=re.compile(r"^\s*Run\s*$")).first.click()
     thickness = page.locator(".sim-thickness-map").first
     thickness.wait_for(timeout=15_000)
@@ -244,3 +245,47 @@ def test_simulator_runs_a_scenario_and_shows_it_evolve(page, tmp_path):
     with xr.open_dataset(path) as ds:
         assert ds.attrs["scenario"] == "confined-shelf" and ds["h"].sizes["time"] == 201
     print(f"simulator test body took {time.monotonic() - start:.1f} s")
+
+
+def test_viscosity_inversion_runs_on_a_shelf_and_the_map_changes(page, tmp_path):
+    tab(page, "Viscosity")
+    page.locator(".viscosity").first.wait_for(timeout=10_000)
+    info = page.locator(".visc-info").first
+    wait_for(lambda: "true viscosity known" in deep_text(info), 60, "the synthetic shelf to load")
+    # a box upstream, away from the calving front, is refused with the reason
+    canvas = page.locator(".visc-preview canvas").first
+    box = canvas.bounding_box()
+    x0, y0 = box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.3
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x0 + 50, y0 + 40, steps=8)
+    page.mouse.up()
+    message = page.locator(".visc-message").first
+    message.wait_for(state="visible", timeout=10_000)
+    assert "calving-front" in deep_text(message)
+    page.locator("button", has_text="Use whole shelf").first.click()
+    wait_for(lambda: not message.is_visible(), 10, "the refusal to clear")
+    number(page, "Budget [s]", "14")
+    page.locator("button", has_text=re.compile(r"^\s*Start\s*$")).first.click()
+    mu_map = page.locator(".visc-mu-map").first
+    mu_map.wait_for(timeout=15_000)
+    status = page.locator(".visc-status").first
+    wait_for(lambda: "μ error" in deep_text(status), 20, "the first viscosity snapshot")
+    page.wait_for_timeout(800)
+    first = mu_map.screenshot()
+    wait_for(lambda: "done" in deep_text(status), 40, "the inversion to finish")
+    page.wait_for_timeout(1500)
+    assert mu_map.screenshot() != first, "the viscosity map did not change while training"
+    metrics = page.locator(".visc-metrics").first
+    assert "viscosity μ: relative L2 error" in deep_text(metrics)
+    shot(page, "viscosity")
+    with page.expect_download(timeout=30_000) as download:
+        page.locator("button", has_text="Download the fields").first.click()
+    path = tmp_path / "viscosity.nc"
+    download.value.save_as(path)
+    with xr.open_dataset(path) as ds:
+        assert ds["mu"].attrs["units"] == "Pa s" and "mu_rel_error" in ds.attrs
+    # a shelf without its data file is refused, naming what is missing
+    select(page, "Ice shelf", "Larsen C")
+    message.wait_for(state="visible", timeout=10_000)
+    assert "data_pinns_LarsenC.mat" in deep_text(message)

@@ -1,0 +1,85 @@
+"""Viscosity PINN: time-to-accuracy on a shelf with known viscosity, several seeds, one CPU thread.
+
+For each seed, trains ``viscosity-pinn`` for ``--seconds`` of wall time and
+records the viscosity's relative L2 error (on 5,000 fixed cells) every 50
+steps against training seconds, then the final scores on every cell: μ
+overall, interior and within 5 km of the shelf's edge; u, v, h; residuals.
+The reference method's recorded points on SynData_exp1 (science page §2) are
+printed beside ours. The least-squares preview is timed and scored in the
+same run.
+
+Usage: python -m benchmarks.viscosity_pinn [--data SPEC] [--seeds 0,1,2] [--seconds 300]
+       [--set KEY=VALUE ...] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from benchmarks.common import REPO, machine, median, parse_run_args, write_json
+from iceviz.data.specs import load_problem
+from iceviz.training.job import Control
+from iceviz.training.trainers import make_trainer
+from iceviz.training.viscosity_trainer import relative_error
+
+SYNDATA = f"diffice:{REPO.parent / 'shared' / 'data' / 'diffice' / 'SynData_exp1.mat'}"
+REFERENCE_POINTS = [(158.0, 0.45), (294.0, 0.126), (628.0, 0.112)]
+"""(seconds, viscosity error) of DIFFICE_jax on SynData_exp1, these CPUs (science page §2)."""
+CHECKPOINTS = (30, 60, 120, 180, 240, 300)
+
+
+def error_at(history: list[dict], seconds: float) -> float | None:
+    """The last recorded viscosity error at or before ``seconds`` of training."""
+    before = [r["mu_rel_error"] for r in history if "mu_rel_error" in r and r["seconds"] <= seconds]
+    return before[-1] if before else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=SYNDATA)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--seconds", type=float, default=300.0)
+    args, overrides = parse_run_args(parser)
+    problem = load_problem(args.data)
+
+    preview = {}
+    if problem.has_truth:
+        from iceviz.physics.viscosity_preview import least_squares_viscosity
+
+        t = time.perf_counter()
+        mu = least_squares_viscosity(problem)
+        preview = dict(seconds=time.perf_counter() - t, mu_rel_error=relative_error(mu, problem.velocity.fields["mu"]))
+        print(f"least-squares preview: {100 * preview['mu_rel_error']:.2f} % in {preview['seconds']:.1f} s", flush=True)
+
+    runs = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        trainer = make_trainer("viscosity-pinn", problem, device="cpu", seconds=args.seconds, epochs=1_000_000,
+                               seed=seed, **overrides)
+        control = Control(snapshot_every=None, history_size=100_000)
+        result = trainer.fit(control)
+        history = control.history()
+        curve = [(round(r["seconds"], 2), r["mu_rel_error"]) for r in history if "mu_rel_error" in r]
+        at = {str(s): error_at(history, s) for s in CHECKPOINTS if s <= args.seconds}
+        runs.append(dict(seed=seed, steps=result.steps, seconds=result.seconds,
+                         ms_per_step=1000 * result.seconds / max(1, result.steps), metrics=result.metrics,
+                         error_at=at, curve=curve[::max(1, len(curve) // 200)]))
+        m = result.metrics
+        print(f"seed {seed}: {result.steps} steps in {result.seconds:.0f} s; " +
+              ", ".join(f"{k} {100 * v:.2f} %" for k, v in m.items() if k.endswith("rel_error")) +
+              f"; residual {m['residual']:.3g}; at " + ", ".join(f"{s} s {100 * e:.1f} %" for s, e in at.items() if e),
+              flush=True)
+
+    summary = {}
+    for key in runs[0]["metrics"]:
+        values = [r["metrics"][key] for r in runs]
+        summary[key] = dict(median=median(values), worst=float(np.max(values)), best=float(np.min(values)))
+    write_json(args.json, dict(benchmark="viscosity_pinn", data=args.data, seconds=args.seconds, overrides=overrides,
+                               machine=machine(), reference_points=REFERENCE_POINTS, preview=preview,
+                               summary=summary, runs=runs))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,506 @@
+"""The viscosity view: invert an ice shelf's viscosity with the PINN and watch it learn.
+
+Pick a shelf (:mod:`iceviz.app.shelf_presets`), optionally drag a box on its
+observed speed to invert only part of it (the box must hold a stretch of
+calving front: without the front condition the viscosity is not identifiable,
+and such a box is refused with that explanation), set the budget and the
+hyper-parameters, press **Start**. The ``viscosity-pinn`` job trains in the
+background (a worker process in a server); a periodic callback copies its
+latest snapshot into Bokeh figures made once per shelf
+(:mod:`iceviz.viz.shelf_figures`): μ on a log scale, the truth and the relative
+error where known, the SSA residual, the strain rate and the misfits, plus the
+loss terms. At the end: a metrics table and the final fields as NetCDF.
+
+Loading a shelf (seconds for a synthetic one: it solves an SSA) and the
+least-squares preview run in a thread, off the server's event loop; the poll
+picks their results up, so the page stays responsive.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import tempfile
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import holoviews as hv
+import numpy as np
+import panel as pn
+
+from iceviz.app.live import STATUS_COLOURS, fixed_pane, format_seconds
+from iceviz.app.shelf_presets import DEFAULT_PRESET, PRESETS, ViscosityState, load_preset
+from iceviz.app.widgets import param_widgets
+from iceviz.data.shelf import ShelfProblem
+from iceviz.training.job import Job, JobStatus
+from iceviz.training.snapshot import Snapshot
+from iceviz.viz.shelf_figures import ShelfFigures, front_points, observed_speed, padded, preview_dims
+
+from iceviz.physics.viscosity_preview import least_squares_viscosity
+
+POLL_MS = 1000
+"""How often the view copies the job's latest snapshot (and finished loads) into its figures."""
+SNAPSHOT_EVERY_S = 1.0
+TRAINING_NICE = 10
+"""The training worker yields the CPU to the server and the browser first."""
+LOSS_EVERY_S = 2.0
+"""The loss chart redraws at most this often (it grows every 50 steps)."""
+CONTROL_WIDTH = 300
+WIDGET_WIDTH = 138
+PREVIEW_FRAME = 560
+HIDDEN = {"name", "seconds"}
+LABELS = {"epochs": "Steps", "lr": "Learning rate", "batch_size": "Batch size", "width": "Width",
+          "depth": "Depth", "mu_width": "μ net width", "mu_depth": "μ net depth", "collocation": "Collocation",
+          "front_points": "Front points", "thickness_weight": "Thickness weight", "equation_weight": "SSA weight",
+          "front_weight": "Front weight", "lbfgs_fraction": "L-BFGS fraction", "resampling": "Sampling",
+          "resample_every": "Re-score every", "seed": "Seed"}
+LSQ_LABEL = "Instant μ preview (noise-sensitive)"
+INTRO = ("Pick an ice shelf, optionally drag a box on its observed speed (box-select tool) to invert only a part "
+         "of it (the box must contain calving front: the front condition is what makes the viscosity "
+         "identifiable), then press **Start**. The PINN fits velocity and thickness while satisfying the "
+         "shallow-shelf equations; the maps show the inferred viscosity μ (log scale), the truth and the "
+         "relative error where known, the SSA residual, the strain rate and the misfits. Calving front: magenta.")
+METRIC_ROWS = (
+    ("mu_rel_error", "viscosity μ: relative L2 error vs the truth", "percent"),
+    ("mu_rel_error_interior", "… in the interior", "percent"),
+    ("mu_rel_error_boundary", "… within 5 km of the shelf's edge", "percent"),
+    ("u_rel_error", "u: relative L2 misfit to the observations", "percent"),
+    ("v_rel_error", "v: relative L2 misfit to the observations", "percent"),
+    ("h_rel_error", "h: relative L2 misfit to the observations", "percent"),
+    ("residual", "RMS SSA momentum residual (× driving stress)", "number"),
+    ("front_residual", "RMS calving-front residual (scaled)", "number"),
+    ("steps", "optimisation steps", "integer"),
+)
+
+
+def percent(value: float | None) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{100 * value:.1f} %"
+
+
+def status_text(job: Job | None, snap: Snapshot | None, budget: float | None = None) -> str:
+    """One line: status, step, time (of the budget), phase, the viscosity error where known, device."""
+    if job is None:
+        return "No inversion yet: pick a shelf and press **Start**."
+    status = job.status
+    parts = [f"**{status.value}**"]
+    if snap is None:
+        if status is JobStatus.RUNNING:
+            parts.append("building the networks")
+    else:
+        parts.append(f"step {snap.step:,}")
+        parts.append(f"{format_seconds(snap.seconds)}" + (f" of {format_seconds(budget)}" if budget else ""))
+        history = job.history()
+        phase = history[-1].get("phase") if history else None
+        if phase and not snap.final:
+            parts.append(f"phase {phase}")
+        if "mu_rel_error" in snap.metrics:
+            parts.append(f"μ error {percent(snap.metrics['mu_rel_error'])}")
+        parts.append(snap.device)
+    return " · ".join(parts)
+
+
+def metrics_markdown(metrics: dict[str, float], seconds: float) -> str:
+    """The final scores as a Markdown table (what each means beside it)."""
+    rows = ["| score | value |", "|---|---|"]
+    for key, meaning, kind in METRIC_ROWS:
+        if key not in metrics:
+            continue
+        v = metrics[key]
+        text = percent(v) if kind == "percent" else f"{int(v):,}" if kind == "integer" else f"{v:.3g}"
+        rows.append(f"| {meaning} | {text} |")
+    rows.append(f"| training time | {format_seconds(seconds)} |")
+    return "\n".join(rows)
+
+
+def crop_rectangle(box: tuple[float, float, float, float] | None, kdims: list[Any]) -> hv.Rectangles:
+    """The crop box on the preview (empty without one)."""
+    rects = [(box[0], box[2], box[1], box[3])] if box is not None else []
+    return hv.Rectangles(rects, kdims=[*kdims, "x1", "y1"]).opts(
+        fill_color="#ff3d00", fill_alpha=0.12, line_color="#ff3d00", line_width=2)
+
+
+class ViscosityView:
+    """The viscosity tab of one browser session: controls, shelf preview, status, live maps, results.
+
+    Parameters
+    ----------
+    preset : the shelf preset to start with (e.g. the one matching the explorer's map region).
+    poll_ms : period of the poll in a served session (a view built elsewhere is polled by hand).
+    isolate : train in a worker process (what a server wants; tests train in a thread).
+    nice : raise the training's niceness by this much.
+    """
+
+    def __init__(self, preset: str | None = None, poll_ms: int = POLL_MS, isolate: bool = True,
+                 nice: int = TRAINING_NICE):
+        self.poll_ms, self.isolate, self.nice = poll_ms, isolate, nice
+        self.state = ViscosityState(preset=preset if preset in PRESETS else DEFAULT_PRESET)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iceviz-viscosity")
+        self._loading: tuple[str, Future] | None = None
+        self._lsq: tuple[ShelfProblem, Future] | None = None
+        self.figures: ShelfFigures | None = None
+        self._figures_problem: ShelfProblem | None = None
+        self._job_problem: ShelfProblem | None = None
+        self._last_snapshot: Snapshot | None = None
+        self._last_status: JobStatus | None = None
+        self._last_history = -1
+        self._last_loss_push = -math.inf
+        self._budget: float | None = None
+        self._callback = None
+        self.box_stream: hv.streams.BoundsXY | None = None
+        self._build()
+        self.state.param.watch(self._on_preset, "preset")
+        self.load()
+
+    # -- layout ------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        s = self.state
+        w = CONTROL_WIDTH - 20
+        self.preset_select = pn.widgets.Select.from_param(s.param.preset, name="Ice shelf", width=w)
+        self.budget = pn.widgets.FloatInput.from_param(s.param.seconds, name="Budget [s]", step=10, width=w // 2 - 5)
+        self.device = pn.widgets.Select.from_param(s.param.device, name="Device", width=w // 2 - 5)
+        self.start_button = pn.widgets.Button(name="Start", button_type="primary", width=85)
+        self.pause_button = pn.widgets.Button(name="Pause", button_type="default", width=85, disabled=True)
+        self.cancel_button = pn.widgets.Button(name="Cancel", button_type="danger", width=85, disabled=True)
+        self.start_button.on_click(self._on_start)
+        self.pause_button.on_click(self._on_pause)
+        self.cancel_button.on_click(lambda event: self.cancel())
+        self.whole_button = pn.widgets.Button(name="Use whole shelf", button_type="light", width=w)
+        self.whole_button.on_click(lambda event: self.use_whole_shelf())
+        self.lsq_button = pn.widgets.Button(name=LSQ_LABEL, button_type="warning", width=w,
+                                            description="μ from the SSA equations by linear least squares on the "
+                                                        "gridded data: a second, but it differentiates the data twice, "
+                                                        "so noise ruins it. Not an inversion.")
+        self.lsq_button.on_click(self._on_lsq)
+        self.download = pn.widgets.FileDownload(callback=self._netcdf_bytes, filename="iceviz_viscosity.nc",
+                                                label="Download the fields (NetCDF)", button_type="success",
+                                                disabled=True, width=w)
+        hyper = pn.GridBox(*param_widgets(s.hyper, WIDGET_WIDTH, HIDDEN, LABELS), ncols=2, sizing_mode="fixed", width=w)
+        self.hyper_card = pn.Card(hyper, title="Hyper-parameters", collapsed=True, width=w + 10,
+                                  sizing_mode="fixed", css_classes=["visc-hyper"])
+        controls = pn.Column(self.preset_select, pn.Row(self.budget, self.device, width=w),
+                             pn.Row(self.start_button, self.pause_button, self.cancel_button, width=w),
+                             self.whole_button, self.lsq_button, self.download, self.hyper_card,
+                             width=CONTROL_WIDTH, sizing_mode="fixed", css_classes=["visc-controls"])
+        self.info = pn.pane.Markdown("", css_classes=["visc-info"], sizing_mode="stretch_width", margin=(0, 10))
+        self.message = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width",
+                                     css_classes=["visc-message"])
+        self.preview = pn.Column(sizing_mode="fixed", css_classes=["visc-preview"])
+        self.preview_note = pn.pane.Markdown("", visible=False, css_classes=["visc-preview-note"],
+                                             sizing_mode="stretch_width", styles={"background": "#fff4e0"})
+        self.progress = pn.indicators.Progress(value=0, max=1000, height=10, bar_color="secondary",
+                                               sizing_mode="stretch_width")
+        self.status = pn.pane.Markdown(status_text(None, None), css_classes=["visc-status"],
+                                       sizing_mode="stretch_width", margin=(0, 10), styles={"font-size": "1.05em"})
+        self.map_area = pn.Column(sizing_mode="stretch_width", css_classes=["visc-maps"])
+        self.chart_area = pn.Row(sizing_mode="stretch_width")
+        self.metrics = pn.pane.Markdown("", visible=False, css_classes=["visc-metrics"], width=560)
+        top = pn.Row(controls, pn.Column(self.info, self.preview, sizing_mode="stretch_width"),
+                     sizing_mode="stretch_width")
+        self.view = pn.Column(pn.pane.Markdown(INTRO, sizing_mode="stretch_width"), self.message, top,
+                              pn.Column(self.progress, self.status, sizing_mode="stretch_width"),
+                              self.preview_note, self.map_area, self.chart_area, self.metrics,
+                              sizing_mode="stretch_width", css_classes=["viscosity"])
+
+    def attach(self) -> None:
+        """Start polling (inside a served session; a view built elsewhere is polled by hand)."""
+        if self._callback is None and pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            self._callback = pn.state.add_periodic_callback(self.poll, period=self.poll_ms)
+
+    # -- the shelf ---------------------------------------------------------------------------------
+    def _on_preset(self, event: Any) -> None:
+        self.load()
+
+    def select(self, label: str) -> bool:
+        """Switch to the shelf preset ``label`` (the explorer's map picked it); refused, with a message,
+        while an inversion runs. True when the preset is (now) ``label``."""
+        if label == self.state.preset:
+            return True
+        if self._training():
+            self._show_message(f"{label} was picked on the map, but an inversion of {self.state.preset} is "
+                               "running: cancel it first to switch shelves.")
+            return False
+        self.state.preset = label
+        return True
+
+    def load(self) -> None:
+        """Load the current preset in the background (the poll shows it, or the refusal)."""
+        label = self.state.preset
+        self.preview.objects = [pn.pane.Markdown(f"Loading **{label}** …", width=PREVIEW_FRAME)]
+        self.info.object = PRESETS[label].description
+        self._show_message("")
+        self._loading = (label, self._executor.submit(load_preset, label))
+        self._refresh_buttons()
+
+    def _apply_load(self) -> None:
+        if self._loading is None or not self._loading[1].done():
+            return
+        (label, future), self._loading = self._loading, None
+        if label != self.state.preset:
+            return
+        err = future.exception()
+        if err is not None:
+            self.state.refuse(str(err), label)
+            self.preview.objects = [pn.pane.Markdown(f"**{label}** cannot be loaded (see above).",
+                                                     width=PREVIEW_FRAME)]
+            self.info.object = PRESETS[label].description
+        else:
+            whole = future.result()
+            self.state.accept(whole, label)
+            self._draw_preview(whole)
+            self.info.object = self._describe(whole)
+        self._show_message(self.state.message)
+        self._refresh_buttons()
+
+    @staticmethod
+    def _offset(problem: ShelfProblem) -> bool:
+        return any("offset" in note for note in problem.notes)
+
+    def _describe(self, whole: ShelfProblem) -> str:
+        vel, thk = whole.velocity, whole.thickness
+        xmin, xmax, ymin, ymax = whole.bounds
+        lines = [f"**{PRESETS[self.state.preset].description}**",
+                 f"{(xmax - xmin) / 1e3:.0f} × {(ymax - ymin) / 1e3:.0f} km · velocity {vel.shape[1]} × "
+                 f"{vel.shape[0]} cells ({vel.spacing:.0f} m), thickness {thk.shape[1]} × {thk.shape[0]} · "
+                 f"{len(whole.front)} calving-front points · "
+                 + ("true viscosity known" if whole.has_truth else "no true viscosity (real data)")]
+        if self._offset(whole):
+            lines.append("Drawn in the file's own coordinates: they carry an undocumented constant offset from "
+                         "EPSG:3031 (roughly +2.5e6 m in x, +2.1e6 m in y), so this is not placed on the "
+                         "Antarctic map.")
+        return "\n\n".join(lines)
+
+    def _draw_preview(self, whole: ShelfProblem) -> None:
+        kdims = preview_dims(self._offset(whole))
+        vel = whole.velocity
+        xmin, xmax, ymin, ymax = padded(whole.bounds)
+        height = int(np.clip(round(PREVIEW_FRAME * (ymax - ymin) / (xmax - xmin)), 160, 380))
+        speed = observed_speed(vel.x, vel.y, vel.fields["u"], vel.fields["v"], kdims=kdims)
+        values = speed.dimension_values(2)
+        values = values[np.isfinite(values) & (values > 0)]
+        clim = (max(1.0, float(np.quantile(values, 0.01))), float(np.quantile(values, 0.999))) if values.size \
+            else (1.0, 1e3)
+        image = speed.opts(cmap="viridis", logz=True, clim=clim, colorbar=True, frame_width=PREVIEW_FRAME,
+                           frame_height=height, tools=["hover"], xlim=(xmin, xmax), ylim=(ymin, ymax),
+                           title="Observed speed: drag a box to invert only part of the shelf",
+                           fontsize={"title": "10pt"}, xformatter="%.0f", yformatter="%.0f")
+        front = front_points(whole.front, kdims)
+        picker = hv.Rectangles([(xmin, ymin, xmax, ymax)], kdims=[*kdims, "x1", "y1"]).opts(
+            fill_alpha=0, line_alpha=0, tools=["box_select"], active_tools=["box_select"])
+        self.box_stream = hv.streams.BoundsXY(source=picker, bounds=None)
+        self.box_stream.add_subscriber(self._on_box)
+        box = hv.DynamicMap(pn.bind(crop_rectangle, self.state.param.box, kdims))
+        plot = (image * front * picker * box).opts(hv.opts.Overlay(legend_position="top_left"))
+        self.preview.objects = [pn.pane.HoloViews(plot, linked_axes=False, sizing_mode="fixed",
+                                                  width=PREVIEW_FRAME + 160, height=height + 90)]
+
+    def _on_box(self, bounds: tuple[float, float, float, float] | None = None, **_: Any) -> None:
+        if bounds is None:
+            return
+        left, bottom, right, top = bounds
+        self.set_box((left, right, bottom, top))
+
+    def set_box(self, box: tuple[float, float, float, float]) -> ShelfProblem | None:
+        """Crop to ``box`` (xmin, xmax, ymin, ymax); a refusal shows in the message."""
+        problem = self.state.set_box(box)
+        self._show_message(self.state.message)
+        self._refresh_buttons()
+        return problem
+
+    def use_whole_shelf(self) -> ShelfProblem | None:
+        problem = self.state.clear_box()
+        self._show_message(self.state.message)
+        self._refresh_buttons()
+        return problem
+
+    def _show_message(self, text: str) -> None:
+        self.message.object = text
+        self.message.visible = bool(text)
+
+    # -- training ----------------------------------------------------------------------------------
+    def _on_start(self, event: Any = None) -> Job | None:
+        state = self.state
+        job = state.start(snapshot_every=SNAPSHOT_EVERY_S, isolate=self.isolate, nice=self.nice)
+        if job is None:
+            self._show_message(state.message)
+            return None
+        self._show_message("")
+        self._job_problem = state.problem
+        self._ensure_figures(state.problem)
+        self.preview_note.visible = False
+        self.metrics.visible = False
+        self.download.disabled = True
+        self.download.filename = f"iceviz_viscosity_{re.sub(r'[^A-Za-z0-9]+', '_', state.preset).strip('_')}.nc"
+        self._last_snapshot, self._last_status, self._last_history = None, None, -1
+        self._budget = state.seconds
+        self._update_status()
+        return job
+
+    def _on_pause(self, event: Any = None) -> None:
+        job = self.state.job
+        if job is None:
+            return
+        if job.status is JobStatus.PAUSED:
+            job.resume()
+        else:
+            job.pause()
+        self._update_status()
+
+    def cancel(self) -> None:
+        """Stop the running inversion (a button, or the session closing)."""
+        self.state.cancel()
+        if self.state.job is not None:
+            self._update_status()
+
+    def close(self) -> None:
+        """The session ended: cancel the job and drop pending loads."""
+        self.state.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- the least-squares preview -------------------------------------------------------------------
+    def _on_lsq(self, event: Any = None) -> None:
+        problem = self.state.problem
+        if problem is None or self._lsq is not None:
+            if problem is None:
+                self._show_message(self.state.message or "Wait for the shelf to load first.")
+            return
+        if self._training():
+            self._show_message("The least-squares preview shares the maps with the running inversion: "
+                               "wait for it to end, or cancel it.")
+            return
+        self._ensure_figures(problem)
+        self.lsq_button.name = "Computing the μ preview …"
+        self.lsq_button.disabled = True
+        self._lsq = (problem, self._executor.submit(least_squares_viscosity, problem))
+
+    def _apply_lsq(self) -> None:
+        if self._lsq is None or not self._lsq[1].done():
+            return
+        (problem, future), self._lsq = self._lsq, None
+        self.lsq_button.name = LSQ_LABEL
+        self._refresh_buttons()
+        err = future.exception()
+        if err is not None:
+            self._show_message(f"The least-squares preview failed: {err}")
+            return
+        if problem is not self._figures_problem or self._training():
+            return  # the shelf or the crop changed meanwhile, or an inversion took the maps
+        mu = future.result()
+        vel = problem.velocity
+        truth = vel.fields.get("mu")
+        self.figures.show_preview(vel.x, vel.y, mu, truth)
+        valid = np.isfinite(mu)
+        lines = [f"**Least-squares preview** (instant, noise-sensitive): μ solved from the SSA equations on the "
+                 f"gridded data. {np.mean(mu[valid] <= 0):.0%} of the cells have μ ≤ 0 (left blank on the log "
+                 "scale)." if valid.any() else "**Least-squares preview**: no cell could be solved."]
+        if truth is not None and valid.any():
+            ok = valid & np.isfinite(truth)
+            error = float(np.linalg.norm(mu[ok] - truth[ok]) / np.linalg.norm(truth[ok]))
+            lines.append(f"Relative error vs the truth: {percent(error)}.")
+        if problem.smooth_spacing > vel.spacing:
+            lines.append(f"Solved on a {problem.smooth_spacing / 1e3:g} km subgrid: this shelf's simulated velocities "
+                         "are piecewise linear, so differences across single cells mean nothing.")
+        lines.append("It differentiates the data twice, so noise ruins it: a check, not an inversion.")
+        self.preview_note.object = " ".join(lines)
+        self.preview_note.visible = True
+
+    # -- figures -------------------------------------------------------------------------------------
+    def _training(self) -> bool:
+        job = self.state.job
+        return job is not None and not job.status.finished
+
+    def _ensure_figures(self, problem: ShelfProblem) -> ShelfFigures:
+        """The figures of ``problem`` (made once per shelf and crop)."""
+        if self.figures is not None and problem is self._figures_problem:
+            return self.figures
+        with pn.io.hold(freeze=True):
+            figures = ShelfFigures(problem.bounds, problem.front, problem.has_truth)
+            if problem.has_truth:
+                figures.set_truth_limits(problem.velocity.fields["mu"])
+            self.map_area.objects = [pn.Row(*(fixed_pane(m.figure, m.css_class) for m in row), sizing_mode="fixed")
+                                     for row in figures.rows]
+            self.chart_area.objects = [fixed_pane(figures.loss.figure, "visc-loss")]
+        self.figures, self._figures_problem = figures, problem
+        return figures
+
+    # -- periodic ------------------------------------------------------------------------------------
+    def poll(self) -> None:
+        """Apply finished loads and previews; copy the job's latest snapshot into the figures. Never blocks."""
+        self._apply_load()
+        self._apply_lsq()
+        job = self.state.job
+        if job is None:
+            return
+        snap, status = job.latest(), job.status
+        history = None
+        now = time.monotonic()
+        if snap is self._last_snapshot and status is self._last_status:
+            return
+        with pn.io.hold():
+            if snap is not None and snap is not self._last_snapshot and self._figures_problem is self._job_problem:
+                self.figures.update(snap.fields)
+                history = job.history()
+                if len(history) != self._last_history and (now - self._last_loss_push > LOSS_EVERY_S or snap.final):
+                    self._last_history, self._last_loss_push = len(history), now
+                    self.figures.update_losses(history)
+            self._last_snapshot = snap
+            self._update_status()
+            if snap is not None and snap.final and status.finished:
+                self.metrics.object = metrics_markdown(snap.metrics, snap.seconds)
+                self.metrics.visible = True
+
+    def _update_status(self) -> None:
+        job = self.state.job
+        snap = job.latest() if job is not None else None
+        status = job.status if job is not None else None
+        self._last_status = status
+        self.status.object = status_text(job, snap, self._budget)
+        if job is None:
+            return
+        self.progress.value = 1000 if status is JobStatus.DONE else int(1000 * (snap.progress if snap else 0.0))
+        self.progress.bar_color = STATUS_COLOURS[status]
+        if status is JobStatus.FAILED:
+            self._show_message(f"**The inversion failed.** {job.error}")
+        self._refresh_buttons()
+
+    def _refresh_buttons(self) -> None:
+        job = self.state.job
+        status = job.status if job is not None else None
+        active = status in (JobStatus.RUNNING, JobStatus.PAUSED)
+        self.start_button.disabled = active or self.state.problem is None
+        self.preset_select.disabled = active  # the maps belong to the running inversion's shelf
+        self.pause_button.disabled = not active
+        self.pause_button.name = "Resume" if status is JobStatus.PAUSED else "Pause"
+        self.cancel_button.disabled = not active
+        self.lsq_button.disabled = active or self.state.problem is None or self._lsq is not None
+        self.whole_button.disabled = self.state.box is None
+        final = job.latest() if job is not None else None
+        self.download.disabled = not (final is not None and final.final)
+
+    # -- export --------------------------------------------------------------------------------------
+    def final_dataset(self) -> Any:
+        """The final fields with their provenance and scores as attributes (None before a run ends)."""
+        job = self.state.job
+        snap = job.latest() if job is not None else None
+        if snap is None or not snap.final:
+            return None
+        problem = self._job_problem
+        attrs = {"title": "iceviz viscosity-pinn inversion", "source": "iceviz viscosity-pinn",
+                 "data_spec": problem.spec if problem is not None else "", "steps": int(snap.step),
+                 "training_seconds": float(snap.seconds), "device": snap.device,
+                 **{k: float(v) for k, v in snap.metrics.items() if isinstance(v, (int, float))}}
+        if problem is not None and problem.notes:
+            attrs["comment"] = "; ".join(problem.notes)
+        return snap.fields.assign_attrs(**attrs)
+
+    def _netcdf_bytes(self) -> io.BytesIO:
+        ds = self.final_dataset()
+        if ds is None:
+            return io.BytesIO(b"")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "viscosity.nc"
+            ds.to_netcdf(path, engine="netcdf4")
+            return io.BytesIO(path.read_bytes())
+

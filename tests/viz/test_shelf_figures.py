@@ -1,0 +1,86 @@
+"""Shelf figures: colour limits, log scales without non-positive values, truth maps only with a truth,
+in-place updates from a snapshot's fields, the preview, the loss columns."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from iceviz.viz.shelf_figures import ShelfFigures, log_limits, loss_columns, observed_speed, padded, symmetric_limit
+
+
+def fields(nx: int = 8, ny: int = 5, descending: bool = False) -> xr.Dataset:
+    x = np.arange(nx) * 1000.0 + 500
+    y = np.arange(ny) * 1000.0 + 500
+    if descending:
+        y = y[::-1]
+    mu = np.full((ny, nx), 2e13) * (1 + np.arange(nx) / nx)
+    mu[0, 0] = np.nan
+    zero = np.zeros((ny, nx))
+    grid = {k: (("y", "x"), v) for k, v in dict(
+        mu=mu, mu_true=mu * 1.1, mu_error=np.full((ny, nx), -0.09), residual=zero + 0.2, strain_rate=zero + 1e-3,
+        u_misfit=zero + 3.0, v_misfit=zero - 1.0).items()}
+    grid["h_misfit"] = (("y_h", "x_h"), np.ones((ny, nx)))
+    return xr.Dataset(grid, coords=dict(x=x, y=y, x_h=x, y_h=y))
+
+
+def test_log_limits_use_positive_values_and_never_degenerate():
+    assert log_limits([np.array([np.nan, -1.0, 0.0])]) == (1e13, 1e15)  # nothing positive: the default
+    low, high = log_limits([np.full(10, 3e13)])
+    assert low < 3e13 < high
+    low, high = log_limits([np.geomspace(1e12, 1e14, 101)], quantiles=(0.0, 1.0))
+    assert (low, high) == (1e12, 1e14)
+
+
+def test_symmetric_limit_and_padding():
+    assert symmetric_limit([np.array([-3.0, 1.0, 2.0])], quantile=1.0) == 3.0
+    assert padded((0.0, 100.0, 0.0, 50.0), 0.1) == (-10.0, 110.0, -5.0, 55.0)
+
+
+def test_truth_maps_exist_only_with_a_truth():
+    with_truth = ShelfFigures((0, 8000, 0, 5000), np.array([[8000.0, 2500.0]]), truth=True)
+    without = ShelfFigures((0, 8000, 0, 5000), np.array([[8000.0, 2500.0]]), truth=False)
+    assert with_truth.mu_true is not None and without.mu_true is None
+    assert len(with_truth.maps) == 8 and len(without.maps) == 6
+    assert len(with_truth.front.data["x"]) == 1
+
+
+def test_update_writes_every_map_and_fixes_mu_limits_to_the_truth():
+    figs = ShelfFigures((0, 8000, 0, 5000), np.zeros((0, 2)), truth=True)
+    ds = fields(descending=True)
+    figs.update(ds)
+    image = figs.mu.source.data["image"][0]
+    assert image.shape == (5, 8)
+    # rows flipped to ascending y: the NaN at the first (northernmost) row is now in the last row
+    assert np.isnan(image[-1, 0]) and np.isfinite(image[0, 0])
+    true = ds["mu_true"].values
+    assert (figs.mu.mapper.low, figs.mu.mapper.high) == log_limits([true], quantiles=(0.0, 1.0))
+    assert figs.mu_error.mapper.low == -figs.mu_error.mapper.high == -0.09
+    assert figs.u_misfit.mapper.high == 3.0 and len(figs.h_misfit.source.data["image"]) == 1
+    assert figs.mu_source == "pinn"
+
+
+def test_the_preview_is_labelled_and_blanks_non_positive_viscosity():
+    figs = ShelfFigures((0, 8000, 0, 5000), np.zeros((0, 2)), truth=False)
+    ds = fields()
+    mu = ds["mu"].values.copy()
+    mu[2, 3] = -1e13
+    figs.show_preview(ds["x"].values, ds["y"].values, mu)
+    assert "PREVIEW" in figs.mu.figure.title.text and figs.mu_source == "preview"
+    assert np.isnan(figs.mu.source.data["image"][0][2, 3])
+
+
+def test_loss_columns_blank_what_a_log_axis_cannot_show():
+    cols = loss_columns([{"step": 50, "loss_u": 0.1}, {"step": 100, "loss_u": 0.0}], ["loss_u", "loss_v"])
+    np.testing.assert_array_equal(cols["step"], [50, 100])
+    assert cols["loss_u"][0] == 0.1 and np.isnan(cols["loss_u"][1]) and np.isnan(cols["loss_v"]).all()
+
+
+def test_observed_speed_is_thinned_and_ascending():
+    x = np.arange(1000.0)
+    y = np.arange(600.0)[::-1]
+    u = np.ones((600, 1000))
+    img = observed_speed(x, y, u, 0 * u, max_cells=100)
+    xs, ys = img.dimension_values(0, expanded=False), img.dimension_values(1, expanded=False)
+    assert len(xs) == 100 and len(ys) == 60 and ys[0] < ys[-1]
+    assert np.allclose(img.dimension_values(2), 1.0)
