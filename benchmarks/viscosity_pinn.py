@@ -9,13 +9,16 @@ printed beside ours. The least-squares preview is timed and scored in the
 same run.
 
 Usage: python -m benchmarks.viscosity_pinn [--data SPEC] [--seeds 0,1,2] [--seconds 300]
-       [--set KEY=VALUE ...] [--json OUT]
+       [--set KEY=VALUE ...] [--json OUT] [--plot PNG]
+       python -m benchmarks.viscosity_pinn --replot OUT.json --plot PNG
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -37,12 +40,40 @@ def error_at(history: list[dict], seconds: float) -> float | None:
     return before[-1] if before else None
 
 
+def plot(results: dict, path: str) -> None:
+    """The viscosity error against training seconds, one line per seed, and the reference's recorded points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for run in results["runs"]:
+        t, e = zip(*run["curve"])
+        ax.plot(t, 100 * np.array(e), lw=1.4, label=f"iceviz, seed {run['seed']} ({run['ms_per_step']:.0f} ms/step)")
+    if "diffice" in results["data"] and "SynData" in results["data"]:
+        t, e = zip(*REFERENCE_POINTS)
+        ax.plot(t, 100 * np.array(e), "ks--", ms=7, label="DIFFICE_jax reference (science page)")
+    ax.axhline(5, color="grey", lw=0.8, ls=":")
+    ax.set(yscale="log", xlabel="training time [s], one CPU thread", ylabel="relative L2 error of μ [%]",
+           title=f"Time to accuracy: {results['data'].split('/')[-1]}")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=SYNDATA)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--seconds", type=float, default=300.0)
+    parser.add_argument("--plot", help="draw the time-to-accuracy curves to this PNG")
+    parser.add_argument("--replot", help="only redraw the plot from this results JSON")
     args, overrides = parse_run_args(parser)
+    if args.replot:
+        plot(json.loads(Path(args.replot).read_text()), args.plot)
+        return
     problem = load_problem(args.data)
 
     preview = {}
@@ -76,9 +107,11 @@ def main() -> None:
     for key in runs[0]["metrics"]:
         values = [r["metrics"][key] for r in runs]
         summary[key] = dict(median=median(values), worst=float(np.max(values)), best=float(np.min(values)))
-    write_json(args.json, dict(benchmark="viscosity_pinn", data=args.data, seconds=args.seconds, overrides=overrides,
-                               machine=machine(), reference_points=REFERENCE_POINTS, preview=preview,
-                               summary=summary, runs=runs))
+    results = dict(benchmark="viscosity_pinn", data=args.data, seconds=args.seconds, overrides=overrides,
+                   machine=machine(), reference_points=REFERENCE_POINTS, preview=preview, summary=summary, runs=runs)
+    write_json(args.json, results)
+    if args.plot:
+        plot(results, args.plot)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,23 @@ STATUS_COLOURS = {
 }
 
 
+def run_buttons(label: str, width: int) -> tuple[pn.widgets.Button, pn.widgets.Button, pn.widgets.Button]:
+    """A start button named ``label``, and Pause / Cancel buttons (disabled until something runs)."""
+    return (pn.widgets.Button(name=label, button_type="primary", width=width),
+            pn.widgets.Button(name="Pause", button_type="default", width=width, disabled=True),
+            pn.widgets.Button(name="Cancel", button_type="danger", width=width, disabled=True))
+
+
+def toggle_pause(job: Job | None) -> None:
+    """Pause a running job, resume a paused one (the Pause / Resume button)."""
+    if job is None:
+        return
+    if job.status is JobStatus.PAUSED:
+        job.resume()
+    else:
+        job.pause()
+
+
 def format_seconds(s: float | None) -> str:
     if s is None or not math.isfinite(s):
         return "–"
@@ -60,10 +77,7 @@ class JobCard:
         self.update()
 
     def _on_pause(self, event: Any) -> None:
-        if self.job.status is JobStatus.PAUSED:
-            self.job.resume()
-        else:
-            self.job.pause()
+        toggle_pause(self.job)
         self.update()
 
     def update(self) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 import panel as pn
 import param
 
-from iceviz.app.live import STATUS_COLOURS, fixed_pane, format_seconds
+from iceviz.app.live import STATUS_COLOURS, fixed_pane, format_seconds, run_buttons, toggle_pause
 from iceviz.app.widgets import param_widgets
 from iceviz.sim.job import SimSnapshot, SimulationJob
 from iceviz.sim.model import Forcing, RunSettings
@@ -114,9 +114,7 @@ class SimulatorView:
     def _build(self, scenario: str) -> None:
         self.scenario = pn.widgets.Select(name="Scenario", options=list(SCENARIOS), value=scenario, width=260)
         self.scenario.param.watch(self._on_scenario, "value")
-        self.run_button = pn.widgets.Button(name="Run", button_type="primary", width=80)
-        self.pause_button = pn.widgets.Button(name="Pause", button_type="default", width=80, disabled=True)
-        self.cancel_button = pn.widgets.Button(name="Cancel", button_type="danger", width=80, disabled=True)
+        self.run_button, self.pause_button, self.cancel_button = run_buttons("Run", 80)
         self.run_button.on_click(self._on_run)
         self.pause_button.on_click(self._on_pause)
         self.cancel_button.on_click(lambda event: self.cancel())
@@ -195,13 +193,7 @@ class SimulatorView:
         return self.job
 
     def _on_pause(self, event: Any = None) -> None:
-        job = self.job
-        if job is None:
-            return
-        if job.status is JobStatus.PAUSED:
-            job.resume()
-        else:
-            job.pause()
+        toggle_pause(self.job)
         self._update_status()
 
     def cancel(self) -> None:

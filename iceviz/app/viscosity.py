@@ -31,7 +31,7 @@ import holoviews as hv
 import numpy as np
 import panel as pn
 
-from iceviz.app.live import STATUS_COLOURS, fixed_pane, format_seconds
+from iceviz.app.live import STATUS_COLOURS, fixed_pane, format_seconds, run_buttons, toggle_pause
 from iceviz.app.shelf_presets import DEFAULT_PRESET, PRESETS, ViscosityState, load_preset
 from iceviz.app.widgets import param_widgets
 from iceviz.data.shelf import ShelfProblem
@@ -161,9 +161,7 @@ class ViscosityView:
         self.preset_select = pn.widgets.Select.from_param(s.param.preset, name="Ice shelf", width=w)
         self.budget = pn.widgets.FloatInput.from_param(s.param.seconds, name="Budget [s]", step=10, width=w // 2 - 5)
         self.device = pn.widgets.Select.from_param(s.param.device, name="Device", width=w // 2 - 5)
-        self.start_button = pn.widgets.Button(name="Start", button_type="primary", width=85)
-        self.pause_button = pn.widgets.Button(name="Pause", button_type="default", width=85, disabled=True)
-        self.cancel_button = pn.widgets.Button(name="Cancel", button_type="danger", width=85, disabled=True)
+        self.start_button, self.pause_button, self.cancel_button = run_buttons("Start", 85)
         self.start_button.on_click(self._on_start)
         self.pause_button.on_click(self._on_pause)
         self.cancel_button.on_click(lambda event: self.cancel())
@@ -339,13 +337,7 @@ class ViscosityView:
         return job
 
     def _on_pause(self, event: Any = None) -> None:
-        job = self.state.job
-        if job is None:
-            return
-        if job.status is JobStatus.PAUSED:
-            job.resume()
-        else:
-            job.pause()
+        toggle_pause(self.state.job)
         self._update_status()
 
     def cancel(self) -> None:

@@ -34,7 +34,7 @@ from iceviz.models.flux import FluxNet, make_flux_model
 from iceviz.models.registry import ModelSpec
 from iceviz.training.device import resolve_device
 from iceviz.training.fields import flux_grid_fields
-from iceviz.training.job import Control, TrainingFailed
+from iceviz.training.job import Control, check_finite_loss
 from iceviz.training.metrics import flux_scores, in_chunks
 from iceviz.training.snapshot import Snapshot
 
@@ -260,13 +260,8 @@ class FluxTrainer:
         return min(1.0, max(by_epoch, by_time))
 
     def _check_finite(self, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
-        if not torch.isfinite(loss):
-            detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
-            raise TrainingFailed(
-                f"{self.spec.name} on {self.problem.spec}: the loss became {float(loss.detach())} at epoch {self.epoch}, "
-                f"step {self.step} ({detail}). Try a lower learning rate (now {self.params.lr:g}) "
-                "or check the data for extreme values."
-            )
+        check_finite_loss(loss, terms, f"{self.spec.name} on {self.problem.spec}",
+                          f"epoch {self.epoch}, step {self.step}", self.params.lr)
 
     # -- evaluation ---------------------------------------------------------------
     def predict_scaled(self, xy_scaled: torch.Tensor) -> np.ndarray:

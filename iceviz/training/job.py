@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import math
 import os
 import threading
 import time
@@ -43,6 +44,17 @@ class JobCancelled(Exception):
 
 class TrainingFailed(RuntimeError):
     """A run that cannot go on (a NaN loss, a diverging fit); the message says why and what to try."""
+
+
+def check_finite_loss(loss: Any, terms: dict[str, Any], run: str, where: str, lr: float) -> None:
+    """Raise :class:`TrainingFailed` when ``loss`` is not finite, naming ``run`` ('MODEL on DATA'), ``where``
+    ('step 12'), every loss term's value, and what to try."""
+    value = float(loss.detach())
+    if math.isfinite(value):
+        return
+    detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
+    raise TrainingFailed(f"{run}: the loss became {value} at {where} ({detail}). Try a lower learning rate "
+                         f"(now {lr:g}) or check the data for extreme values.")
 
 
 class Trainer(Protocol):

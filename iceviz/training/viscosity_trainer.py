@@ -35,7 +35,6 @@ over the shelf (1 is the size of the driving stress ρ g' h₀² / L).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -46,9 +45,10 @@ from scipy.ndimage import distance_transform_edt
 from iceviz.data.shelf import Raster, ShelfProblem
 from iceviz.models.registry import ModelSpec
 from iceviz.models.viscosity import ShelfScales, ViscosityPINN, strip_edges
-from iceviz.physics.ssa import Jet, effective_strain_rate, front_residual, momentum_residual
+from iceviz.physics.ssa import effective_strain_rate, front_residual, momentum_residual
 from iceviz.training.device import resolve_device
-from iceviz.training.job import Control, TrainingFailed
+from iceviz.training.flux_trainer import FitResult
+from iceviz.training.job import Control, check_finite_loss
 from iceviz.training.snapshot import Snapshot
 
 BOUNDARY_BAND = 5000.0
@@ -65,18 +65,6 @@ LBFGS_ITERATIONS = 10
 """L-BFGS iterations per call (between two looks at the clock and the controls)."""
 CHUNK = 16_384
 """Points per evaluation pass."""
-
-
-@dataclass
-class FitResult:
-    """What a finished run reports."""
-
-    epochs: int
-    steps: int
-    seconds: float
-    best_epoch: int
-    metrics: dict[str, float]
-    losses: dict[str, float] = field(default_factory=dict)
 
 
 def relative_error(pred: np.ndarray, true: np.ndarray) -> float:
@@ -332,12 +320,7 @@ class ViscosityTrainer:
         return record
 
     def _check_finite(self, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
-        if not torch.isfinite(loss):
-            detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
-            raise TrainingFailed(
-                f"{self.spec.name} on {self.problem.spec}: the loss became {float(loss.detach())} at step {self.step} "
-                f"({detail}). Try a lower learning rate (now {self.params.lr:g}) or check the data for extreme values."
-            )
+        check_finite_loss(loss, terms, f"{self.spec.name} on {self.problem.spec}", f"step {self.step}", self.params.lr)
 
     # -- evaluation ------------------------------------------------------------------------
     def predict(self, xy: np.ndarray, derivatives: bool = False) -> dict[str, np.ndarray]:
@@ -413,6 +396,7 @@ class ViscosityTrainer:
 
     def snapshot(self, control: Control, final: bool = False) -> Snapshot:
         """Maps and scores now; live snapshots on every k-th cell (at most LIVE_GRID_MAX a side)."""
+        seconds = control.elapsed()  # the training's, not the time the maps below take
         stride = 1 if final else max(1, math.ceil(max(self.problem.velocity.shape) / LIVE_GRID_MAX))
         was_training = self.model.training
         self.model.eval()
@@ -422,7 +406,7 @@ class ViscosityTrainer:
         if self.lbfgs_failed:
             metrics["lbfgs_failed"] = 1.0
         points = {"x": self.problem.front[:, 0], "y": self.problem.front[:, 1]}
-        return Snapshot(model=self.spec.name, step=self.step, epoch=self.epoch, seconds=control.elapsed(),
+        return Snapshot(model=self.spec.name, step=self.step, epoch=self.epoch, seconds=seconds,
                         progress=1.0 if final else self._progress(control), losses=dict(self.losses),
                         metrics=metrics, fields=fields, points=points, device=str(self.device), final=final)
 

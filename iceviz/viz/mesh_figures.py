@@ -53,6 +53,22 @@ def km_formatter() -> CustomJSTickFormatter:
     return CustomJSTickFormatter(code="return (tick / 1000).toLocaleString() + ' km'")
 
 
+def map_figure(title: str, ranges: tuple[Range1d, Range1d], frame: tuple[int, int]) -> figure:
+    """An empty map: shared (x, y) ranges, a ``frame`` (width, height) in pixels with room stated for the
+    title, the axes and a colour bar, axes in km, no grid."""
+    x_range, y_range = ranges
+    fig = figure(title=title, x_range=x_range, y_range=y_range, tools=TOOLS, toolbar_location="above",
+                 width=frame[0] + COLORBAR_SPACE + AXIS_SPACE[0], height=frame[1] + TITLE_SPACE + AXIS_SPACE[1],
+                 min_border_left=AXIS_SPACE[0], min_border_bottom=AXIS_SPACE[1])
+    fig.grid.visible = False
+    fig.title.text_font_size = "9pt"
+    for axis in fig.axis:
+        axis.formatter = km_formatter()
+        axis.major_label_text_font_size = "7pt"
+        axis.ticker.desired_num_ticks = 4
+    return fig
+
+
 def rasterize_triangles(points: np.ndarray, triangles: np.ndarray, values: np.ndarray,
                         bounds: tuple[float, float, float, float], width: int, height: int
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -176,18 +192,8 @@ class MeshFieldFigure:
 
     def __init__(self, title: str, cmap: str | Sequence[str], label: str, ranges: tuple[Range1d, Range1d],
                  frame: tuple[int, int], log: bool = False, categories: Sequence[str] | None = None):
-        x_range, y_range = ranges
         self.frame = frame
-        self.figure = figure(title=title, x_range=x_range, y_range=y_range, tools=TOOLS, toolbar_location="above",
-                             width=frame[0] + COLORBAR_SPACE + AXIS_SPACE[0],
-                             height=frame[1] + TITLE_SPACE + AXIS_SPACE[1],
-                             min_border_left=AXIS_SPACE[0], min_border_bottom=AXIS_SPACE[1])
-        self.figure.grid.visible = False
-        self.figure.title.text_font_size = "9pt"
-        for axis in self.figure.axis:
-            axis.formatter = km_formatter()
-            axis.major_label_text_font_size = "7pt"
-            axis.ticker.desired_num_ticks = 4
+        self.figure = map_figure(title, ranges, frame)
         colours = list(cmap) if not isinstance(cmap, str) else palette(cmap)
         transparent = "rgba(0, 0, 0, 0)"
         self.log = log

@@ -32,8 +32,8 @@ from bokeh.models import (BasicTickFormatter, ColorBar, ColumnDataSource, Custom
 from bokeh.plotting import figure
 
 from iceviz.viz import maps
-from iceviz.viz.live_figures import COLORBAR_SPACE, TITLE_SPACE, TOOLS, image_columns, palette, round2, shared_ranges
-from iceviz.viz.mesh_figures import AXIS_SPACE, frame_size, km_formatter
+from iceviz.viz.live_figures import TOOLS, image_columns, palette, round2, shared_ranges
+from iceviz.viz.mesh_figures import frame_size, map_figure
 
 FRAME_WIDTH = 230
 """Width of a map's frame in pixels; heights follow the shelf's aspect ratio (within limits)."""
@@ -52,6 +52,7 @@ LOSS_LINES = (
     ("loss_h", "h misfit", "#2ca02c", "solid", 1.4),
     ("loss_equation", "SSA residual", "#d62728", "solid", 1.4),
     ("loss_front", "front residual", "#9467bd", "solid", 1.4),
+    ("loss_interface", "interface jumps (XPINN)", "#8c564b", "solid", 1.4),
 )
 """The loss chart's lines (unweighted terms in scaled units, and the weighted total relative to its start)."""
 MU_ERROR_LINE = ("mu_rel_error", "μ rel. error", "#ff7f0e", "dashed", 2.5)
@@ -163,18 +164,8 @@ class ShelfMap:
 
     def __init__(self, title: str, cmap: str, label: str, ranges: tuple[Range1d, Range1d], frame: tuple[int, int],
                  front: ColumnDataSource, scale: str = "linear", css_class: str = ""):
-        x_range, y_range = ranges
         self.frame, self.scale, self.css_class = frame, scale, css_class
-        self.figure = figure(title=title, x_range=x_range, y_range=y_range, tools=TOOLS, toolbar_location="above",
-                             width=frame[0] + COLORBAR_SPACE + AXIS_SPACE[0],
-                             height=frame[1] + TITLE_SPACE + AXIS_SPACE[1],
-                             min_border_left=AXIS_SPACE[0], min_border_bottom=AXIS_SPACE[1])
-        self.figure.grid.visible = False
-        self.figure.title.text_font_size = "9pt"
-        for axis in self.figure.axis:
-            axis.formatter = km_formatter()
-            axis.major_label_text_font_size = "7pt"
-            axis.ticker.desired_num_ticks = 4
+        self.figure = map_figure(title, ranges, frame)
         transparent = "rgba(0, 0, 0, 0)"
         colours = palette(cmap)
         if scale == "log":
@@ -223,13 +214,14 @@ class LossChart:
                              toolbar_location="above", x_axis_label="step", y_axis_label="loss / error")
         self.figure.title.text_font_size = "9pt"
         self.source = ColumnDataSource({"step": [], **{key: [] for key, *_ in self.lines(truth)}})
-        items = []
+        self.items = {}
         for key, legend, colour, dash, width_px in self.lines(truth):
             line = self.figure.line("step", key, source=self.source, color=colour, line_dash=dash,
                                     line_width=width_px)
-            items.append(LegendItem(label=legend, renderers=[line]))
+            self.items[key] = LegendItem(label=legend, renderers=[line])
+        self.items["loss_interface"].visible = False  # until a run with sub-domains records it
         # outside the frame: the curves may run through any corner
-        self.figure.add_layout(Legend(items=items, label_text_font_size="8pt", click_policy="hide", spacing=0,
+        self.figure.add_layout(Legend(items=list(self.items.values()), label_text_font_size="8pt", click_policy="hide", spacing=0,
                                       padding=4, margin=4), "right")
         self.figure.add_tools(HoverTool(tooltips=[("step", "@step"), ("total", "@loss_total{%0.3e}")]
                                         + ([("μ rel. error", "@mu_rel_error{0.0%}")] if truth else []),
@@ -240,7 +232,10 @@ class LossChart:
         return LOSS_LINES + ((MU_ERROR_LINE,) if truth else ())
 
     def update(self, history: Sequence[dict]) -> None:
-        self.source.data = loss_columns(history, [key for key, *_ in self.lines("mu_rel_error" in self.source.data)])
+        self.source.data = columns = loss_columns(history, list(self.items))
+        shown = bool(np.isfinite(columns["loss_interface"]).any())
+        if self.items["loss_interface"].visible != shown:
+            self.items["loss_interface"].visible = shown
 
 
 def loss_columns(history: Sequence[dict], keys: Sequence[str]) -> dict[str, np.ndarray]:

@@ -1,6 +1,5 @@
 """The simulator view without a browser: widgets, a tiny run polled to the end, layouts, failures, download."""
 
-import time
 
 import numpy as np
 import panel as pn
@@ -14,6 +13,7 @@ from iceviz.sim.ssa import height_above_flotation
 from iceviz.sim.model import Forcing, RunSettings
 from iceviz.sim.scenarios import get_scenario
 from iceviz.training.job import JobStatus
+from tests.app.conftest import poll_until
 
 TINY = dict(resolution=8e3, refined_resolution=4e3, spin_up_years=2.0)
 
@@ -28,16 +28,6 @@ def tiny_view(years: float = 3.0) -> SimulatorView:
     view.scenarios["confined-shelf"].param.update(**TINY)
     view.settings.years = years
     return view
-
-
-def poll_until(view: SimulatorView, done, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        view.poll()
-        if done():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 def test_param_labels_carry_the_units_from_the_docs():

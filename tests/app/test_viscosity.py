@@ -4,7 +4,6 @@ to its end (maps and losses move), the least-squares preview, the map's shelf pr
 from __future__ import annotations
 
 import io
-import time
 
 import holoviews as hv
 import numpy as np
@@ -16,26 +15,17 @@ from iceviz.app.viscosity import LSQ_LABEL, ViscosityView, metrics_markdown, sta
 from iceviz.app.widgets import param_label
 from iceviz.models.registry import ViscosityParams
 from iceviz.training.job import JobStatus
+from tests.app.conftest import poll_until
 
 SMALL = dict(width=12, depth=2, mu_width=12, mu_depth=2, collocation=150, front_points=40, batch_size=150)
 SYNTHETIC = "Synthetic: analytic (our SSA)"
-
-
-def poll_until(view: ViscosityView, done, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        view.poll()
-        if done():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 @pytest.fixture(scope="module")
 def view():
     hv.extension("bokeh")
     v = ViscosityView(preset=SYNTHETIC, isolate=False, nice=0)
-    poll_until(v, lambda: v.state.problem is not None)
+    poll_until(v, lambda: v.state.problem is not None, timeout=60)
     v.state.hyper.param.update(**SMALL)
     yield v
     v.close()

@@ -38,6 +38,24 @@ def card_text(page, label: str) -> str:
     return ""
 
 
+def download(page, button: str, path):
+    """Click the download button whose text holds ``button``; save the file to ``path`` and return it."""
+    with page.expect_download(timeout=30_000) as started:
+        page.locator("button", has_text=button).first.click()
+    started.value.save_as(path)
+    return path
+
+
+def drag_box(page, canvas, fx: float, fy: float, dx: float, dy: float) -> None:
+    """Drag the mouse (a box-select) from (fx, fy), fractions of ``canvas``'s size, by (dx, dy) pixels."""
+    box = canvas.bounding_box()
+    x0, y0 = box["x"] + box["width"] * fx, box["y"] + box["height"] * fy
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x0 + dx, y0 + dy, steps=8)
+    page.mouse.up()
+
+
 def wait_for(predicate, timeout: float, what: str) -> float:
     """Poll ``predicate`` until true; returns the seconds it took."""
     start = time.monotonic()
@@ -97,18 +115,11 @@ def test_training_updates_live_and_obeys_pause_and_cancel(page, tmp_path):
     card.locator("button", has_text="Cancel").first.click()
     wait_for(lambda: "cancelled" in card_text(page, label), 5, "the cancel")
 
-    with page.expect_download(timeout=30_000) as download:
-        page.locator("button", has_text="NetCDF").first.click()
-    path = tmp_path / "prediction.nc"
-    download.value.save_as(path)
-    with xr.open_dataset(path) as ds:
+    with xr.open_dataset(download(page, "NetCDF", tmp_path / "prediction.nc")) as ds:
         assert {"qx", "qy", "divergence"} <= set(ds.data_vars)
         assert ds["qx"].attrs["units"] == "m2 yr-1" and "crs" in ds.variables
         assert float(ds.x.min()) >= 400_000 and float(ds.x.max()) <= 600_000
-    with page.expect_download(timeout=30_000) as download:
-        page.locator("button", has_text="PNG").first.click()
-    png = tmp_path / "view.png"
-    download.value.save_as(png)
+    png = download(page, "PNG", tmp_path / "view.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
@@ -177,14 +188,8 @@ def test_two_sessions_are_independent(server, n):
 def test_dragging_a_box_on_the_map_sets_the_region(page):
     summary = page.locator(".region-summary").first
     before = deep_text(summary)
-    canvas = page.locator(".overview-map canvas").first
-    box = canvas.bounding_box()
     # drag a box near the map's centre (the South Pole): far from any dataset
-    x0, y0 = box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.45
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    page.mouse.move(x0 + 40, y0 + 30, steps=8)
-    page.mouse.up()
+    drag_box(page, page.locator(".overview-map canvas").first, 0.45, 0.45, 40, 30)
     wait_for(lambda: deep_text(summary) != before, 10, "the drawn box to reach the app")
     message = page.locator(".app-message").first
     message.wait_for(state="visible", timeout=10_000)
@@ -236,13 +241,8 @@ def test_simulator_runs_a_scenario_and_shows_it_evolve(page, tmp_path):
     assert "year 100.0 of 100" in deep_text(status)
     page.locator(".sim-mesh-toggle input").first.check()
     page.wait_for_timeout(1000)
-    page.screenshot(path="/tmp/sim_view.png", full_page=True)
     shot(page, "simulator")
-    with page.expect_download(timeout=30_000) as download:
-        page.locator("button", has_text="UGRID").first.click()
-    path = tmp_path / "run.nc"
-    download.value.save_as(path)
-    with xr.open_dataset(path) as ds:
+    with xr.open_dataset(download(page, "UGRID", tmp_path / "run.nc")) as ds:
         assert ds.attrs["scenario"] == "confined-shelf" and ds["h"].sizes["time"] == 201
     print(f"simulator test body took {time.monotonic() - start:.1f} s")
 
@@ -253,13 +253,7 @@ def test_viscosity_inversion_runs_on_a_shelf_and_the_map_changes(page, tmp_path)
     info = page.locator(".visc-info").first
     wait_for(lambda: "true viscosity known" in deep_text(info), 60, "the synthetic shelf to load")
     # a box upstream, away from the calving front, is refused with the reason
-    canvas = page.locator(".visc-preview canvas").first
-    box = canvas.bounding_box()
-    x0, y0 = box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.3
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    page.mouse.move(x0 + 50, y0 + 40, steps=8)
-    page.mouse.up()
+    drag_box(page, page.locator(".visc-preview canvas").first, 0.2, 0.3, 50, 40)
     message = page.locator(".visc-message").first
     message.wait_for(state="visible", timeout=10_000)
     assert "calving-front" in deep_text(message)
@@ -279,11 +273,7 @@ def test_viscosity_inversion_runs_on_a_shelf_and_the_map_changes(page, tmp_path)
     metrics = page.locator(".visc-metrics").first
     assert "viscosity μ: relative L2 error" in deep_text(metrics)
     shot(page, "viscosity")
-    with page.expect_download(timeout=30_000) as download:
-        page.locator("button", has_text="Download the fields").first.click()
-    path = tmp_path / "viscosity.nc"
-    download.value.save_as(path)
-    with xr.open_dataset(path) as ds:
+    with xr.open_dataset(download(page, "Download the fields", tmp_path / "viscosity.nc")) as ds:
         assert ds["mu"].attrs["units"] == "Pa s" and "mu_rel_error" in ds.attrs
     # a shelf without its data file is refused, naming what is missing
     select(page, "Ice shelf", "Larsen C")

@@ -84,3 +84,13 @@ def test_observed_speed_is_thinned_and_ascending():
     xs, ys = img.dimension_values(0, expanded=False), img.dimension_values(1, expanded=False)
     assert len(xs) == 100 and len(ys) == 60 and ys[0] < ys[-1]
     assert np.allclose(img.dimension_values(2), 1.0)
+
+
+def test_the_interface_loss_shows_only_for_runs_with_subdomains():
+    figs = ShelfFigures((0, 8000, 0, 5000), np.zeros((0, 2)), truth=True)
+    chart = figs.loss
+    assert not chart.items["loss_interface"].visible and chart.items["mu_rel_error"].visible
+    figs.update_losses([{"step": 50, "loss_total": 0.5, "mu_rel_error": 0.3}])
+    assert not chart.items["loss_interface"].visible and chart.source.data["mu_rel_error"][0] == 0.3
+    figs.update_losses([{"step": 50, "loss_total": 0.5, "loss_interface": 0.01}])
+    assert chart.items["loss_interface"].visible
