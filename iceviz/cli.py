@@ -176,8 +176,9 @@ def _write_outputs(out: Path, job: Any, summary: dict[str, Any], save_checkpoint
 def cmd_models(args: argparse.Namespace) -> int:
     from iceviz.models.registry import REGISTRY
 
+    width = max(len(name) for name in REGISTRY)
     for name, spec in REGISTRY.items():
-        print(f"{name:12s} {spec.family:8s} {spec.doc}")
+        print(f"{name:{width}s} {spec.family:9s} {spec.doc}")
     return 0
 
 

@@ -56,7 +56,8 @@ LABELS = {"epochs": "Steps", "lr": "Learning rate", "batch_size": "Batch size", 
           "depth": "Depth", "mu_width": "μ net width", "mu_depth": "μ net depth", "collocation": "Collocation",
           "front_points": "Front points", "thickness_weight": "Thickness weight", "equation_weight": "SSA weight",
           "front_weight": "Front weight", "lbfgs_fraction": "L-BFGS fraction", "resampling": "Sampling",
-          "resample_every": "Re-score every", "seed": "Seed"}
+          "resample_every": "Re-score every", "seed": "Seed", "anneal": "Anneal fraction",
+          "subdomains": "Sub-domains", "interface_weight": "Interface weight", "interface_points": "Interface points"}
 LSQ_LABEL = "Instant μ preview (noise-sensitive)"
 INTRO = ("Pick an ice shelf, optionally drag a box on its observed speed (box-select tool) to invert only a part "
          "of it (the box must contain calving front: the front condition is what makes the viscosity "

@@ -213,3 +213,19 @@ def test_the_inversion_recovers_a_small_synthetic_shelf_in_a_short_cpu_budget():
     mu = control.latest().fields["mu"].values
     assert np.all(mu[np.isfinite(mu)] > 0)
     assert relative_error(mu, preview) < 0.10
+
+
+def test_annealing_lowers_the_rate_by_a_cosine_before_lbfgs(shelf):
+    trainer = make_trainer("viscosity-pinn", shelf, device="cpu", anneal=0.5, **{**SMALL, "lbfgs_fraction": 0.2})
+    lr = trainer.params.lr
+
+    def rate(progress: float) -> float:
+        trainer._set_lr(progress)
+        return trainer.optimizer.param_groups[0]["lr"]
+
+    # the Adam phase is [0, 0.8]; annealing covers its last half, [0.4, 0.8]
+    assert rate(0.1) == rate(0.4) == lr
+    assert rate(0.6) == pytest.approx(0.5 * lr)
+    assert rate(0.8) == pytest.approx(0.0, abs=1e-12)
+    trainer.params.anneal = 0.0
+    assert rate(0.79) == lr
