@@ -336,7 +336,7 @@ class ShelfFigures:
         self.h_misfit.update(fields["x_h"].values, fields["y_h"].values, hm, -lim, lim)
 
     def show_preview(self, x: np.ndarray, y: np.ndarray, mu: np.ndarray, mu_true: np.ndarray | None = None,
-                     title: str = "μ: least-squares PREVIEW (instant, noise-sensitive)") -> None:
+                     title: str = "μ: least-squares PREVIEW") -> None:
         """A viscosity computed otherwise (the least-squares preview) on the viscosity map, and its error
         against ``mu_true`` on the error map when given. Non-positive values are left blank (log scale)."""
         if mu_true is not None and self.mu_limits is None:

@@ -283,14 +283,16 @@ def test_flux_job_pause_freezes_steps_and_is_excluded_from_the_time_budget(jobs)
     assert job.status is JobStatus.PAUSED
     time.sleep(0.1)
     step, n_history = job.trainer.step, len(job.history())
-    time.sleep(0.3)
+    time.sleep(0.5)
     assert job.trainer.step == step and len(job.history()) == n_history
     job.resume()
     assert job.wait(15) is JobStatus.DONE, job.error
     wall = time.perf_counter() - t0
     assert job.trainer.step > step  # resumed and went on training
     assert 1.0 <= job.result.seconds < 3.0
-    assert wall - job.result.seconds >= 0.4  # the pause did not eat the 1 s budget
+    # paused for 0.6 s (the pause takes hold at the next step, so a little less counts as paused on a busy
+    # machine): the pause did not eat the 1 s budget
+    assert wall - job.result.seconds >= 0.4
 
 
 def test_flux_job_cancel_takes_effect_within_a_second(jobs):
