@@ -439,15 +439,18 @@ class ViscosityView:
                     self._last_history, self._last_loss_push = len(history), now
                     self.figures.update_losses(history)
             self._last_snapshot = snap
-            self._update_status()
+            self._update_status(status)
             if snap is not None and snap.final and status.finished:
                 self.metrics.object = metrics_markdown(snap.metrics, snap.seconds)
                 self.metrics.visible = True
 
-    def _update_status(self) -> None:
+    def _update_status(self, status: JobStatus | None = None) -> None:
+        """Status line, progress and buttons; ``status`` as the caller read it (the job's may move on meanwhile,
+        and the poll must remember the status it acted on)."""
         job = self.state.job
         snap = job.latest() if job is not None else None
-        status = job.status if job is not None else None
+        if status is None and job is not None:
+            status = job.status
         self._last_status = status
         self.status.object = status_text(job, snap, self._budget)
         if job is None:
