@@ -177,10 +177,6 @@ class ViscosityState(param.Parameterized):
         """The data spec of the current choice (the preset's, with a bbox when cropped)."""
         return bbox_spec(PRESETS[self.preset].spec, self.box)
 
-    @property
-    def preset_info(self) -> ShelfPreset:
-        return PRESETS[self.preset]
-
     def load(self) -> ShelfProblem | None:
         """Load the preset and crop it (blocking); the problem, or None with :attr:`message` saying why."""
         label = self.preset

@@ -1,7 +1,8 @@
-"""Choosing the torch device: CUDA, else MPS, else CPU."""
+"""Choosing the torch device (CUDA, else MPS, else CPU), and putting arrays on it."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -32,3 +33,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"unsupported device {name!r}; use one of {DEVICES} or cuda:N")
     return device
+
+
+def as_tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``a`` as a contiguous float32 tensor on ``device``."""
+    return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)

@@ -32,7 +32,7 @@ from iceviz.data.problem import FluxProblem
 from iceviz.models.activations import SMOOTH_ACTIVATIONS
 from iceviz.models.flux import FluxNet, make_flux_model
 from iceviz.models.registry import ModelSpec
-from iceviz.training.device import resolve_device
+from iceviz.training.device import as_tensor, resolve_device
 from iceviz.training.fields import flux_grid_fields
 from iceviz.training.job import Control, check_finite_loss
 from iceviz.training.metrics import flux_scores, in_chunks
@@ -59,14 +59,8 @@ class FitResult:
     losses: dict[str, float] = field(default_factory=dict)
 
 
-def _as_tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)
-
-
 def check_compatible(spec: ModelSpec, problem: FluxProblem, params: Any) -> None:
     """Raise ValueError when ``spec`` cannot train on ``problem`` with ``params``."""
-    if problem.kind != spec.problem_kind:
-        raise ValueError(f"{spec.name} trains on {spec.problem_kind!r} problems, but {problem.spec} is {problem.kind!r}")
     if spec.options.get("aux") and not problem.has_surface:
         raise ValueError(f"{spec.name} needs surface elevation (s), but {problem.spec} has none; use a model without -aux")
     if spec.options.get("direction") and problem.direction is None:
@@ -98,18 +92,18 @@ class FluxTrainer:
         torch.manual_seed(params.seed)
         self._rng = torch.Generator().manual_seed(params.seed)
         scale, dev = problem.scale, self.device
-        self.x_train = _as_tensor(scale.xy_to_scaled(problem.train.xy), dev)
-        self.q_train = _as_tensor(problem.train.q / scale.flux, dev)
-        self.x_test = _as_tensor(scale.xy_to_scaled(problem.test.xy), dev)
+        self.x_train = as_tensor(scale.xy_to_scaled(problem.train.xy), dev)
+        self.q_train = as_tensor(problem.train.q / scale.flux, dev)
+        self.x_test = as_tensor(scale.xy_to_scaled(problem.test.xy), dev)
         self.q_test = problem.test.q / scale.flux
         self.direction = None
         if spec.options.get("direction"):
             d = problem.direction
-            self.direction = (_as_tensor(scale.xy_to_scaled(d.xy), dev), _as_tensor(d.unit, dev))
+            self.direction = (as_tensor(scale.xy_to_scaled(d.xy), dev), as_tensor(d.unit, dev))
         self.config = self._model_config()
         self.model: FluxNet = make_flux_model(self.config)
         if self.model.surface is not None:
-            self.model.surface.fit(self.x_train, _as_tensor(problem.train.s / scale.surface, dev))
+            self.model.surface.fit(self.x_train, as_tensor(problem.train.s / scale.surface, dev))
         self.model.to(dev)
         self.surface_train = self.surface_direction = None
         if self.model.surface is not None:  # the fitted surface is frozen: evaluate it once at fixed points
@@ -188,7 +182,7 @@ class FluxTrainer:
     def _collocation_loss(self) -> torch.Tensor:
         lo, hi = self._scaled_corners()
         u = torch.rand(self.params.collocation, 2, generator=self._rng)
-        x = (_as_tensor(lo, torch.device("cpu")) + u * _as_tensor(hi - lo, torch.device("cpu"))).to(self.device)
+        x = (as_tensor(lo, torch.device("cpu")) + u * as_tensor(hi - lo, torch.device("cpu"))).to(self.device)
         div = self.model.divergence(x, create_graph=True)
         return self.params.div_weight * div.abs().mean()
 
@@ -276,7 +270,7 @@ class FluxTrainer:
     def predict(self, xy: np.ndarray) -> np.ndarray:
         """Flux (N, 2) in m²/yr at EPSG:3031 positions (N, 2) in metres."""
         scale = self.problem.scale
-        return self.predict_scaled(_as_tensor(scale.xy_to_scaled(xy), self.device)) * scale.flux
+        return self.predict_scaled(as_tensor(scale.xy_to_scaled(xy), self.device)) * scale.flux
 
     def evaluate(self, live: bool = False) -> dict[str, float]:
         """Test scores (scaled and physical); ``live`` scores a fixed random subset (see LIVE_TEST_POINTS)."""

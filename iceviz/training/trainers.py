@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from iceviz.data.problem import FluxProblem
+from iceviz.data.shelf import ShelfProblem
 from iceviz.data.specs import load_problem
 from iceviz.models.registry import ModelSpec, get_model
 from iceviz.training.flux_trainer import FluxTrainer
@@ -17,11 +18,14 @@ TRAINER_FAMILIES: dict[str, Callable[..., Any]] = {"flux": FluxTrainer, "viscosi
 """Trainer class for each model family of the registry."""
 
 
-def make_trainer(model: str | ModelSpec, data: str | FluxProblem, device: str = "auto",
+def make_trainer(model: str | ModelSpec, data: str | FluxProblem | ShelfProblem, device: str = "auto",
                  grid_shape: tuple[int, int] | None = None, **overrides: Any) -> Any:
     """A trainer for ``model`` on ``data`` (a spec string or a loaded problem), hyper-parameters overridden."""
     spec = get_model(model) if isinstance(model, str) else model
     problem = load_problem(data) if isinstance(data, str) else data
+    if problem.kind != spec.problem_kind:
+        raise ValueError(f"{spec.name} trains on {spec.problem_kind!r} problems, but {problem.spec} is "
+                         f"{problem.kind!r}; `iceviz data list` shows which data specs give which")
     hints = {k: v for k, v in problem.hints.items() if k in spec.params.param}
     params = spec.make_params(**{**hints, **overrides})
     try:

@@ -46,7 +46,7 @@ from iceviz.data.shelf import Raster, ShelfProblem
 from iceviz.models.registry import ModelSpec
 from iceviz.models.viscosity import ShelfScales, ViscosityPINN, strip_edges
 from iceviz.physics.ssa import effective_strain_rate, front_residual, momentum_residual
-from iceviz.training.device import resolve_device
+from iceviz.training.device import as_tensor, resolve_device
 from iceviz.training.flux_trainer import FitResult
 from iceviz.training.job import Control, check_finite_loss
 from iceviz.training.snapshot import Snapshot
@@ -90,10 +90,6 @@ def interface_points(xhat: np.ndarray, edge: float, axis: int, spacing: float) -
     return np.unique(near, axis=0)
 
 
-def _tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)
-
-
 class ViscosityTrainer:
     """Trains a :class:`ViscosityPINN` on one shelf; snapshots maps of μ, residuals and misfits.
 
@@ -108,9 +104,6 @@ class ViscosityTrainer:
 
     def __init__(self, spec: ModelSpec, problem: ShelfProblem, params: Any, device: str = "auto",
                  grid_shape: tuple[int, int] | None = None):
-        if problem.kind != spec.problem_kind:
-            raise ValueError(f"{spec.name} trains on {spec.problem_kind!r} problems (diffice:FILE.mat, shelf:NAME), "
-                             f"but {problem.spec} is {problem.kind!r}")
         self.spec, self.problem, self.params = spec, problem, params
         self.device = dev = resolve_device(device)
         torch.manual_seed(params.seed)
@@ -119,14 +112,15 @@ class ViscosityTrainer:
         xy_h, h = problem.thickness_points()
         self.scales = sc = ShelfScales.from_data(xy_v, uv, h)
         uv_hat, h_hat = sc.normalise(uv, h)
-        self.x_vel, self.uv_hat = _tensor(sc.to_input(xy_v), dev), _tensor(uv_hat, dev)
-        self.x_thk, self.h_hat = _tensor(sc.to_input(xy_h), dev), _tensor(h_hat, dev)
-        self.x_front, self.normals = _tensor(sc.to_input(problem.front), dev), _tensor(problem.normals, dev)
-        edges, axis = strip_edges(sc.to_input(xy_v), params.subdomains, sc)
+        x_vel = sc.to_input(xy_v)
+        self.x_vel, self.uv_hat = as_tensor(x_vel, dev), as_tensor(uv_hat, dev)
+        self.x_thk, self.h_hat = as_tensor(sc.to_input(xy_h), dev), as_tensor(h_hat, dev)
+        self.x_front, self.normals = as_tensor(sc.to_input(problem.front), dev), as_tensor(problem.normals, dev)
+        edges, axis = strip_edges(x_vel, params.subdomains, sc)
         self.model = ViscosityPINN(sc, params.width, params.depth, params.mu_width, params.mu_depth,
                                    edges=edges, axis=axis).to(dev)
         spacing = max(problem.velocity.spacing / sc.x_r, problem.velocity.spacing / sc.y_r)
-        self.x_interfaces = [_tensor(interface_points(sc.to_input(xy_v), e, axis, spacing), dev) for e in edges]
+        self.x_interfaces = [as_tensor(interface_points(x_vel, e, axis, spacing), dev) for e in edges]
         self.optimizer = self._adam()
         self._loss_scale: float | None = None
         self._candidates: torch.Tensor | None = None  # residual-based sampling: candidate indices and weights
@@ -136,7 +130,7 @@ class ViscosityTrainer:
         if problem.has_truth:
             xy_mu, mu = problem.velocity.points("mu")
             pick = np.sort(truth_rng.permutation(len(xy_mu))[:RECORD_MU_POINTS])
-            self._truth = (_tensor(sc.to_input(xy_mu[pick]), dev), mu[pick, 0])
+            self._truth = (as_tensor(sc.to_input(xy_mu[pick]), dev), mu[pick, 0])
         self.epoch = 0
         self.step = 0
         self.phase = "adam"
@@ -327,7 +321,7 @@ class ViscosityTrainer:
         """u, v [m/a], h [m], μ [Pa·s] at positions (N, 2) [m]; with ``derivatives`` also the dimensionless
         momentum residual (``residual_x``, ``residual_y``) and the effective strain rate [1/a]."""
         sc = self.scales
-        x = _tensor(sc.to_input(xy), self.device)
+        x = as_tensor(sc.to_input(xy), self.device)
         parts: list[dict[str, np.ndarray]] = []
         for i in range(0, len(x), CHUNK):
             xc = x[i:i + CHUNK]

@@ -56,17 +56,21 @@ def cell_bounds(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, floa
     return (float(x.min() - dx / 2), float(x.max() + dx / 2), float(y.min() - dy / 2), float(y.max() + dy / 2))
 
 
+def ascending(x: np.ndarray, y: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Axes and ``values`` (dims y, x) reordered so that both axes ascend."""
+    if x.size > 1 and x[0] > x[-1]:
+        x, values = x[::-1], values[:, ::-1]
+    if y.size > 1 and y[0] > y[-1]:
+        y, values = y[::-1], values[::-1]
+    return x, y, values
+
+
 def image_columns(x: np.ndarray, y: np.ndarray, values: np.ndarray) -> dict[str, list]:
     """The columns of an image source: ``values`` (dims y, x) on cell centres ``x``, ``y`` (any order).
 
     Bokeh draws row 0 of the array at the bottom, so rows and columns are put in ascending order.
     """
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    v = np.asarray(values, dtype=np.float32)
-    if x.size > 1 and x[0] > x[-1]:
-        v = v[:, ::-1]
-    if y.size > 1 and y[0] > y[-1]:
-        v = v[::-1]
+    x, y, v = ascending(np.asarray(x, dtype=float), np.asarray(y, dtype=float), np.asarray(values, dtype=np.float32))
     xmin, xmax, ymin, ymax = cell_bounds(x, y)
     return dict(image=[np.ascontiguousarray(v)], x=[xmin], y=[ymin], dw=[xmax - xmin], dh=[ymax - ymin])
 

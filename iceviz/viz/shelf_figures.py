@@ -32,7 +32,7 @@ from bokeh.models import (BasicTickFormatter, ColorBar, ColumnDataSource, Custom
 from bokeh.plotting import figure
 
 from iceviz.viz import maps
-from iceviz.viz.live_figures import TOOLS, image_columns, palette, round2, shared_ranges
+from iceviz.viz.live_figures import TOOLS, ascending, image_columns, palette, round2, shared_ranges
 from iceviz.viz.mesh_figures import frame_size, map_figure
 
 FRAME_WIDTH = 230
@@ -108,14 +108,6 @@ def _thin(x: np.ndarray, y: np.ndarray, values: np.ndarray, max_cells: int) -> t
     return x[::step], y[::step], values[::step, ::step]
 
 
-def _ascending(x: np.ndarray, y: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, ...]:
-    if len(x) > 1 and x[0] > x[-1]:
-        x, values = x[::-1], values[:, ::-1]
-    if len(y) > 1 and y[0] > y[-1]:
-        y, values = y[::-1], values[::-1]
-    return x, y, values
-
-
 def preview_dims(offset_note: bool) -> list[hv.Dimension]:
     """The preview's key dimensions: the shelf's own coordinates (not EPSG:3031 when the file is offset)."""
     frame = "file coordinates, offset from EPSG:3031" if offset_note else "m"
@@ -128,7 +120,7 @@ def observed_speed(x: np.ndarray, y: np.ndarray, u: np.ndarray, v: np.ndarray, m
     """Observed speed |u| [m/yr] (NaN off the shelf) as an image with ascending axes, at most ``max_cells``
     a side: what the shelf preview shows under the crop box."""
     speed = np.hypot(np.asarray(u, dtype=float), np.asarray(v, dtype=float))
-    x, y, speed = _ascending(*_thin(np.asarray(x, float), np.asarray(y, float), speed, max_cells))
+    x, y, speed = ascending(*_thin(np.asarray(x, float), np.asarray(y, float), speed, max_cells))
     vdim = hv.Dimension("speed", label="observed speed", unit="m/yr")
     return hv.Image((x, y, np.ascontiguousarray(speed)), kdims=kdims or preview_dims(False), vdims=[vdim])
 
@@ -200,9 +192,6 @@ class ShelfMap:
         self.source.data = image_columns(x, y, values)
         if (self.mapper.low, self.mapper.high) != (low, high):
             self.mapper.update(low=low, high=high)
-
-    def clear(self) -> None:
-        self.source.data = dict(image=[], x=[], y=[], dw=[], dh=[])
 
 
 class LossChart:
