@@ -96,6 +96,13 @@ class _RelayControl(Control):
         super().publish(snapshot)
         self.flush(snapshot)
 
+    def tick(self) -> None:
+        """As :meth:`Control.tick`; about to block in a pause, first send what is pending, so that the parent
+        shows where training stopped rather than a record up to RECORD_FLUSH_S old."""
+        if not self._resume.is_set() and self._pending:
+            self.flush()
+        super().tick()
+
 
 def _child_main(make_trainer: Callable[[], Any], conn: multiprocessing.connection.Connection,
                 snapshot_every: float | None, events: tuple[Any, Any], num_threads: int | None, nice: int) -> None:

@@ -106,6 +106,7 @@ def test_training_updates_live_and_obeys_pause_and_cancel(page, tmp_path):
     card = page.locator(".job-card").first
     card.locator("button", has_text="Pause").first.click()
     latency = wait_for(lambda: "paused" in card_text(page, label), 5, "the pause to show")
+    page.wait_for_timeout(1000)  # the pause takes hold at the worker's next step; its last records follow
     epoch = card_text(page, label).split("epoch")[1].split("·")[0]
     page.wait_for_timeout(1500)
     assert card_text(page, label).split("epoch")[1].split("·")[0] == epoch, "training went on while paused"

@@ -98,3 +98,26 @@ def test_a_killed_worker_fails_its_job_with_the_exit_code(jobs):
     os.kill(job.pid, signal.SIGKILL)
     assert job.wait(10) is JobStatus.FAILED
     assert "exit code -9" in job.error and "dfnn" in job.error
+
+
+def test_a_worker_about_to_pause_sends_its_pending_records_first():
+    import multiprocessing
+    import threading
+
+    from iceviz.training.worker import _RelayControl
+
+    parent, child = multiprocessing.Pipe()
+    resume, cancel = threading.Event(), threading.Event()
+    control = _RelayControl(child, snapshot_every=None, events=(resume, cancel))
+    control.record({"epoch": 7})  # younger than the flush period: held back
+    assert not parent.poll(0.1)
+    resume.clear()  # the parent paused the job
+    worker = threading.Thread(target=control.tick)
+    worker.start()
+    assert parent.poll(2.0), "the last records did not reach the parent before the pause"
+    kind, (records, snapshot) = parent.recv()
+    assert kind == "progress" and records == [{"epoch": 7}] and snapshot is None
+    assert worker.is_alive()  # and it is paused
+    resume.set()
+    worker.join(2.0)
+    assert not worker.is_alive()
