@@ -119,6 +119,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary["units"] = VISCOSITY_UNITS | {"viscosity_scale_pa_s": trainer.scales.viscosity}
         line = ", ".join(f"{k} {100 * summary[k]:.2f} %" for k in VISCOSITY_KEYS if k.endswith("rel_error")
                          and k in summary) + f", SSA residual {summary['residual']:.3g}"
+    elif trainer.spec.family == "emulator":
+        summary.update({k: result.metrics[k] for k in EMULATOR_KEYS})
+        summary["units"] = EMULATOR_UNITS
+        line = (f"test RMSE h {summary['rmse_h']:.2f} m, v {summary['rmse_v']:.2f} m/a, R {summary['r']:.4f}, "
+                f"speed-up {summary['speedup']:.0f}x")
     else:
         summary.update({k: result.metrics[k] for k in ("rmse", "mae", "mad", "rmse_phys", "mae_phys", "mad_phys")})
         summary["units"] = {"rmse": "scaled flux", "mad": "scaled divergence", "rmse_phys": "m2/yr",
@@ -148,6 +153,21 @@ VISCOSITY_UNITS = {
 }
 
 
+EMULATOR_KEYS = ("rmse_h", "rmse_v", "rmse_vx", "rmse_vy", "r", "r_vx", "r_vy", "r_change_h", "r_change_v",
+                 "gl_error_final", "vaf_rel_error_final", "speedup", "emulator_seconds", "simulator_seconds",
+                 "simulator_dt", "break_even_rollouts", "per_forcing")
+"""The emulator family's JSON keys (scores over the test runs' snapshots after the first)."""
+EMULATOR_UNITS = {
+    "rmse_h": "m", "rmse_v": "m/yr (length of the velocity error vector)", "rmse_vx": "m/yr", "rmse_vy": "m/yr",
+    "r": "Pearson R of thickness values", "r_change_h": "Pearson R of the thickness change since the first snapshot",
+    "gl_error_final": "m (grounding line on the centreline, last snapshot)",
+    "vaf_rel_error_final": "relative volume-above-flotation error, last snapshot",
+    "speedup": "simulator wall time for a run / emulator wall time for its snapshots, this machine",
+    "emulator_seconds": "s", "simulator_seconds": "s (as recorded in the ensemble)", "simulator_dt": "yr (mean)",
+    "break_even_rollouts": "rollouts after which training + emulation beats simulation",
+}
+
+
 def _write_outputs(out: Path, job: Any, summary: dict[str, Any], save_checkpoint: Any) -> Path:
     """Checkpoint, metrics and the predicted field (CF NetCDF, EPSG:3031) under ``out``."""
     from iceviz.data.netcdf import grid_dataset, write_netcdf
@@ -156,6 +176,12 @@ def _write_outputs(out: Path, job: Any, summary: dict[str, Any], save_checkpoint
     save_checkpoint(out / "model.safetensors", job.trainer, metrics=summary)
     (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     fields = job.latest().fields
+    if job.trainer.spec.family == "emulator":  # test runs x snapshots x mesh nodes, with the triangles
+        fields = fields.assign_attrs(title=f"iceviz {summary['model']} emulation", source=f"iceviz {summary['model']}",
+                                     data_spec=summary["data"], Conventions="CF-1.8",
+                                     **{k: summary[k] for k in ("rmse_h", "rmse_v", "r", "speedup")})
+        write_netcdf(fields, out / "prediction.nc")
+        return out
     if job.trainer.spec.family == "viscosity":  # two rasters (velocity, thickness): written as they are
         fields = fields.assign_attrs(title=f"iceviz {summary['model']} inversion", source=f"iceviz {summary['model']}",
                                      data_spec=summary["data"], Conventions="CF-1.8",

@@ -36,3 +36,23 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+SMALL_ENSEMBLE = dict(scenario="marine-glacier", overrides=dict(resolution=40e3, refined_resolution=20e3, spin_up_years=20),
+                      grid={"melt": [0.0, 20.0, 40.0, 60.0, 80.0]}, years=4.0, snapshot_every=0.5)
+"""A 144-node marine glacier, five melt rates, 4 years (9 snapshots): about 6 s to run."""
+
+
+@pytest.fixture(scope="session")
+def small_ensemble(tmp_path_factory) -> Path:
+    """The directory of :data:`SMALL_ENSEMBLE`, run once per test session (its spin-up cached in a temporary folder)."""
+    from iceviz.sim.ensemble import run_ensemble
+    from iceviz.sim.model import RunSettings
+
+    root = tmp_path_factory.mktemp("small-ensemble")
+    e = SMALL_ENSEMBLE
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ICEVIZ_CACHE", str(root / "cache"))
+        run_ensemble(e["scenario"], e["overrides"], e["grid"],
+                     RunSettings(years=e["years"], snapshot_every=e["snapshot_every"]), root / "ensemble")
+    return root / "ensemble"

@@ -22,11 +22,12 @@ from typing import Any, Callable
 import numpy as np
 
 from iceviz.data import synthetic
+from iceviz.data.ensemble import EnsembleProblem
 from iceviz.data.problem import DataError, FluxObservations, FluxProblem
 from iceviz.data.region import crop
 from iceviz.data.shelf import ShelfProblem, crop_shelf
 
-Problem = FluxProblem | ShelfProblem
+Problem = FluxProblem | ShelfProblem | EnsembleProblem
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,28 @@ def _load_shelf(arg: str, opts: dict[str, Any], spec: str) -> ShelfProblem:
     return load_synthetic_shelf(arg, spec=spec)
 
 
+def _values(text: str) -> list[float]:
+    values = [float(v) for v in text.split(",") if v.strip()]
+    if not values or not all(math.isfinite(v) for v in values):
+        raise ValueError("expected comma-separated finite numbers")
+    return values
+
+
+def _load_sim(arg: str, opts: dict[str, Any], spec: str) -> EnsembleProblem:
+    from iceviz.data.ensemble import load_ensemble
+    from iceviz.sim.ensemble import default_ensemble
+    from iceviz.sim.ssa import SimulationError
+
+    if not arg:
+        raise DataError(f"{spec}: sim needs an ensemble directory (from 'iceviz sim ensemble') or 'default'")
+    if arg == "default":
+        try:
+            arg = str(default_ensemble())
+        except SimulationError as err:
+            raise DataError(f"{spec}: {err}") from None
+    return load_ensemble(arg, spec=spec, test=opts.get("test"), val=opts.get("val"))
+
+
 KINDS: dict[str, Kind] = {
     "synthetic": Kind(
         "synthetic",
@@ -174,6 +197,16 @@ KINDS: dict[str, Kind] = {
         "synthetic ice shelf with known viscosity, solved by iceviz's own SSA (see iceviz.sim.shelves)",
         (BBOX,),
         _load_shelf,
+    ),
+    "sim": Kind(
+        "sim",
+        "DIR",
+        "simulation ensemble for the mesh emulators (DIR from 'iceviz sim ensemble'; 'default': the cached default "
+        "ensemble, run on first use, ~2 min)",
+        (Option("test", _values, "forcing values held out for testing, e.g. 20,50 (default: a quarter of the "
+                                 "interior values)"),
+         Option("val", _values, "forcing values held out for validation (default: one interior value)")),
+        _load_sim,
     ),
 }
 
@@ -245,7 +278,7 @@ def list_specs() -> list[tuple[str, str]]:
     rows = [
         (f"synthetic:{n}", f"{SYNTHETIC_DESCRIPTIONS[n]} (options: noise, seed, bbox)") for n in synthetic.SYNTHETIC_NAMES
     ]
-    for name in ("byrd-mcor", "points", "diffice"):
+    for name in ("byrd-mcor", "points", "diffice", "sim"):
         kind = KINDS[name]
         rows.append((f"{name}:{kind.arg}", f"{kind.description} (options: {', '.join(o.name for o in kind.options)})"))
     from iceviz.sim.shelves import SHELVES  # the simulator is heavy to import: only when listing

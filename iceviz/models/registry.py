@@ -97,6 +97,27 @@ class ViscosityParams(Budget):
     interface_points = param.Integer(200, bounds=(1, 100_000), doc="XPINN: points per interface per step [points].")
 
 
+EMULATOR_LAYERS = ("equivariant", "seed")
+"""EGCN layers: ours (exactly E(2)-equivariant) or the seed's (velocity as plain numbers)."""
+
+
+class EmulatorParams(Budget):
+    """Hyper-parameters of the mesh emulators (EGCN, GCN, MLP, grid CNN; see iceviz.training.emulator_trainer).
+
+    An epoch is one pass over every (run, snapshot) pair of the training runs.
+    """
+
+    lr = param.Number(2e-3, bounds=(1e-6, 1.0),
+                      doc="Peak Adam learning rate [1/step], cosine-annealed to a tenth over the budget.")
+    batch_size = param.Integer(8, bounds=(1, 1024), doc="Graphs (run, snapshot pairs) per optimisation step [graphs].")
+    width = param.Integer(64, bounds=(4, 512), doc="Hidden features per node (and per edge message) [units].")
+    layers = param.Integer(4, bounds=(1, 12), doc="Message-passing, convolution or hidden layers [layers].")
+    channels = param.Integer(4, bounds=(1, 32), doc="EGCN: vector channels per node, the first the initial velocity [channels].")
+    layer = param.Selector(default="equivariant", objects=list(EMULATOR_LAYERS),
+                           doc="EGCN: 'equivariant' (velocity only as a vector) or the seed's layer (velocity as numbers).")
+    cells = param.Integer(2048, bounds=(64, 1_000_000), doc="Grid CNN: raster cells the mesh is interpolated to [cells].")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One registered model.
@@ -178,7 +199,23 @@ VISCOSITY_SPEC = ModelSpec(
     doc="ice-shelf viscosity from velocity and thickness: (u, v, h) and log μ networks solving the SSA (DIFFICE_jax)",
 )
 
-REGISTRY: dict[str, ModelSpec] = {**_flux_specs(), VISCOSITY_SPEC.name: VISCOSITY_SPEC}
+_EMULATOR_DOCS = {
+    "egcn": "equivariant graph network emulating the simulator on its mesh: (initial state, forcing, time) -> state",
+    "gcn": "graph convolutional network emulator (Kipf & Welling), inputs as plain numbers",
+    "mlp": "node-wise MLP emulator: every node on its own, no neighbours",
+    "cnn": "grid CNN emulator: the mesh interpolated to a raster and back",
+    "persistence": "the floor: the state stays as it started",
+}
+
+
+def _emulator_specs() -> dict[str, ModelSpec]:
+    return {name: ModelSpec(name=name, family="emulator", problem_kind="ensemble", params=EmulatorParams,
+                            defaults=dict(epochs=1 if name == "persistence" else 40), doc=doc,
+                            options=dict(architecture=name))
+            for name, doc in _EMULATOR_DOCS.items()}
+
+
+REGISTRY: dict[str, ModelSpec] = {**_flux_specs(), VISCOSITY_SPEC.name: VISCOSITY_SPEC, **_emulator_specs()}
 """Every model iceviz can train, by name."""
 
 

@@ -15,11 +15,14 @@ the parent sends it, so the results do not depend on the number of workers.
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import json
 import math
 import multiprocessing
 import os
+import shutil
+import tempfile
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from decimal import Decimal
@@ -30,7 +33,8 @@ import numpy as np
 
 from iceviz.sim.model import Forcing, RunSettings, Simulator, State
 from iceviz.sim.scenarios import get_scenario
-from iceviz.sim.spinup import spin_up_key, spun_up
+from iceviz.cache import cache_dir
+from iceviz.sim.spinup import SIM_VERSION, spin_up_key, spun_up
 from iceviz.sim.ssa import SimulationError
 from iceviz.sim.ugrid import write_run
 
@@ -196,6 +200,46 @@ def _failed(task: dict, exc: BaseException) -> dict:
 def _simulator(scenario_name: str, overrides: str) -> Simulator:
     """The scenario's simulator (built once per process); ``overrides`` as a JSON object string."""
     return Simulator(get_scenario(scenario_name, **json.loads(overrides)))
+
+
+DEFAULT_SCENARIO = "marine-glacier"
+DEFAULT_GRID = {"melt": [float(m) for m in range(0, 80, 10)]}
+DEFAULT_SETTINGS = dict(years=20.0, snapshot_every=0.5)
+"""The default ensemble: the marine glacier (2,345 nodes) under 0, 10, ... 70 m/a of melt for 20 years, a
+snapshot every half year (about two minutes on two cores; then cached)."""
+
+
+def default_ensemble_dir(root: Path | None = None) -> Path:
+    """Where the default ensemble is cached: named by a hash of its recipe and the simulator version."""
+    recipe = json.dumps(dict(version=SIM_VERSION, scenario=DEFAULT_SCENARIO, grid=DEFAULT_GRID,
+                             settings=RunSettings(**DEFAULT_SETTINGS).key()), sort_keys=True)
+    key = hashlib.sha256(recipe.encode()).hexdigest()[:12]
+    return (root or cache_dir() / "sim") / f"ensemble-default-{key}"
+
+
+def default_ensemble(progress: Progress | None = None, root: Path | None = None, workers: int | None = None) -> Path:
+    """The default ensemble's directory, run first if it is not cached (into a temporary folder that is
+    renamed when every run is done, so a stopped build leaves nothing half-made behind)."""
+    out = default_ensemble_dir(root)
+    if (out / MANIFEST).is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
+    try:
+        manifest = run_ensemble(DEFAULT_SCENARIO, {}, DEFAULT_GRID, RunSettings(**DEFAULT_SETTINGS), tmp,
+                                workers=workers or min(2, os.cpu_count() or 1), progress=progress)
+        failed = [r for r in manifest["runs"] if r["status"] != "done"]
+        if failed:
+            raise SimulationError(f"the default ensemble failed in {len(failed)} run(s): {failed[0].get('error')}")
+        try:
+            tmp.rename(out)
+        except OSError:  # built meanwhile by someone else: theirs is as good
+            if not (out / MANIFEST).is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
 
 
 def read_manifest(directory: str | os.PathLike) -> dict:

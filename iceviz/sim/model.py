@@ -102,6 +102,34 @@ class SimRun:
                      v=self.fields["vy"][index].copy(), t=float(self.times[index]))
 
 
+def flotation_diagnostics(h: np.ndarray, bed: np.ndarray, node_area: np.ndarray, probe, line: np.ndarray
+                          ) -> dict[str, float]:
+    """Volume [m³], volume above flotation [m³], grounded area [m²] and the grounding line [m] of thickness ``h``.
+
+    Parameters
+    ----------
+    h, bed : thickness and bed elevation at the nodes [m].
+    node_area : ∫ φ_i dx per node [m²] (P1 lumped areas).
+    probe : sparse (K, N) matrix interpolating node values at the ``line`` points.
+    line : (K, 2) points along the centreline, upstream to front [m]; the grounding line is the
+        distance along it to the first sign change of the height above flotation, linearly interpolated.
+    """
+    haf = height_above_flotation(h, bed)
+    grounded = haf >= 0
+    along = probe @ haf
+    distance = np.linalg.norm(line - line[0], axis=1)
+    afloat = np.nonzero(along < 0)[0]
+    if len(afloat) == 0:
+        gl = float(distance[-1])
+    elif afloat[0] == 0:
+        gl = 0.0
+    else:  # linear interpolation of the first sign change from upstream
+        i = afloat[0]
+        gl = float(distance[i - 1] + (distance[i] - distance[i - 1]) * along[i - 1] / (along[i - 1] - along[i]))
+    return dict(volume=float(node_area @ h), volume_above_flotation=float(node_area @ np.where(grounded, haf, 0.0)),
+                grounded_area=float(node_area @ grounded), grounding_line=gl)
+
+
 class Simulator:
     """One scenario on its mesh: the solvers are built once and reused for every run.
 
@@ -136,22 +164,7 @@ class Simulator:
 
     def diagnose(self, h: np.ndarray) -> dict[str, float]:
         """Volume, volume above flotation, grounded area and the centreline grounding line [m]."""
-        haf = height_above_flotation(h, self.bed)
-        grounded = haf >= 0
-        along = self._probe @ haf
-        line = self.scenario.centreline()
-        distance = np.linalg.norm(line - line[0], axis=1)
-        afloat = np.nonzero(along < 0)[0]
-        if len(afloat) == 0:
-            gl = float(distance[-1])
-        elif afloat[0] == 0:
-            gl = 0.0
-        else:  # linear interpolation of the first sign change from upstream
-            i = afloat[0]
-            gl = float(distance[i - 1] + (distance[i] - distance[i - 1]) * along[i - 1] / (along[i - 1] - along[i]))
-        area = self.transport.node_area
-        return dict(volume=float(area @ h), volume_above_flotation=float(area @ np.where(grounded, haf, 0.0)),
-                    grounded_area=float(area @ grounded), grounding_line=gl)
+        return flotation_diagnostics(h, self.bed, self.transport.node_area, self._probe, self.scenario.centreline())
 
     def fields(self, state: State) -> dict[str, np.ndarray]:
         g = Geometry(state.h, self.bed)

@@ -19,11 +19,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from iceviz.data.problem import FluxScale
+from iceviz.models.emulators import make_emulator
 from iceviz.models.flux import make_flux_model
 from iceviz.models.registry import get_model
 from iceviz.models.viscosity import ViscosityPINN
+from iceviz.training.emulator_data import EmulatorScales
 
 FORMAT = "iceviz-checkpoint-1"
+MESH_POINTS, MESH_EDGES = "mesh.points", "mesh.edges"
+"""Extra tensors of an emulator checkpoint: its mesh's node coordinates [m] and edges."""
 
 
 @dataclass
@@ -37,6 +41,7 @@ class Checkpoint:
     data: str
     metrics: dict[str, Any]
     scale: FluxScale | None = None  # flux family only
+    scales: EmulatorScales | None = None  # emulator family only
     bounds: tuple[float, float, float, float] | None = None
     grid_shape: tuple[int, int] | None = None
 
@@ -54,9 +59,13 @@ def save_checkpoint(path: str | Path, trainer: Any, metrics: dict[str, Any] | No
         data=problem.spec,
         metrics=metrics or {},
     )
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in trainer.model.state_dict().items()}
     if trainer.spec.family == "flux":
         meta.update(scale=asdict(problem.scale), bounds=list(problem.bounds), grid_shape=list(trainer.grid_shape))
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in trainer.model.state_dict().items()}
+    elif trainer.spec.family == "emulator":  # the mesh travels with the model: it is the model's graph
+        meta.update(scales=trainer.scales.as_dict())
+        tensors[MESH_POINTS] = torch.as_tensor(problem.mesh.points, dtype=torch.float64)
+        tensors[MESH_EDGES] = torch.as_tensor(problem.mesh.edges, dtype=torch.int64)
     save_file(tensors, str(path), metadata={"iceviz": json.dumps(meta)})
     return path
 
@@ -86,7 +95,16 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
         spec = get_model(meta.get("model"))  # the model must still be registered
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
-    model = ViscosityPINN.from_config(meta["config"]) if spec.family == "viscosity" else make_flux_model(meta["config"])
+    try:
+        if spec.family == "viscosity":
+            model = ViscosityPINN.from_config(meta["config"])
+        elif spec.family == "emulator":
+            points, edges = tensors.pop(MESH_POINTS).cpu().numpy(), tensors.pop(MESH_EDGES).cpu().numpy()
+            model = make_emulator(meta["config"], points, edges)
+        else:
+            model = make_flux_model(meta["config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: cannot rebuild the model from its config ({type(err).__name__}: {err})") from None
     try:
         model.load_state_dict(tensors)
     except RuntimeError as err:
@@ -97,4 +115,6 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     if spec.family == "flux":
         checkpoint.scale = FluxScale(**meta["scale"])
         checkpoint.bounds, checkpoint.grid_shape = tuple(meta["bounds"]), tuple(meta["grid_shape"])
+    elif spec.family == "emulator":
+        checkpoint.scales = EmulatorScales.from_dict(meta["scales"])
     return checkpoint

@@ -6,19 +6,20 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from iceviz.data.problem import FluxProblem
-from iceviz.data.shelf import ShelfProblem
-from iceviz.data.specs import load_problem
+from iceviz.data.specs import Problem, load_problem
 from iceviz.models.registry import ModelSpec, get_model
+from iceviz.training.emulator_trainer import EmulatorTrainer
 from iceviz.training.flux_trainer import FluxTrainer
 from iceviz.training.viscosity_trainer import ViscosityTrainer
 from iceviz.training.job import Job
 from iceviz.training.worker import ProcessJob
 
-TRAINER_FAMILIES: dict[str, Callable[..., Any]] = {"flux": FluxTrainer, "viscosity": ViscosityTrainer}
+TRAINER_FAMILIES: dict[str, Callable[..., Any]] = {"flux": FluxTrainer, "viscosity": ViscosityTrainer,
+                                                   "emulator": EmulatorTrainer}
 """Trainer class for each model family of the registry."""
 
 
-def make_trainer(model: str | ModelSpec, data: str | FluxProblem | ShelfProblem, device: str = "auto",
+def make_trainer(model: str | ModelSpec, data: str | Problem, device: str = "auto",
                  grid_shape: tuple[int, int] | None = None, **overrides: Any) -> Any:
     """A trainer for ``model`` on ``data`` (a spec string or a loaded problem), hyper-parameters overridden."""
     spec = get_model(model) if isinstance(model, str) else model

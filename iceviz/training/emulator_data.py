@@ -1,0 +1,132 @@
+"""An ensemble as tensors: scaled emulator inputs and targets, and the scaling that travels with the model.
+
+A sample is one (run, snapshot) pair: the inputs are the run's initial state, its forcing
+and the snapshot's time; the target is the change of (vx, vy, h) from the initial state,
+each divided by its RMS over the training samples (so persistence predicts zero and the
+three targets weigh alike in a mean squared error).
+
+Scaling keeps the emulators' symmetries: velocity is divided by one speed (no per-component
+mean), positions are centred and divided by one length, thickness and bed are standardised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from iceviz.data.ensemble import TARGETS, EnsembleProblem
+from iceviz.sim.ssa import height_above_flotation
+
+
+@dataclass(frozen=True)
+class EmulatorScales:
+    """How inputs and targets are scaled (JSON-able; saved in checkpoints)."""
+
+    pos_mean: tuple[float, float]
+    length: float
+    """[m]: positions are (x − pos_mean) / length."""
+    speed: float
+    """[m/a]: the initial velocity is divided by it."""
+    h_mean: float
+    h_std: float
+    bed_mean: float
+    bed_std: float
+    forcing_keys: tuple[str, ...]
+    forcing_mean: tuple[float, ...]
+    forcing_std: tuple[float, ...]
+    duration: float
+    """[a]: time is t / duration."""
+    dv: float
+    """[m/a]: RMS of the velocity change over the training samples (the Δvx, Δvy target unit)."""
+    dh: float
+    """[m]: RMS of the thickness change over the training samples (the Δh target unit)."""
+    tags: tuple[str, ...]
+    """Boundary tags, one indicator input each."""
+
+    @classmethod
+    def from_problem(cls, problem: EnsembleProblem, runs: np.ndarray) -> "EmulatorScales":
+        f = problem.fields
+        pts = problem.mesh.points
+        u0, v0, h0 = f["vx"][runs, 0], f["vy"][runs, 0], f["h"][runs, 0]
+        dvx, dvy = f["vx"][runs] - u0[:, None], f["vy"][runs] - v0[:, None]
+        dh = f["h"][runs] - h0[:, None]
+        forcing = problem.forcing[runs]
+        std = forcing.std(axis=0)
+        return cls(pos_mean=tuple(map(float, pts.mean(axis=0))), length=float(pts.std(axis=0).max()),
+                   speed=_positive(np.sqrt(np.mean(u0**2 + v0**2))), h_mean=float(h0.mean()),
+                   h_std=_positive(h0.std()), bed_mean=float(problem.bed.mean()), bed_std=_positive(problem.bed.std()),
+                   forcing_keys=problem.forcing_keys, forcing_mean=tuple(map(float, forcing.mean(axis=0))),
+                   forcing_std=tuple(float(s) if s > 0 else 1.0 for s in std),
+                   duration=_positive(problem.times[-1] - problem.times[0]),
+                   dv=_positive(np.sqrt(np.mean(dvx**2 + dvy**2) / 2)), dh=_positive(np.sqrt(np.mean(dh**2))),
+                   tags=tuple(sorted(problem.mesh.boundary)))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EmulatorScales":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def n_scalars(self) -> int:
+        """Scalar inputs per node: h₀, bed, |u₀|, floating, the tags, the forcings and time."""
+        return 4 + len(self.tags) + len(self.forcing_keys) + 1
+
+
+def _positive(value: float) -> float:
+    value = float(value)
+    return value if value > 0 and np.isfinite(value) else 1.0
+
+
+class EmulatorData:
+    """Scaled tensors of an ensemble on one device, and the way back to physical units."""
+
+    def __init__(self, problem: EnsembleProblem, scales: EmulatorScales, device: torch.device):
+        self.problem, self.scales, self.device = problem, scales, device
+        sc, f, mesh = scales, problem.fields, problem.mesh
+        u0, v0, h0 = f["vx"][:, 0], f["vy"][:, 0], f["h"][:, 0]  # (R, N)
+        floating = (height_above_flotation(h0, problem.bed[None, :]) < 0).astype(float)
+        tags = [np.isin(np.arange(mesh.n_nodes), mesh.boundary_nodes(t)).astype(float) for t in sc.tags]
+        n_runs = problem.n_runs
+        static = [(h0 - sc.h_mean) / sc.h_std, np.broadcast_to((problem.bed - sc.bed_mean) / sc.bed_std, h0.shape),
+                  np.hypot(u0, v0) / sc.speed, floating, *[np.broadcast_to(t, h0.shape) for t in tags]]
+        self.static = self._tensor(np.stack(static, axis=-1))  # [R, N, F0]
+        self.vectors = self._tensor(np.stack([u0, v0], axis=-1) / sc.speed)  # [R, N, 2]
+        self.pos = self._tensor((mesh.points - np.array(sc.pos_mean)) / sc.length)  # [N, 2]
+        forcing = (problem.forcing - np.array(sc.forcing_mean)) / np.array(sc.forcing_std)
+        self.forcing = self._tensor(forcing.reshape(n_runs, -1))  # [R, K]
+        self.time = self._tensor((problem.times - problem.times[0]) / sc.duration)  # [S]
+        change = np.stack([(f["vx"] - u0[:, None]) / sc.dv, (f["vy"] - v0[:, None]) / sc.dv,
+                           (f["h"] - h0[:, None]) / sc.dh], axis=-1)
+        self.targets = self._tensor(change)  # [R, S, N, 3]
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(array), dtype=torch.float32, device=self.device)
+
+    def samples(self, runs: np.ndarray, snapshots: np.ndarray | None = None) -> np.ndarray:
+        """(K, 2) (run, snapshot) pairs of the given runs (every snapshot by default)."""
+        s = np.arange(len(self.problem.times)) if snapshots is None else np.asarray(snapshots)
+        return np.array([(r, j) for r in runs for j in s], dtype=np.int64).reshape(-1, 2)
+
+    def inputs(self, pairs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(scalars [B, N, F], vectors [B, N, 2], pos [B, N, 2]) of (run, snapshot) pairs."""
+        r = torch.as_tensor(pairs[:, 0], device=self.device)
+        s = torch.as_tensor(pairs[:, 1], device=self.device)
+        n = self.pos.shape[0]
+        globals_ = torch.cat([self.forcing[r], self.time[s, None]], -1)  # [B, K + 1]
+        scalars = torch.cat([self.static[r], globals_[:, None, :].expand(-1, n, -1)], -1)
+        return scalars, self.vectors[r], self.pos.expand(len(pairs), -1, -1)
+
+    def target(self, pairs: np.ndarray) -> torch.Tensor:
+        return self.targets[torch.as_tensor(pairs[:, 0], device=self.device),
+                            torch.as_tensor(pairs[:, 1], device=self.device)]
+
+    def physical(self, change: torch.Tensor, pairs: np.ndarray) -> dict[str, np.ndarray]:
+        """Predicted (vx, vy, h) [m/a, m/a, m] -> (B, N) from scaled changes [B, N, 3] of (run, snapshot) pairs."""
+        c = change.detach().double().cpu().numpy()
+        sc, f, runs = self.scales, self.problem.fields, pairs[:, 0]
+        units = (sc.dv, sc.dv, sc.dh)
+        return {k: f[k][runs, 0] + c[..., i] * units[i] for i, k in enumerate(TARGETS)}

@@ -1,0 +1,268 @@
+"""Training mesh emulators (EGCN and its baselines) on a simulation ensemble.
+
+The task is the seed's: (initial state, forcing, time) -> (vx, vy, h) at that time, at every
+node. The predicted change from the initial state is t̂ times the network's output (t̂ the
+scaled time since the first snapshot), so every emulator reproduces the initial state exactly
+and its change grows from zero, as the simulated one does. Loss: mean squared error of the scaled change from the initial state
+(:mod:`iceviz.training.emulator_data`), Adam with a cosine fall of the rate to a tenth over
+the budget. After every epoch the validation runs are scored; the weights of the best
+validation epoch are kept. Test runs (held-out forcing values) are only ever scored.
+
+Scores, over the test runs and every snapshot after the first (in physical units): RMSE of
+thickness [m] and velocity [m/a], Pearson R, grounding-line and volume-above-flotation errors,
+and the speed-up: the simulator's recorded wall time for a run ÷ the emulator's wall time for
+the same snapshots, measured here.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from iceviz.data.ensemble import TARGETS, EnsembleProblem
+from iceviz.models.emulators import make_emulator
+from iceviz.models.registry import ModelSpec
+from iceviz.training.device import resolve_device
+from iceviz.training.emulator_data import EmulatorData, EmulatorScales
+from iceviz.training.emulator_metrics import Flotation, break_even, state_scores
+from iceviz.training.flux_trainer import FitResult
+from iceviz.training.job import Control, check_finite_loss
+from iceviz.training.snapshot import Snapshot
+
+LIVE_TIMES = 11
+"""Live snapshots score the test runs at about this many snapshot times; the final one at all of them."""
+CHUNK = 32
+"""Graphs per evaluation pass."""
+FINAL_LR = 0.1
+"""The cosine schedule ends at this fraction of the peak rate."""
+
+
+class EmulatorTrainer:
+    """Trains one emulator on an ensemble; snapshots error maps of the test runs on the mesh.
+
+    Parameters
+    ----------
+    spec : the registered model (``egcn``, ``gcn``, ``mlp``, ``cnn``, ``persistence``).
+    problem : the ensemble.
+    params : hyper-parameters (``spec.make_params(...)``).
+    device : ``auto``, ``cpu``, ``cuda``...
+    grid_shape : unused (maps are on the mesh); accepted for the common trainer signature.
+    """
+
+    def __init__(self, spec: ModelSpec, problem: EnsembleProblem, params: Any, device: str = "auto",
+                 grid_shape: tuple[int, int] | None = None):
+        self.spec, self.problem, self.params = spec, problem, params
+        self.device = resolve_device(device)
+        torch.manual_seed(params.seed)
+        self._rng = np.random.default_rng(params.seed)
+        split = problem.split
+        self.scales = EmulatorScales.from_problem(problem, split["train"])
+        self.data = EmulatorData(problem, self.scales, self.device)
+        self.config = self._config(spec, params, self.scales.n_scalars)
+        self.model = make_emulator(self.config, problem.mesh.points, problem.mesh.edges).to(self.device)
+        n_times = len(problem.times)
+        self.train_pairs = self.data.samples(split["train"])
+        self.val_pairs = self.data.samples(split["val"], np.arange(1, n_times, 2))
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(trainable, lr=params.lr) if trainable else None
+        self.flotation = Flotation(problem)
+        self.epoch = self.step = self.best_epoch = 0
+        self.best_val = math.inf
+        self.losses: dict[str, float] = {}
+        self.train_seconds = 0.0
+
+    @staticmethod
+    def _config(spec: ModelSpec, params: Any, n_scalars: int) -> dict[str, Any]:
+        arch = spec.options["architecture"]
+        if arch == "persistence":
+            return dict(architecture=arch, n_scalars=n_scalars)
+        config = dict(architecture=arch, n_scalars=n_scalars, width=params.width, layers=params.layers)
+        if arch == "egcn" and params.layer == "seed":
+            config["architecture"] = "egcn-seed"
+        elif arch == "egcn":
+            config["channels"] = params.channels
+        elif arch == "cnn":
+            config["cells"] = params.cells
+        return config
+
+    # -- the loop ------------------------------------------------------------------------
+    def _progress(self, control: Control, within_epoch: float = 0.0) -> float:
+        p = self.params
+        by_epochs = (self.epoch + within_epoch) / p.epochs
+        by_time = control.elapsed() / p.seconds if p.seconds else 0.0
+        return min(1.0, max(by_epochs, by_time))
+
+    def fit(self, control: Control | None = None) -> FitResult:
+        """Epochs of shuffled mini-batches until the budget is spent; then the best validation epoch's weights."""
+        control = control or Control(snapshot_every=None)
+        control.start_clock()
+        if self.optimizer is not None:
+            best_state = self._train(control)
+            if best_state is not None:
+                self.model.load_state_dict(best_state)
+        self.train_seconds = control.elapsed()
+        self.model.eval()
+        final = self.snapshot(control, final=True)
+        control.publish(final)
+        return FitResult(epochs=self.epoch, steps=self.step, seconds=self.train_seconds, best_epoch=self.best_epoch,
+                         metrics=dict(final.metrics), losses=dict(self.losses))
+
+    def _train(self, control: Control) -> dict[str, torch.Tensor] | None:
+        p, n = self.params, len(self.train_pairs)
+        best_state = None
+        self.model.train()
+        while self._progress(control) < 1.0:
+            order = self._rng.permutation(n)
+            total, seen = 0.0, 0
+            for i in range(0, n, p.batch_size):
+                control.tick()
+                progress = self._progress(control, i / n)
+                if progress >= 1.0:
+                    break
+                self._set_lr(progress)
+                pairs = self.train_pairs[order[i:i + p.batch_size]]
+                loss = self._step(pairs)
+                total, seen = total + loss * len(pairs), seen + len(pairs)
+            if seen == 0:
+                break
+            self.epoch += 1
+            val = self.validation_loss()
+            self.losses = dict(total=total / seen, val=val)
+            if val < self.best_val:
+                self.best_val, self.best_epoch = val, self.epoch
+                best_state = copy.deepcopy(self.model.state_dict())
+            control.record(dict(step=self.step, epoch=self.epoch, seconds=control.elapsed(),
+                                progress=self._progress(control), lr=self.optimizer.param_groups[0]["lr"],
+                                loss_total=self.losses["total"], loss_val=val))
+            if control.snapshot_due():
+                control.publish(self.snapshot(control))
+        return best_state
+
+    def _set_lr(self, progress: float) -> None:
+        lr = self.params.lr * (FINAL_LR + (1 - FINAL_LR) * 0.5 * (1 + math.cos(math.pi * progress)))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def forward(self, pairs: np.ndarray) -> torch.Tensor:
+        """Scaled changes [B, N, 3] of (run, snapshot) pairs: t̂ times the network's output."""
+        t = self.data.time[torch.as_tensor(pairs[:, 1], device=self.device)]
+        return self.model(*self.data.inputs(pairs)) * t.view(-1, 1, 1)
+
+    def _step(self, pairs: np.ndarray) -> float:
+        loss = torch.mean((self.forward(pairs) - self.data.target(pairs)) ** 2)
+        check_finite_loss(loss, {"mse": loss}, f"{self.spec.name} on {self.problem.spec}", f"step {self.step}",
+                          self.optimizer.param_groups[0]["lr"])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return float(loss.detach())
+
+    def predict_scaled(self, pairs: np.ndarray) -> torch.Tensor:
+        """Scaled changes [K, N, 3] of (run, snapshot) pairs, in chunks, without gradients."""
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            out = [self.forward(pairs[i:i + CHUNK]) for i in range(0, len(pairs), CHUNK)]
+        self.model.train(was_training)
+        return torch.cat(out) if out else torch.zeros(0)
+
+    def validation_loss(self) -> float:
+        """Mean squared scaled error over the validation runs (every other snapshot)."""
+        pred = self.predict_scaled(self.val_pairs)
+        return float(torch.mean((pred - self.data.target(self.val_pairs)) ** 2))
+
+    def predict(self, run: int, snapshots: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Predicted ``vx``, ``vy`` [m/a], ``h`` [m] -> (S, N) for one run at its snapshots (all by default)."""
+        pairs = self.data.samples([run], snapshots)
+        return self.data.physical(self.predict_scaled(pairs), pairs)
+
+    # -- scores ------------------------------------------------------------------------
+    def emulator_seconds(self, run: int, repeats: int = 3) -> float:
+        """Median wall time [s] to predict every snapshot after the first of ``run`` (as a rollout would)."""
+        pairs = self.data.samples([run], np.arange(1, len(self.problem.times)))
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            self.data.physical(self.predict_scaled(pairs), pairs)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times))
+
+    def evaluate(self, snapshots: np.ndarray) -> tuple[xr.Dataset, dict[str, Any]]:
+        """Predictions, truth and errors of the test runs at ``snapshots`` (indices, the first being 0), and
+        the scores over every snapshot after the first (over all given when that is the first alone)."""
+        problem, f = self.problem, self.problem.fields
+        runs = problem.split["test"]
+        parts = [self.predict(r, snapshots) for r in runs]
+        pred = {k: np.stack([p[k] for p in parts]) for k in TARGETS}  # (R, S, N)
+        true = {k: f[k][runs][:, snapshots] for k in TARGETS}
+        init = {k: np.broadcast_to(f[k][runs][:, :1], true[k].shape) for k in TARGETS}
+        later = snapshots > 0 if np.any(snapshots > 0) else np.ones(len(snapshots), bool)
+        pick = (lambda d: {k: v[:, later] for k, v in d.items()})
+        metrics: dict[str, Any] = state_scores(pick(pred), pick(true), pick(init))
+        per_forcing = {}
+        for i, r in enumerate(runs):
+            one = (lambda d: {k: v[i, later] for k, v in d.items()})
+            s = state_scores(one(pred), one(true), one(init))
+            s.update(self.flotation.errors(pred["h"][i, later], true["h"][i, later]))
+            per_forcing[problem.label(r)] = {k: s[k] for k in ("rmse_h", "rmse_v", "r", "gl_error_final",
+                                                              "vaf_rel_error_final")}
+        metrics["per_forcing"] = per_forcing
+        for key in ("gl_error_final", "vaf_rel_error_final"):
+            metrics[key] = float(np.mean([v[key] for v in per_forcing.values()]))
+        err_h, err_v = pred["h"] - true["h"], np.hypot(pred["vx"] - true["vx"], pred["vy"] - true["vy"])
+        rmse_h_t, rmse_v_t = np.sqrt(np.mean(err_h**2, axis=2)), np.sqrt(np.mean(err_v**2, axis=2))
+        mesh = problem.mesh
+        node = ("run", "time", "node")
+        data = {
+            **{k: (node, pred[k], {"units": u, "long_name": f"{k} (emulator)"}) for k, u in _UNITS.items()},
+            **{f"{k}_true": (node, true[k], {"units": u, "long_name": f"{k} (simulator)"}) for k, u in _UNITS.items()},
+            "h_error": (node, err_h, {"units": "m", "long_name": "thickness error (emulator - simulator)"}),
+            "speed_error": (node, err_v, {"units": "m yr-1", "long_name": "length of the velocity error vector"}),
+            "rmse_h_t": (("run", "time"), rmse_h_t, {"units": "m", "long_name": "thickness RMSE over the nodes"}),
+            "rmse_v_t": (("run", "time"), rmse_v_t, {"units": "m yr-1", "long_name": "velocity RMSE over the nodes"}),
+            "triangles": (("face", "three"), mesh.triangles, {"long_name": "mesh triangles (node indices)"}),
+        }
+        coords = {"run": ("run", [problem.label(r) for r in runs]),
+                  "time": ("time", problem.times[snapshots], {"units": "yr"}),
+                  "node_x": ("node", mesh.points[:, 0], {"units": "m"}),
+                  "node_y": ("node", mesh.points[:, 1], {"units": "m"})}
+        attrs = {"model": self.spec.name, "data": problem.spec}
+        return xr.Dataset(data, coords=coords, attrs=attrs), metrics
+
+    def snapshot(self, control: Control, final: bool = False) -> Snapshot:
+        """Test-run maps and scores now (live: about LIVE_TIMES snapshot times; final: all, plus the speed-up)."""
+        seconds = control.elapsed()
+        n = len(self.problem.times)
+        stride = 1 if final else max(1, math.ceil((n - 1) / (LIVE_TIMES - 1)))
+        snapshots = np.unique(np.r_[np.arange(0, n, stride), n - 1])
+        fields, metrics = self.evaluate(snapshots)
+        metrics.update(epochs=self.epoch, steps=self.step, best_epoch=self.best_epoch)
+        if np.isfinite(self.best_val):
+            metrics["val_loss"] = self.best_val
+        if final:
+            metrics.update(self.speed_scores(seconds))
+        return Snapshot(model=self.spec.name, step=self.step, epoch=self.epoch, seconds=seconds,
+                        progress=1.0 if final else self._progress(control), losses=dict(self.losses),
+                        metrics=metrics, fields=fields, device=str(self.device), final=final)
+
+    def speed_scores(self, train_seconds: float) -> dict[str, float]:
+        """Speed-up over the simulator's recorded wall time (mean over the test runs), its time step and the
+        break-even number of rollouts including ``train_seconds``."""
+        runs = self.problem.split["test"]
+        emulator = self.emulator_seconds(int(runs[0]))
+        simulator = float(np.mean(self.problem.wall_time[runs]))
+        return dict(speedup=simulator / emulator, emulator_seconds=emulator, simulator_seconds=simulator,
+                    simulator_dt=self.problem.mean_dt, break_even_rollouts=break_even(train_seconds, simulator,
+                                                                                      emulator))
+
+
+_UNITS = {"vx": "m yr-1", "vy": "m yr-1", "h": "m"}

@@ -1,0 +1,150 @@
+"""Ensembles as learning problems: the split by forcing value, loading, and every inconsistency refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from iceviz.data.ensemble import load_ensemble, split_runs
+from iceviz.data.problem import DataError
+from iceviz.data.specs import load_problem
+
+
+def values(split: dict, forcing: np.ndarray) -> dict:
+    return {k: sorted(forcing[v, 0].tolist()) for k, v in split.items()}
+
+
+def test_default_split_holds_out_interior_values_for_test_and_validation():
+    forcing = np.arange(8.0)[:, None] * 10
+    split = values(split_runs(forcing), forcing)
+    assert split == {"train": [0.0, 10.0, 40.0, 60.0, 70.0], "val": [30.0], "test": [20.0, 50.0]}
+
+
+def test_every_run_with_a_held_out_value_is_held_out_and_the_splits_are_disjoint():
+    forcing = np.array([[0.0, 1], [0.0, 2], [10.0, 1], [10.0, 2], [20.0, 1], [20.0, 2], [30.0, 1], [30.0, 2]])
+    split = split_runs(forcing, test=[10.0], val=[20.0])
+    assert values(split, forcing) == {"train": [0.0, 0.0, 30.0, 30.0], "val": [20.0, 20.0], "test": [10.0, 10.0]}
+    assert sorted(np.concatenate(list(split.values())).tolist()) == list(range(8))
+
+
+def test_given_test_values_leave_validation_to_the_default_rule():
+    forcing = np.arange(5.0)[:, None]
+    split = values(split_runs(forcing, test=[2.0]), forcing)
+    assert split["test"] == [2.0] and split["val"] == [1.0] and split["train"] == [0.0, 3.0, 4.0]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(test=[15.0]), r"test value\(s\) 15 are not among the ensemble.s 0, 10, 20, 30"),
+    (dict(test=[10.0], val=[10.0]), "both test and val"),
+])
+def test_bad_split_values_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        split_runs(np.arange(4.0)[:, None] * 10, **kwargs)
+
+
+def test_a_split_needs_three_distinct_values():
+    with pytest.raises(ValueError, match="2 distinct values"):
+        split_runs(np.array([[0.0], [10.0]]))
+
+
+def test_loading_reads_every_run_on_the_shared_mesh(small_ensemble):
+    p = load_problem(f"sim:{small_ensemble}")
+    assert p.kind == "ensemble" and p.forcing_keys == ("melt",)
+    assert p.forcing[:, 0].tolist() == [0.0, 20.0, 40.0, 60.0, 80.0]
+    assert p.fields["h"].shape == (5, len(p.times), p.mesh.n_nodes)
+    assert p.times[0] == 0 and p.times[-1] == pytest.approx(4.0)
+    assert values(p.split, p.forcing) == {"train": [0.0, 60.0, 80.0], "val": [20.0], "test": [40.0]}
+    # more melt, thinner ice: the ensemble differs by its forcing
+    thinning = p.fields["h"][:, 0].sum(axis=1) - p.fields["h"][:, -1].sum(axis=1)
+    assert np.all(np.diff(thinning) > 0)
+    assert (p.wall_time > 0).all() and p.mean_dt > 0
+
+
+def test_spec_options_choose_the_held_out_values(small_ensemble):
+    p = load_problem(f"sim:{small_ensemble}?test=20,60&val=40")
+    assert values(p.split, p.forcing) == {"train": [0.0, 80.0], "val": [40.0], "test": [20.0, 60.0]}
+
+
+def copy_ensemble(src, tmp_path):
+    dst = tmp_path / "e"
+    shutil.copytree(src, dst)
+    return dst, json.loads((dst / "manifest.json").read_text())
+
+
+def write(dst, manifest):
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_missing_and_foreign_directories_are_named(tmp_path):
+    with pytest.raises(DataError, match="no manifest.json"):
+        load_problem(f"sim:{tmp_path}")
+    with pytest.raises(DataError, match="sim needs an ensemble directory"):
+        load_problem("sim:")
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(DataError, match="cannot read ensemble manifest"):
+        load_problem(f"sim:{tmp_path}")
+
+
+def test_failed_runs_are_skipped_and_too_few_refused(small_ensemble, tmp_path):
+    dst, manifest = copy_ensemble(small_ensemble, tmp_path)
+    manifest["runs"][4].update(status="failed", error="diverged", file=None)
+    write(dst, manifest)
+    p = load_ensemble(dst)
+    assert p.n_runs == 4 and "diverged" in p.notes[0]
+    for run in manifest["runs"][:3]:
+        run.update(status="failed", error="diverged", file=None)
+    write(dst, manifest)
+    with pytest.raises(DataError, match="1 finished run.*at least 3"):
+        load_ensemble(dst)
+
+
+def test_a_missing_run_file_is_named(small_ensemble, tmp_path):
+    dst, manifest = copy_ensemble(small_ensemble, tmp_path)
+    (dst / manifest["runs"][2]["file"]).unlink()
+    with pytest.raises(DataError, match="run file.*missing.*run-002.nc"):
+        load_ensemble(dst)
+
+
+def test_runs_on_different_meshes_are_refused(small_ensemble, tmp_path):
+    from iceviz.sim.ugrid import read_run, write_run
+
+    dst, manifest = copy_ensemble(small_ensemble, tmp_path)
+    path = dst / manifest["runs"][1]["file"]
+    run = read_run(path)
+    run.mesh.points[0] += 100.0
+    write_run(run, path)
+    with pytest.raises(DataError, match="different meshes"):
+        load_ensemble(dst)
+
+
+def test_runs_with_different_snapshot_times_are_refused(small_ensemble, tmp_path):
+    from iceviz.sim.ugrid import read_run, write_run
+
+    dst, manifest = copy_ensemble(small_ensemble, tmp_path)
+    path = dst / manifest["runs"][3]["file"]
+    run = read_run(path)
+    run.times = run.times[:-1]
+    run.fields = {k: v[:-1] for k, v in run.fields.items()}
+    run.diagnostics = {k: v[:-1] for k, v in run.diagnostics.items()}
+    write_run(run, path)
+    with pytest.raises(DataError, match="different snapshot times"):
+        load_ensemble(dst)
+
+
+def test_an_ensemble_without_varying_forcing_is_refused(small_ensemble, tmp_path):
+    dst, manifest = copy_ensemble(small_ensemble, tmp_path)
+    manifest["grid"] = {"melt": [0.0]}
+    write(dst, manifest)
+    with pytest.raises(DataError, match="do not differ in any forcing"):
+        load_ensemble(dst)
+
+
+def test_a_truncated_run_file_is_named(small_ensemble, tmp_path):
+    dst, manifest = copy_ensemble(small_ensemble, tmp_path)
+    path = dst / manifest["runs"][0]["file"]
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(DataError, match="cannot read simulation run.*run-000.nc"):
+        load_ensemble(dst)

@@ -1,0 +1,125 @@
+"""Emulator training: persistence is exact at t = 0, training lowers the validation error, scores are honest,
+scaling travels with the model, jobs and failures behave."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from iceviz.data.specs import load_problem
+from iceviz.training.checkpoint import load_checkpoint, save_checkpoint
+from iceviz.training.emulator_metrics import break_even, pearson, state_scores
+from iceviz.training.job import Control, JobStatus, TrainingFailed
+from iceviz.training.trainers import make_trainer, training_job
+
+from tests.training.conftest import wait_until
+
+SMALL = dict(width=16, layers=2, channels=2, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def ensemble(small_ensemble):
+    return load_problem(f"sim:{small_ensemble}")
+
+
+def test_scores_on_known_arrays():
+    true = dict(vx=np.array([1.0, 2.0]), vy=np.array([0.0, 0.0]), h=np.array([10.0, 20.0]))
+    pred = dict(vx=np.array([1.0, 2.0]), vy=np.array([3.0, 4.0]), h=np.array([16.0, 13.0]))
+    s = state_scores(pred, true, dict(vx=np.zeros(2), vy=np.zeros(2), h=np.array([10.0, 10.0])))
+    assert s["rmse_h"] == pytest.approx(np.sqrt((36 + 49) / 2)) and s["rmse_v"] == pytest.approx(np.sqrt((9 + 16) / 2))
+    assert s["rmse_vx"] == 0 and s["r_vx"] == pytest.approx(1.0) and s["r"] == s["r_h"] == pytest.approx(-1.0)
+    assert pearson(np.array([1.0, 2, 3]), np.array([2.0, 4, 6])) == pytest.approx(1.0)
+    assert break_even(100.0, 20.0, 0.5) == 6 and break_even(1.0, 1.0, 2.0) == float("inf")
+
+
+def test_persistence_is_exact_at_the_first_snapshot_and_scored_after_it(ensemble):
+    """Persistence: zero error at t = 0 (so is every emulator: the change is t̂ times the network's output)."""
+    trainer = make_trainer("persistence", ensemble, device="cpu")
+    result = trainer.fit(Control(snapshot_every=None))
+    assert result.epochs == 0 and result.steps == 0
+    fields, _ = trainer.evaluate(np.array([0]))
+    assert np.abs(fields["h_error"].values).max() == 0 and np.abs(fields["speed_error"].values).max() == 0
+    m = result.metrics
+    test = ensemble.split["test"]
+    later = ensemble.fields["h"][test][:, 1:] - ensemble.fields["h"][test][:, :1]
+    assert m["rmse_h"] == pytest.approx(np.sqrt(np.mean(later**2)))
+    assert m["rmse_h"] > 10 and np.isnan(m["r_change_h"])
+    assert set(m["per_forcing"]) == {"melt=40"}
+    assert m["speedup"] > 1 and m["simulator_seconds"] == pytest.approx(ensemble.wall_time[test].mean())
+    assert m["simulator_dt"] == pytest.approx(ensemble.mean_dt)
+
+
+@pytest.mark.parametrize("model", ["egcn", "gcn", "mlp", "cnn"])
+def test_short_training_lowers_validation_error_and_beats_persistence(ensemble, model):
+    trainer = make_trainer(model, ensemble, device="cpu", epochs=25, lr=5e-3, seed=0, **SMALL)
+    before = trainer.validation_loss()
+    control = Control(snapshot_every=None)
+    result = trainer.fit(control)
+    history = control.history()
+    assert len(history) == 25 and result.epochs == 25
+    assert history[-1]["loss_val"] < 0.5 * before
+    assert trainer.best_val == min(h["loss_val"] for h in history)
+    persistence = make_trainer("persistence", ensemble, device="cpu").fit(Control(snapshot_every=None)).metrics
+    assert result.metrics["rmse_h"] < 0.6 * persistence["rmse_h"]
+
+
+def test_best_validation_weights_are_kept(ensemble):
+    trainer = make_trainer("mlp", ensemble, device="cpu", epochs=6, seed=1, **SMALL)
+    control = Control(snapshot_every=None)
+    trainer.fit(control)
+    assert trainer.validation_loss() == pytest.approx(trainer.best_val, rel=1e-5)
+    assert trainer.best_epoch == 1 + int(np.argmin([h["loss_val"] for h in control.history()]))
+
+
+def test_live_snapshots_score_a_subset_of_times_and_the_final_one_all(ensemble):
+    trainer = make_trainer("mlp", ensemble, device="cpu", epochs=2, **SMALL)
+    control = Control(snapshot_every=0.0)
+    trainer.fit(control)
+    final = control.latest()
+    assert final.final and final.fields.sizes["time"] == len(ensemble.times)
+    assert final.fields["h"].shape == (1, len(ensemble.times), ensemble.mesh.n_nodes)
+    np.testing.assert_allclose(final.fields["h_error"], final.fields["h"] - final.fields["h_true"])
+    rmse_t = final.fields["rmse_h_t"].values[0]
+    assert rmse_t[0] == 0 and (rmse_t[1:] > 0).all()  # the initial state is exact by construction
+
+
+def test_scaling_travels_with_the_checkpoint(ensemble, tmp_path):
+    trainer = make_trainer("egcn", ensemble, device="cpu", epochs=2, **SMALL)
+    trainer.fit(Control(snapshot_every=None))
+    path = save_checkpoint(tmp_path / "egcn.safetensors", trainer, metrics={"rmse_h": 1.0})
+    ck = load_checkpoint(path)
+    assert ck.scales == trainer.scales and ck.config == trainer.config
+    pairs = trainer.data.samples([int(ensemble.split["test"][0])])
+    with torch.no_grad():
+        np.testing.assert_allclose(ck.model(*trainer.data.inputs(pairs)).numpy(),  # the raw network
+                                   trainer.model(*trainer.data.inputs(pairs)).numpy(), atol=1e-6)
+
+
+def test_the_seed_layer_switch_builds_the_seed_egcn(ensemble):
+    trainer = make_trainer("egcn", ensemble, device="cpu", epochs=1, layer="seed", **SMALL)
+    assert trainer.config["architecture"] == "egcn-seed" and type(trainer.model).__name__ == "SeedEGCN"
+
+
+def test_a_diverging_loss_fails_with_a_message(ensemble):
+    trainer = make_trainer("mlp", ensemble, device="cpu", epochs=3, **SMALL)
+    with torch.no_grad():
+        trainer.model.net[0].weight.fill_(float("nan"))
+    with pytest.raises(TrainingFailed, match="mlp on sim:.*loss became nan at step 0"):
+        trainer.fit(Control(snapshot_every=None))
+
+
+def test_wrong_problem_kinds_are_refused(ensemble):
+    with pytest.raises(ValueError, match="egcn trains on 'ensemble' problems"):
+        make_trainer("egcn", "synthetic:curve")
+    with pytest.raises(ValueError, match="dfnn trains on 'flux' problems"):
+        make_trainer("dfnn", ensemble)
+
+
+def test_a_background_job_can_be_cancelled(jobs, small_ensemble):
+    job = training_job("egcn", f"sim:{small_ensemble}", device="cpu", snapshot_every=0.1, epochs=100_000, **SMALL)
+    jobs.append(job)
+    job.start()
+    assert wait_until(lambda: job.latest() is not None and job.latest().epoch >= 1, timeout=60)
+    job.cancel()
+    assert job.wait(10) is JobStatus.CANCELLED
