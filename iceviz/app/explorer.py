@@ -45,6 +45,7 @@ from iceviz.viz import maps
 POLL_MS = 500
 SIMULATOR_TAB = 5
 VISCOSITY_TAB = 6
+EMULATOR_TAB = 7
 SNAPSHOT_EVERY_S = 1.0
 TRAINING_NICE = 10
 """Training threads yield the CPU to the server and the browser first."""
@@ -154,6 +155,8 @@ class Explorer:
         """The simulator tab's view (iceviz.app.simulator.SimulatorView), made on the tab's first visit."""
         self.viscosity: Any = None
         """The viscosity tab's view (iceviz.app.viscosity.ViscosityView), made on the tab's first visit."""
+        self.emulator: Any = None
+        """The emulator tab's view (iceviz.app.emulator.EmulatorView), made on the tab's first visit."""
         self._build()
 
     # -- layout --------------------------------------------------------------------------------
@@ -242,10 +245,11 @@ class Explorer:
         # simulator and viscosity tabs: built on first visit, like the region tab
         simulator_tab = pn.Column(sizing_mode="stretch_width")
         viscosity_tab = pn.Column(sizing_mode="stretch_width")
+        emulator_tab = pn.Column(sizing_mode="stretch_width")
 
         self.tabs = pn.Tabs(("Map", map_tab), ("Region", region_tab), ("Training", training_tab),
                             ("Lesson", lesson_tab), ("Saved runs", runs_tab), ("Simulator", simulator_tab),
-                            ("Viscosity", viscosity_tab), dynamic=False)
+                            ("Viscosity", viscosity_tab), ("Emulator", emulator_tab), dynamic=False)
         self.tabs.param.watch(self._on_tab, "active")
         self.main = [pn.Column(self.message, self.tabs, sizing_mode="stretch_width")]
         s.param.watch(self._refresh_info, ["message", "problem", "bounds"])
@@ -270,6 +274,12 @@ class Explorer:
             self.viscosity = ViscosityView(preset=preset_for_region(self.state.region))
             self.tabs[VISCOSITY_TAB].append(self.viscosity.view)
             self.viscosity.attach()
+        if event.new == EMULATOR_TAB and self.emulator is None:
+            from iceviz.app.emulator import EmulatorView
+
+            self.emulator = EmulatorView(region_bounds=lambda: self.state.bounds)
+            self.tabs[EMULATOR_TAB].append(self.emulator.view)
+            self.emulator.attach()
 
     def _on_region(self, event: Any) -> None:
         """A shelf preset picked on the map becomes the viscosity tab's shelf (unless an inversion runs)."""
@@ -329,12 +339,14 @@ class Explorer:
         self.lesson_queue.cancel_all()
 
     def close(self) -> None:
-        """The session ended: cancel its training jobs, its simulation and its inversion."""
+        """The session ended: cancel its training jobs, its simulation, its inversion and its emulators."""
         self.cancel_all()
         if self.simulator is not None:
             self.simulator.cancel()
         if self.viscosity is not None:
             self.viscosity.close()
+        if self.emulator is not None:
+            self.emulator.cancel()
 
     def _on_reset(self, event: Any = None) -> None:
         self.cancel_all()

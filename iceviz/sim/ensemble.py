@@ -209,28 +209,36 @@ DEFAULT_SETTINGS = dict(years=20.0, snapshot_every=0.5)
 snapshot every half year (about two minutes on two cores; then cached)."""
 
 
-def default_ensemble_dir(root: Path | None = None) -> Path:
-    """Where the default ensemble is cached: named by a hash of its recipe and the simulator version."""
-    recipe = json.dumps(dict(version=SIM_VERSION, scenario=DEFAULT_SCENARIO, grid=DEFAULT_GRID,
-                             settings=RunSettings(**DEFAULT_SETTINGS).key()), sort_keys=True)
+def cached_ensemble_dir(scenario_name: str, overrides: dict[str, Any], grid: dict[str, list[float]],
+                        settings: dict[str, Any], root: Path | None = None) -> Path:
+    """Where an ensemble is cached: named by the scenario and a hash of its whole recipe and the simulator
+    version."""
+    recipe = json.dumps(dict(version=SIM_VERSION, scenario=scenario_name, overrides=overrides, grid=grid,
+                             settings=RunSettings(**settings).key()), sort_keys=True)
     key = hashlib.sha256(recipe.encode()).hexdigest()[:12]
-    return (root or cache_dir() / "sim") / f"ensemble-default-{key}"
+    return (root or cache_dir() / "sim") / f"ensemble-{scenario_name}-{key}"
 
 
-def default_ensemble(progress: Progress | None = None, root: Path | None = None, workers: int | None = None) -> Path:
-    """The default ensemble's directory, run first if it is not cached (into a temporary folder that is
-    renamed when every run is done, so a stopped build leaves nothing half-made behind)."""
-    out = default_ensemble_dir(root)
+def cached_ensemble(scenario_name: str, overrides: dict[str, Any], grid: dict[str, list[float]],
+                    settings: dict[str, Any], progress: Progress | None = None, root: Path | None = None,
+                    workers: int | None = None) -> Path:
+    """The ensemble's cached directory, run first if it is not there (into a temporary folder renamed
+    when every run is done, so a stopped build leaves nothing half-made behind).
+
+    ``settings`` are :class:`RunSettings` values; ``workers`` defaults to two processes where there
+    are two cores. SimulationError when a run fails.
+    """
+    out = cached_ensemble_dir(scenario_name, overrides, grid, settings, root)
     if (out / MANIFEST).is_file():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
     try:
-        manifest = run_ensemble(DEFAULT_SCENARIO, {}, DEFAULT_GRID, RunSettings(**DEFAULT_SETTINGS), tmp,
+        manifest = run_ensemble(scenario_name, overrides, grid, RunSettings(**settings), tmp,
                                 workers=workers or min(2, os.cpu_count() or 1), progress=progress)
         failed = [r for r in manifest["runs"] if r["status"] != "done"]
         if failed:
-            raise SimulationError(f"the default ensemble failed in {len(failed)} run(s): {failed[0].get('error')}")
+            raise SimulationError(f"the ensemble failed in {len(failed)} run(s): {failed[0].get('error')}")
         try:
             tmp.rename(out)
         except OSError:  # built meanwhile by someone else: theirs is as good
@@ -240,6 +248,11 @@ def default_ensemble(progress: Progress | None = None, root: Path | None = None,
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def default_ensemble(progress: Progress | None = None, root: Path | None = None, workers: int | None = None) -> Path:
+    """The default ensemble's directory (run on first use, then cached)."""
+    return cached_ensemble(DEFAULT_SCENARIO, {}, DEFAULT_GRID, DEFAULT_SETTINGS, progress, root, workers)
 
 
 def read_manifest(directory: str | os.PathLike) -> dict:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
 from iceviz.data.ensemble import TARGETS, EnsembleProblem
 from iceviz.sim.ssa import height_above_flotation
@@ -72,8 +73,9 @@ class EmulatorScales:
 
     @property
     def n_scalars(self) -> int:
-        """Scalar inputs per node: h₀, bed, |u₀|, floating, the tags, the forcings and time."""
-        return 4 + len(self.tags) + len(self.forcing_keys) + 1
+        """Scalar inputs per node: h₀, bed, height above flotation, |u₀|, floating, per boundary tag an
+        indicator and the distance to it, the forcings and time."""
+        return 5 + 2 * len(self.tags) + len(self.forcing_keys) + 1
 
 
 def _positive(value: float) -> float:
@@ -88,11 +90,16 @@ class EmulatorData:
         self.problem, self.scales, self.device = problem, scales, device
         sc, f, mesh = scales, problem.fields, problem.mesh
         u0, v0, h0 = f["vx"][:, 0], f["vy"][:, 0], f["h"][:, 0]  # (R, N)
-        floating = (height_above_flotation(h0, problem.bed[None, :]) < 0).astype(float)
-        tags = [np.isin(np.arange(mesh.n_nodes), mesh.boundary_nodes(t)).astype(float) for t in sc.tags]
+        haf = height_above_flotation(h0, problem.bed[None, :])
+        tags = []
+        for tag in sc.tags:  # on the tagged side, and how far from it (invariant under rotations and shifts)
+            on = mesh.boundary_nodes(tag)
+            distance = cKDTree(mesh.points[on]).query(mesh.points)[0] / sc.length
+            tags += [np.isin(np.arange(mesh.n_nodes), on).astype(float), distance]
         n_runs = problem.n_runs
         static = [(h0 - sc.h_mean) / sc.h_std, np.broadcast_to((problem.bed - sc.bed_mean) / sc.bed_std, h0.shape),
-                  np.hypot(u0, v0) / sc.speed, floating, *[np.broadcast_to(t, h0.shape) for t in tags]]
+                  haf / sc.h_std, np.hypot(u0, v0) / sc.speed, (haf < 0).astype(float),
+                  *[np.broadcast_to(t, h0.shape) for t in tags]]
         self.static = self._tensor(np.stack(static, axis=-1))  # [R, N, F0]
         self.vectors = self._tensor(np.stack([u0, v0], axis=-1) / sc.speed)  # [R, N, 2]
         self.pos = self._tensor((mesh.points - np.array(sc.pos_mean)) / sc.length)  # [N, 2]

@@ -279,7 +279,54 @@ class GroundingLineFigure:
         self.source.data = dict(t=t, gl=np.asarray(history.get("grounding_line", []), dtype=float) / 1e3)
 
 
-class SimulationMaps:
+class LinkedMaps:
+    """Maps of per-node fields on one mesh that zoom together; :meth:`refresh` re-rasterises after a zoom.
+
+    Subclasses make the figures (``self.maps``, sharing ``self.ranges``, each ``self.frame`` in size) and
+    give :meth:`layers`, the (figure, per-node values) pairs to rasterise.
+    """
+
+    def __init__(self, points: np.ndarray, triangles: np.ndarray, frame_width: int):
+        self.points, self.triangles = np.asarray(points, dtype=float), np.asarray(triangles)
+        x, y = self.points[:, 0], self.points[:, 1]
+        self.bounds = (float(x.min()), float(x.max()), float(y.min()), float(y.max()))
+        xmin, xmax, ymin, ymax = self.bounds
+        dx, dy = 0.01 * (xmax - xmin), 0.01 * (ymax - ymin)  # a margin: the outline stays visible
+        self.ranges = shared_ranges((xmin - dx, xmax + dx, ymin - dy, ymax + dy))
+        self.frame = frame_size(self.bounds, frame_width)
+        self._window: tuple[float, float, float, float] | None = None
+
+    def layers(self) -> list[tuple[MeshFieldFigure, np.ndarray]]:
+        """(figure, values per node) to rasterise now; empty before the first update."""
+        raise NotImplementedError
+
+    def transform(self, fig: MeshFieldFigure, image: np.ndarray) -> np.ndarray:
+        """A figure's raster before it is shown (as it is, by default)."""
+        return image
+
+    def window(self) -> tuple[float, float, float, float]:
+        """The visible (xmin, xmax, ymin, ymax), as the browser last reported it."""
+        xr, yr = self.ranges
+        x0, x1 = sorted((float(xr.start), float(xr.end)))
+        y0, y1 = sorted((float(yr.start), float(yr.end)))
+        return x0, x1, y0, y1
+
+    def refresh(self) -> bool:
+        """Re-rasterise if the visible window changed since the last raster (after a zoom); True if it did."""
+        window = self.window()
+        if not self.layers() or window == self._window:
+            return False
+        self._raster(window)
+        return True
+
+    def _raster(self, window: tuple[float, float, float, float]) -> None:
+        self._window = window
+        for fig, values in self.layers():
+            x, y, image = rasterize_triangles(self.points, self.triangles, values, window, *fig.frame)
+            fig.update(columns=image_columns(x, y, self.transform(fig, image)))
+
+
+class SimulationMaps(LinkedMaps):
     """Thickness, speed and floating mask of one mesh, zooming together, plus the budget and grounding-line
     figures. :meth:`update` takes new per-node fields; :meth:`refresh` re-rasterises after a zoom.
 
@@ -290,13 +337,8 @@ class SimulationMaps:
     """
 
     def __init__(self, points: np.ndarray, triangles: np.ndarray, edges: np.ndarray, frame_width: int = 240):
-        self.points, self.triangles = np.asarray(points, dtype=float), np.asarray(triangles)
-        x, y = self.points[:, 0], self.points[:, 1]
-        self.bounds = (float(x.min()), float(x.max()), float(y.min()), float(y.max()))
-        xmin, xmax, ymin, ymax = self.bounds
-        dx, dy = 0.01 * (xmax - xmin), 0.01 * (ymax - ymin)  # a margin: the outline stays visible
-        self.ranges = shared_ranges((xmin - dx, xmax + dx, ymin - dy, ymax + dy))
-        frame = frame_size(self.bounds, frame_width)
+        super().__init__(points, triangles, frame_width)
+        frame = self.frame
         self.thickness = MeshFieldFigure("Ice thickness", "viridis", "h (m)", self.ranges, frame)
         self.speed = MeshFieldFigure("Ice speed (log scale)", "inferno", "|u| (m/a)", self.ranges, frame, log=True)
         self.floating = MeshFieldFigure("Grounded or floating", list(FLOATING_COLOURS), "", self.ranges, frame,
@@ -307,14 +349,16 @@ class SimulationMaps:
         self.budget = BudgetFigure()
         self.gl = GroundingLineFigure()
         self._fields: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._window: tuple[float, float, float, float] | None = None
 
-    def window(self) -> tuple[float, float, float, float]:
-        """The visible (xmin, xmax, ymin, ymax), as the browser last reported it."""
-        xr, yr = self.ranges
-        x0, x1 = sorted((float(xr.start), float(xr.end)))
-        y0, y1 = sorted((float(yr.start), float(yr.end)))
-        return x0, x1, y0, y1
+    def layers(self) -> list[tuple[MeshFieldFigure, np.ndarray]]:
+        return [] if self._fields is None else list(zip(self.maps, self._fields))
+
+    def transform(self, fig: MeshFieldFigure, image: np.ndarray) -> np.ndarray:
+        if fig is self.speed:
+            return np.maximum(image, np.float32(fig.mapper.low))  # NaN stays NaN (outside the mesh)
+        if fig is self.floating:
+            return np.where(np.isnan(image), np.nan, (image < 0).astype(np.float32)).astype(np.float32)
+        return image
 
     def update(self, h: np.ndarray, speed: np.ndarray, haf: np.ndarray, history: dict[str, np.ndarray] | None,
                h_max: float | None = None, speed_max: float | None = None) -> None:
@@ -332,25 +376,6 @@ class SimulationMaps:
             self.budget.update(history)
             self.gl.update(history)
 
-    def refresh(self) -> bool:
-        """Re-rasterise if the visible window changed since the last raster (after a zoom); True if it did."""
-        window = self.window()
-        if self._fields is None or window == self._window:
-            return False
-        self._raster(window)
-        return True
-
-    def _raster(self, window: tuple[float, float, float, float]) -> None:
-        self._window = window
-        h, speed, haf = self._fields
-        for fig, values in ((self.thickness, h), (self.speed, speed), (self.floating, haf)):
-            x, y, image = rasterize_triangles(self.points, self.triangles, values, window, *fig.frame)
-            if fig is self.speed:
-                image = np.maximum(image, np.float32(fig.mapper.low))  # NaN stays NaN (outside the mesh)
-            elif fig is self.floating:
-                image = np.where(np.isnan(image), np.nan, (image < 0).astype(np.float32)).astype(np.float32)
-            fig.update(columns=image_columns(x, y, image))
-
     def show_mesh(self, visible: bool) -> None:
         if visible and not self._mesh_sent:
             columns = segment_columns(edge_segments(self.points, self.edges))
@@ -359,4 +384,3 @@ class SimulationMaps:
             self._mesh_sent = True
         for m in self.maps:
             m.show_mesh(visible)
-

@@ -189,3 +189,22 @@ def test_read_manifest_errors(ensembles, tmp_path):
     (broken / "runs" / "run-002.nc").unlink()
     with pytest.raises(SimulationError, match=r"1 run file\(s\) missing: runs/run-002\.nc"):
         read_manifest(broken)
+
+
+def test_cached_ensembles_run_once_and_a_failed_build_leaves_nothing(tmp_path, monkeypatch):
+    from iceviz.sim.ensemble import cached_ensemble, cached_ensemble_dir
+
+    monkeypatch.setenv("ICEVIZ_CACHE", str(tmp_path / "cache"))
+    calls = []
+    grid = {"melt": [0.0, 30.0]}
+    out = cached_ensemble(SCENARIO, OVERRIDES, grid, dict(years=1, snapshot_every=0.5), workers=1,
+                          progress=lambda *a: calls.append(a), root=tmp_path / "sim")
+    assert out == cached_ensemble_dir(SCENARIO, OVERRIDES, grid, dict(years=1, snapshot_every=0.5), tmp_path / "sim")
+    assert len(calls) == 2 and len(read_manifest(out)["runs"]) == 2
+    again = cached_ensemble(SCENARIO, OVERRIDES, grid, dict(years=1, snapshot_every=0.5), workers=1,
+                            progress=lambda *a: calls.append(a), root=tmp_path / "sim")
+    assert again == out and len(calls) == 2  # from the cache: nothing ran
+    with pytest.raises(SimulationError, match="failed in 1 run"):
+        cached_ensemble(SCENARIO, OVERRIDES, {"melt": [0.0, 600.0]}, dict(years=1, snapshot_every=0.5), workers=1,
+                        root=tmp_path / "sim")
+    assert sorted(p.name for p in (tmp_path / "sim").iterdir()) == [out.name]

@@ -58,7 +58,7 @@ def test_short_training_lowers_validation_error_and_beats_persistence(ensemble, 
     result = trainer.fit(control)
     history = control.history()
     assert len(history) == 25 and result.epochs == 25
-    assert history[-1]["loss_val"] < 0.5 * before
+    assert history[-1]["loss_val"] < 0.6 * before
     assert trainer.best_val == min(h["loss_val"] for h in history)
     persistence = make_trainer("persistence", ensemble, device="cpu").fit(Control(snapshot_every=None)).metrics
     assert result.metrics["rmse_h"] < 0.6 * persistence["rmse_h"]

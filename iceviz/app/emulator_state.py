@@ -1,0 +1,208 @@
+"""The emulator view's state: which ensemble, building or loading it, and the emulator jobs (no Panel here).
+
+An ensemble comes from one of three places: the default one (the marine glacier under eight melt
+rates, run on first use and cached), the marine glacier sized to the box picked on the map (run
+and cached likewise), or a directory the user made with ``iceviz sim ensemble``. Building runs in
+a background thread with progress; training runs every chosen model as a job, one after the other
+(through a :class:`~iceviz.training.queue.JobQueue`), each with the same budget.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import param
+
+from iceviz.data.ensemble import EnsembleProblem, load_ensemble
+from iceviz.data.problem import DataError
+from iceviz.models.registry import EmulatorParams, model_names
+from iceviz.sim.ensemble import (DEFAULT_GRID, DEFAULT_SCENARIO, DEFAULT_SETTINGS, cached_ensemble,
+                                 cached_ensemble_dir)
+from iceviz.sim.scenarios import box_overrides
+from iceviz.sim.ssa import SimulationError
+from iceviz.training.job import Job, JobStatus
+from iceviz.training.queue import JobQueue
+from iceviz.training.trainers import training_job
+
+SOURCES = {
+    "default": "Default: marine glacier, melt 0-70 m/a",
+    "region": "Marine glacier sized to the map's region",
+    "directory": "An ensemble directory",
+}
+"""Where the ensemble comes from -> its label."""
+EMULATORS = model_names("ensemble")
+DEFAULT_MODELS = ["egcn", "gcn", "mlp", "persistence"]
+RANKING_COLUMNS = ["model", "status", "epochs", "seconds", "rmse_h", "rmse_v", "r", "r_change_h", "gl_error_km",
+                   "speedup"]
+
+
+class EnsembleBuild:
+    """Builds (or finds in the cache) an ensemble and loads it, in a daemon thread.
+
+    Attributes: ``done`` / ``total`` runs so far, ``problem`` once loaded, ``error`` if it failed.
+    """
+
+    def __init__(self, label: str, make: Callable[["EnsembleBuild"], Path], spec: str | None = None):
+        self.label = label
+        self.done, self.total = 0, 0
+        self.problem: EnsembleProblem | None = None
+        self.error: str | None = None
+        self._make, self._spec = make, spec
+        self._thread = threading.Thread(target=self._run, name=f"iceviz-ensemble-{label}", daemon=True)
+
+    def start(self) -> "EnsembleBuild":
+        self._thread.start()
+        return self
+
+    @property
+    def finished(self) -> bool:
+        return not self._thread.is_alive() and (self.problem is not None or self.error is not None)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return self.finished
+
+    def progress(self, done: int, total: int, record: dict) -> None:
+        self.done, self.total = done, total
+
+    def _run(self) -> None:
+        try:
+            directory = self._make(self)
+            self.problem = load_ensemble(directory, spec=self._spec or f"sim:{directory}")
+        except (DataError, SimulationError) as err:
+            self.error = str(err)
+        except Exception as err:  # noqa: BLE001 - the app must keep serving whatever happened
+            self.error = f"{type(err).__name__}: {err}"
+
+
+class EmulatorSession(param.Parameterized):
+    """One browser session's ensemble and emulator jobs."""
+
+    source = param.Selector(default="default", objects=list(SOURCES), doc="Where the ensemble comes from.")
+    directory = param.String("", doc="An ensemble directory made by 'iceviz sim ensemble' (source 'directory').")
+    models = param.ListSelector(default=DEFAULT_MODELS, objects=EMULATORS, doc="Emulators to train, one after the other.")
+    problem = param.Parameter(None, doc="The loaded ensemble (an EnsembleProblem).")
+    message = param.String("", doc="What went wrong last, for the user.")
+
+    def __init__(self, queue: JobQueue | None = None,
+                 region_bounds: Callable[[], tuple[float, float, float, float] | None] | None = None,
+                 ensemble_root: Path | None = None, **params: Any):
+        super().__init__(**params)
+        self.hyper = EmulatorParams(epochs=1000, seconds=60.0, lr=5e-3, width=32, layers=3, channels=2)
+        self.queue = queue or JobQueue()
+        self.region_bounds = region_bounds
+        self.ensemble_root = ensemble_root
+        """Where built ensembles are cached (default: the iceviz cache)."""
+        self.build_job: EnsembleBuild | None = None
+        self.jobs: list[tuple[str, Job]] = []
+
+    # -- the ensemble ------------------------------------------------------------------------------
+    def recipe(self) -> tuple[str, dict[str, Any]]:
+        """(scenario, overrides) of the source: the default scenario, or sized to the map's box."""
+        if self.source == "region":
+            bounds = self.region_bounds() if self.region_bounds is not None else None
+            if bounds is None:
+                raise SimulationError("pick a region on the map first: its box sizes the glacier")
+            return DEFAULT_SCENARIO, box_overrides(DEFAULT_SCENARIO, bounds)
+        return DEFAULT_SCENARIO, {}
+
+    def cached(self) -> bool:
+        """Whether the chosen ensemble is ready without running anything."""
+        if self.source == "directory":
+            return True
+        try:
+            scenario, overrides = self.recipe()
+        except SimulationError:
+            return False
+        return (cached_ensemble_dir(scenario, overrides, DEFAULT_GRID, DEFAULT_SETTINGS, self.ensemble_root)
+                / "manifest.json").is_file()
+
+    def build(self) -> EnsembleBuild | None:
+        """Start building or loading the chosen ensemble (None, with a message, when it cannot start)."""
+        if self.build_job is not None and not self.build_job.finished:
+            return None
+        self.message = ""
+        if self.source == "directory":
+            path = self.directory.strip()
+            if not path:
+                self.message = "Give the ensemble's directory (made by `iceviz sim ensemble`)."
+                return None
+            self.build_job = EnsembleBuild(path, lambda build: Path(path).expanduser()).start()
+            return self.build_job
+        try:
+            scenario, overrides = self.recipe()
+        except SimulationError as err:
+            self.message = str(err)
+            return None
+        root = self.ensemble_root
+
+        def make(build: EnsembleBuild) -> Path:
+            return cached_ensemble(scenario, overrides, DEFAULT_GRID, DEFAULT_SETTINGS, progress=build.progress,
+                                   root=root)
+
+        spec = "sim:default" if self.source == "default" and root is None else None
+        self.build_job = EnsembleBuild(SOURCES[self.source], make, spec=spec).start()
+        return self.build_job
+
+    def poll_build(self) -> bool:
+        """Take a finished build's result (the problem, or its error as the message); True when it changed."""
+        build = self.build_job
+        if build is None or not build.finished or (build.problem is None and build.error is None):
+            return False
+        if build.problem is not None and build.problem is not self.problem:
+            self.problem = build.problem
+            return True
+        if build.error is not None and self.message != build.error:
+            self.message = build.error
+            return True
+        return False
+
+    # -- emulator jobs -------------------------------------------------------------------------------
+    def running(self) -> bool:
+        return any(not job.status.finished for _, job in self.jobs)
+
+    def start(self, snapshot_every: float = 1.0, nice: int = 0, isolate: bool = False) -> list[Job]:
+        """Queue one job per chosen model on the loaded ensemble (none while others still run)."""
+        if self.problem is None:
+            self.message = "Build or load an ensemble first."
+            return []
+        if self.running():
+            return []
+        if not self.models:
+            self.message = "Choose at least one emulator."
+            return []
+        self.message = ""
+        overrides = {k: v for k, v in self.hyper.param.values().items() if k != "name"}
+        data = f"sim:{self.problem.directory}" if isolate else self.problem
+        self.jobs = []
+        for name in self.models:
+            job = training_job(name, data, device="auto", snapshot_every=snapshot_every, nice=nice, isolate=isolate,
+                               **(dict(overrides, epochs=1) if name == "persistence" else overrides))
+            self.jobs.append((name, self.queue.submit(job)))
+        return [job for _, job in self.jobs]
+
+    def cancel(self) -> None:
+        for _, job in self.jobs:
+            job.cancel()
+
+    def active_job(self) -> Job | None:
+        """The job now training (or paused), if any."""
+        return next((job for _, job in self.jobs if job.status in (JobStatus.RUNNING, JobStatus.PAUSED)), None)
+
+    def ranking(self) -> pd.DataFrame:
+        """One row per job, best thickness RMSE first (scores over the held-out runs)."""
+        rows = []
+        for name, job in self.jobs:
+            snap = job.latest()
+            m = snap.metrics if snap is not None else {}
+            rows.append(dict(model=name, status=job.status.value, epochs=snap.epoch if snap else 0,
+                             seconds=round(snap.seconds, 1) if snap else 0.0, rmse_h=m.get("rmse_h", np.nan),
+                             rmse_v=m.get("rmse_v", np.nan), r=m.get("r", np.nan),
+                             r_change_h=m.get("r_change_h", np.nan),
+                             gl_error_km=m.get("gl_error_final", np.nan) / 1e3, speedup=m.get("speedup", np.nan)))
+        frame = pd.DataFrame(rows, columns=RANKING_COLUMNS)
+        return frame.sort_values("rmse_h", na_position="last").reset_index(drop=True)
