@@ -72,19 +72,19 @@ class EmulatorView:
         self.train_button.on_click(lambda event: self.train())
         self.pause_button.on_click(lambda event: self._on_pause())
         self.cancel_button.on_click(lambda event: self.cancel())
-        hyper = pn.GridBox(*param_widgets(s.hyper, WIDGET_WIDTH), ncols=3, sizing_mode="fixed",
-                           width=3 * (WIDGET_WIDTH + 12))
+        hyper = pn.GridBox(*param_widgets(s.hyper, WIDGET_WIDTH), ncols=4, sizing_mode="fixed",
+                           width=4 * (WIDGET_WIDTH + 12))
         controls = pn.Row(
             pn.Column(self.source, self.directory, self.build_button, self.build_progress, self.ensemble_info,
                       width=320, sizing_mode="fixed"),
-            pn.Column(self.models, pn.Row(self.train_button, self.pause_button, self.cancel_button), width=320,
-                      sizing_mode="fixed"),
-            pn.Column(pn.pane.Markdown("**Hyper-parameters** (every emulator; the budget is per emulator)"), hyper),
+            pn.Column(self.models, pn.Row(self.train_button, self.pause_button, self.cancel_button),
+                      pn.pane.Markdown("**Hyper-parameters** of every emulator (the budget is per emulator)"),
+                      hyper, width=4 * (WIDGET_WIDTH + 12) + 10, sizing_mode="fixed"),
             sizing_mode="stretch_width")
         self.status = pn.pane.Markdown("", css_classes=["emu-status"], sizing_mode="stretch_width")
         self.message = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width",
                                      css_classes=["emu-message"])
-        self.table = pn.widgets.Tabulator(self._ranking(), show_index=False, disabled=True,
+        self.table = pn.widgets.Tabulator(self._ranking(), show_index=False, disabled=True, layout="fit_columns",
                                           sizing_mode="stretch_width", css_classes=["emu-ranking"], height=190)
         self.pick_model = pn.widgets.Select(name="Emulator shown", options=[], width=200)
         self.pick_run = pn.widgets.Select(name="Held-out run", options=[], width=200)
@@ -96,6 +96,8 @@ class EmulatorView:
         self.map_area = pn.Column(sizing_mode="stretch_width")
         self.view = pn.Column(pn.pane.Markdown(INTRO, sizing_mode="stretch_width"), controls, self.status,
                               self.message, self.table, self.chart_area,
+                              pn.pane.Markdown("**Emulator against simulator** on a held-out run, at any model "
+                                               "year (drag or scroll on a map to zoom all four)"),
                               pn.Row(self.pick_model, self.pick_run, self.year), self.map_area,
                               sizing_mode="stretch_width", css_classes=["emulator"])
         self._update_status()

@@ -92,7 +92,9 @@ class EmulatorSession(param.Parameterized):
                  region_bounds: Callable[[], tuple[float, float, float, float] | None] | None = None,
                  ensemble_root: Path | None = None, **params: Any):
         super().__init__(**params)
-        self.hyper = EmulatorParams(epochs=1000, seconds=60.0, lr=5e-3, width=32, layers=3, channels=2)
+        self.hyper = EmulatorParams(epochs=1000, seconds=60.0)
+        """Shared by every emulator: the budget and seed always; the others only where the user changed them
+        (left alone, each emulator keeps its own tuned default)."""
         self.queue = queue or JobQueue()
         self.region_bounds = region_bounds
         self.ensemble_root = ensemble_root
@@ -176,7 +178,7 @@ class EmulatorSession(param.Parameterized):
             self.message = "Choose at least one emulator."
             return []
         self.message = ""
-        overrides = {k: v for k, v in self.hyper.param.values().items() if k != "name"}
+        overrides = self.overrides()
         data = f"sim:{self.problem.directory}" if isolate else self.problem
         self.jobs = []
         for name in self.models:
@@ -184,6 +186,13 @@ class EmulatorSession(param.Parameterized):
                                **(dict(overrides, epochs=1) if name == "persistence" else overrides))
             self.jobs.append((name, self.queue.submit(job)))
         return [job for _, job in self.jobs]
+
+    def overrides(self) -> dict[str, Any]:
+        """The budget and seed, and every other hyper-parameter the user changed from the class default."""
+        values = self.hyper.param.values()
+        always = ("epochs", "seconds", "seed")
+        return {k: v for k, v in values.items()
+                if k != "name" and (k in always or v != EmulatorParams.param[k].default)}
 
     def cancel(self) -> None:
         for _, job in self.jobs:

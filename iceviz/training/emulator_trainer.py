@@ -37,8 +37,9 @@ from iceviz.training.snapshot import Snapshot
 
 LIVE_TIMES = 11
 """Live snapshots score the test runs at about this many snapshot times; the final one at all of them."""
-CHUNK = 32
-"""Graphs per evaluation pass."""
+CHUNK = {"cpu": 4, "cuda": 64}
+"""Graphs per evaluation pass, by device type: on a CPU small passes stay in its caches (4 graphs of the
+default mesh took 0.46 s for a 40-snapshot rollout, 32 took 0.78 s, one thread)."""
 FINAL_LR = 0.1
 """The cosine schedule ends at this fraction of the peak rate."""
 
@@ -169,7 +170,8 @@ class EmulatorTrainer:
         was_training = self.model.training
         self.model.eval()
         with torch.no_grad():
-            out = [self.forward(pairs[i:i + CHUNK]) for i in range(0, len(pairs), CHUNK)]
+            chunk = CHUNK.get(self.device.type, CHUNK["cpu"])
+            out = [self.forward(pairs[i:i + chunk]) for i in range(0, len(pairs), chunk)]
         self.model.train(was_training)
         return torch.cat(out) if out else torch.zeros(0)
 

@@ -280,3 +280,41 @@ def test_viscosity_inversion_runs_on_a_shelf_and_the_map_changes(page, tmp_path)
     select(page, "Ice shelf", "Larsen C")
     message.wait_for(state="visible", timeout=10_000)
     assert "data_pinns_LarsenC.mat" in deep_text(message)
+
+
+def test_emulators_train_on_an_ensemble_and_the_error_map_updates(page, small_ensemble):
+    tab(page, "Emulator")
+    page.locator(".emulator").first.wait_for(timeout=15_000)
+    select(page, "Ensemble", "An ensemble directory")
+    box = page.locator(".bk-input-group", has_text="Ensemble directory").locator("input").first
+    box.fill(str(small_ensemble.parent / "nowhere"))
+    box.press("Enter")
+    page.locator("button", has_text="Build / load").first.click()
+    message = page.locator(".emu-message").first
+    message.wait_for(state="visible", timeout=15_000)
+    assert "no manifest.json" in deep_text(message)
+    box.fill(str(small_ensemble))
+    box.press("Enter")
+    page.locator("button", has_text="Build / load").first.click()
+    info = page.locator(".emu-ensemble").first
+    wait_for(lambda: "held out: melt=40" in deep_text(info), 30, "the ensemble to load")
+    assert not message.is_visible()
+    for name in ("gcn", "persistence"):  # keep egcn and mlp
+        page.locator(f'.choices__item[data-value="{name}"]').locator("button").first.click()
+        page.wait_for_timeout(300)
+    number(page, "Epochs [epochs]", "400")
+    number(page, "Seconds [s]", "12")
+    number(page, "Width [units]", "16")
+    page.locator("button", has_text=re.compile(r"^\s*Train\s*$")).first.click()
+    error_map = page.locator(".emu-h-error").first
+    error_map.wait_for(timeout=30_000)
+    status = page.locator(".emu-status").first
+    wait_for(lambda: "running" in deep_text(status) and "egcn, epoch" in deep_text(status), 30, "egcn to train")
+    page.wait_for_timeout(1500)
+    first = error_map.screenshot()
+    wait_for(lambda: "2 of 2 emulators finished" in deep_text(status), 60, "both emulators to finish")
+    page.wait_for_timeout(1500)
+    assert error_map.screenshot() != first, "the error map did not change while the emulator trained"
+    ranking = deep_text(page.locator(".emu-ranking").first)
+    assert "egcn" in ranking and "mlp" in ranking and "done" in ranking
+    shot(page, "emulator")

@@ -1,0 +1,136 @@
+"""Emulators of the simulator on the default ensemble: accuracy at equal epochs or equal wall-clock, and speed-up.
+
+Every model trains in this process, one after the other, on the same ensemble, split and seed, with
+``--threads`` torch threads; then the simulator re-runs the first held-out forcing from the cached
+spin-up, here, in the same process, for the speed-up (its wall time ÷ the emulator's for the same
+snapshots, both measured side by side on this machine).
+
+    python -m benchmarks.emulators --epochs 40 --json benchmarks/results/emulators_epochs.json \\
+        --plot benchmarks/results/emulators_epochs.png
+    python -m benchmarks.emulators --seconds 300 --json benchmarks/results/emulators_seconds.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks.common import machine, write_json
+from iceviz.data.specs import load_problem
+from iceviz.models.registry import get_model
+from iceviz.sim.model import Forcing, RunSettings, Simulator
+from iceviz.sim.scenarios import get_scenario
+from iceviz.sim.spinup import spun_up
+from iceviz.training.emulator_metrics import break_even
+from iceviz.training.job import Control
+from iceviz.training.trainers import make_trainer
+
+MODELS = ("persistence", "mlp", "gcn", "cnn", "egcn", "egcn-seed")
+"""``egcn-seed`` is ``egcn`` with the seed's layer (``layer=seed``)."""
+KEYS = ("rmse_h", "rmse_v", "rmse_vx", "rmse_vy", "r", "r_change_h", "r_change_v", "gl_error_final",
+        "vaf_rel_error_final", "best_epoch", "val_loss", "per_forcing")
+
+
+def simulator_seconds(problem: Any, run: int) -> tuple[float, float]:
+    """Wall time [s] of re-simulating ``run`` here (from the cached spin-up), and the largest thickness
+    difference [m] to the stored run (a check that the rerun is the same computation)."""
+    simulator = Simulator(get_scenario(problem.scenario, **problem.overrides))
+    state, _ = spun_up(simulator)
+    forcing = Forcing(**{k: float(v) for k, v in zip(problem.forcing_keys, problem.forcing[run])})
+    t0 = time.perf_counter()
+    result = simulator.run(forcing, RunSettings(**problem.settings), state=state)
+    seconds = time.perf_counter() - t0
+    return seconds, float(np.abs(result.fields["h"] - problem.fields["h"][run]).max())
+
+
+def train(problem: Any, name: str, epochs: int | None, seconds: float | None, seed: int) -> dict[str, Any]:
+    model, extra = ("egcn", dict(layer="seed")) if name == "egcn-seed" else (name, {})
+    budget = dict(epochs=epochs or 1_000_000, seconds=seconds) if name != "persistence" else dict(epochs=1)
+    trainer = make_trainer(model, problem, device="auto", seed=seed, **budget, **extra)
+    control = Control(snapshot_every=None)
+    result = trainer.fit(control)
+    m = result.metrics
+    history = control.history()
+    out = dict(model=name, params={k: v for k, v in trainer.params.param.values().items() if k != "name"},
+               epochs=result.epochs, train_seconds=result.seconds,
+               seconds_per_epoch=result.seconds / result.epochs if result.epochs else 0.0,
+               emulator_seconds=m["emulator_seconds"], parameters=sum(p.numel() for p in trainer.model.parameters()),
+               curve=[dict(epoch=h["epoch"], seconds=h["seconds"], loss_val=h["loss_val"]) for h in history],
+               rmse_h_t=trainer_curve(trainer), **{k: m[k] for k in KEYS if k in m})
+    return out
+
+
+def trainer_curve(trainer: Any) -> list[float]:
+    """Thickness RMSE at every snapshot time over the held-out runs (the final model)."""
+    fields, _ = trainer.evaluate(np.arange(len(trainer.problem.times)))
+    return [float(v) for v in np.sqrt((fields["h_error"].values ** 2).mean(axis=(0, 2)))]
+
+
+def plot(payload: dict[str, Any], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    times = payload["times"]
+    for r in payload["results"]:
+        left.plot(times, r["rmse_h_t"], marker=".", label=f"{r['model']} ({r['rmse_h']:.1f} m)")
+        if r["curve"]:
+            right.plot([c["seconds"] for c in r["curve"]], [c["loss_val"] for c in r["curve"]], label=r["model"])
+    left.set(xlabel="model year", ylabel="thickness RMSE over the held-out runs (m)",
+             title=f"{payload['mode']}: error over a 20-year rollout")
+    right.set(xlabel="training seconds", ylabel="validation MSE (scaled change)", yscale="log",
+              title="validation error against wall-clock time")
+    left.legend(fontsize=8)
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="sim:default", help="ensemble spec (default: the default ensemble)")
+    parser.add_argument("--models", default=",".join(MODELS))
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--epochs", type=int, help="equal epochs for every model")
+    group.add_argument("--seconds", type=float, help="equal wall-clock training budget for every model [s]")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json")
+    parser.add_argument("--plot")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    problem = load_problem(args.data)
+    for name in args.models.split(","):
+        get_model("egcn" if name == "egcn-seed" else name)
+    test_run = int(problem.split["test"][0])
+    sim_seconds, rerun_diff = simulator_seconds(problem, test_run)
+    results = []
+    for name in args.models.split(","):
+        r = train(problem, name, args.epochs, args.seconds, args.seed)
+        r["speedup"] = sim_seconds / r["emulator_seconds"]
+        r["break_even_rollouts"] = break_even(r["train_seconds"], sim_seconds, r["emulator_seconds"])
+        results.append(r)
+        print(f"{name}: {r['epochs']} epochs in {r['train_seconds']:.0f} s, rmse_h {r['rmse_h']:.2f} m, "
+              f"rmse_v {r['rmse_v']:.2f} m/a, speed-up {r['speedup']:.0f}x", flush=True)
+    mode = f"{args.epochs} epochs each" if args.epochs else f"{args.seconds:g} s each"
+    payload = dict(benchmark="emulators", mode=mode, data=args.data, machine=machine(),
+                   ensemble=dict(runs=problem.n_runs, nodes=problem.mesh.n_nodes, snapshots=len(problem.times),
+                                 years=float(problem.times[-1]), split={k: [problem.label(i) for i in v]
+                                                                        for k, v in problem.split.items()},
+                                 simulator_dt_mean=problem.mean_dt, max_dt=problem.settings["max_dt"]),
+                   simulator=dict(run=problem.label(test_run), seconds=sim_seconds, rerun_max_h_difference=rerun_diff,
+                                  recorded_seconds=float(problem.wall_time[test_run])),
+                   times=[float(t) for t in problem.times], results=results)
+    write_json(args.json, payload)
+    if args.plot:
+        plot(payload, args.plot)
+
+
+if __name__ == "__main__":
+    main()
