@@ -90,6 +90,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     overrides = _overrides(args)
     get_model(args.model).make_params(**overrides)  # bad --set: a usage error (exit 2) before any training
+    _note_default_ensemble(args.data, args.quiet)
     problem = load_problem(args.data)
     job = training_job(args.model, problem, device=args.device, snapshot_every=None,
                        num_threads=args.threads, **overrides)
@@ -166,6 +167,18 @@ EMULATOR_UNITS = {
     "emulator_seconds": "s", "simulator_seconds": "s (as recorded in the ensemble)", "simulator_dt": "yr (mean)",
     "break_even_rollouts": "rollouts after which training + emulation beats simulation",
 }
+
+
+def _note_default_ensemble(spec: str, quiet: bool) -> None:
+    """Say so on stderr when ``sim:default`` is about to run the default ensemble (minutes, once)."""
+    if quiet or spec.split("?")[0] != "sim:default":
+        return
+    from iceviz.sim.ensemble import DEFAULT_GRID, DEFAULT_SCENARIO, DEFAULT_SETTINGS, cached_ensemble_dir
+
+    where = cached_ensemble_dir(DEFAULT_SCENARIO, {}, DEFAULT_GRID, DEFAULT_SETTINGS)
+    if not (where / "manifest.json").is_file():
+        print(f"iceviz: running the default ensemble first (8 runs of 20 years, about two minutes on two cores; "
+              f"cached in {where})", file=sys.stderr)
 
 
 def _write_outputs(out: Path, job: Any, summary: dict[str, Any], save_checkpoint: Any) -> Path:

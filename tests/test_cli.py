@@ -425,3 +425,41 @@ def test_viscosity_pinn_bad_data_exits_2_naming_it(spec, message):
 def test_a_model_on_the_wrong_kind_of_data_fails_clearly(model, spec, kind):
     code, _, stderr = run_main("train", model, "--data", spec, "--epochs", "5", "--quiet")
     assert code == 1 and f"trains on '{kind}' problems" in stderr and spec in stderr
+
+
+EMULATOR_KEYS = {"rmse_h", "rmse_v", "rmse_vx", "rmse_vy", "r", "r_change_h", "r_change_v", "gl_error_final",
+                 "vaf_rel_error_final", "speedup", "emulator_seconds", "simulator_seconds", "simulator_dt",
+                 "break_even_rollouts", "per_forcing"}
+
+
+def test_emulator_json_contract_and_outputs(small_ensemble, tmp_path):
+    out = tmp_path / "egcn"
+    code, stdout, stderr = run_main("train", "egcn", "--data", f"sim:{small_ensemble}", "--epochs", "8", "--json",
+                                    "--quiet", "--out", str(out), "--device", "cpu", "--set", "width=16")
+    assert code == 0, stderr
+    summary = one_json_line(stdout)
+    assert {"model", "data", "epochs", "seconds", "device"} | EMULATOR_KEYS <= set(summary)
+    assert summary["model"] == "egcn" and summary["epochs"] == 8 and summary["data"] == f"sim:{small_ensemble}"
+    assert 0 < summary["rmse_h"] < 1000 and summary["speedup"] > 0 and -1 <= summary["r"] <= 1
+    assert set(summary["per_forcing"]) == {"melt=40"} and summary["units"]["rmse_h"] == "m"
+    assert json.loads((out / "metrics.json").read_text())["rmse_h"] == summary["rmse_h"]
+    with xr.open_dataset(out / "prediction.nc") as ds:
+        assert ds["h"].dims == ("run", "time", "node") and ds.sizes["time"] == 9
+        assert {"h_true", "vx_true", "h_error", "speed_error", "rmse_h_t", "triangles"} <= set(ds)
+        np.testing.assert_allclose(float(np.sqrt((ds["h_error"][:, 1:] ** 2).mean())), summary["rmse_h"], rtol=1e-6)
+    checkpoint = load_checkpoint(out / "model.safetensors")
+    assert checkpoint.model_name == "egcn" and checkpoint.scales is not None
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("sim:/nonexistent/ensemble", "no manifest.json"),
+    ("sim:", "sim needs an ensemble directory"),
+])
+def test_emulator_bad_data_exits_2_naming_it(spec, message):
+    code, _, stderr = run_main("train", "egcn", "--data", spec, "--epochs", "1", "--quiet")
+    assert code == 2 and message in stderr
+
+
+def test_emulator_test_values_must_exist_in_the_ensemble(small_ensemble):
+    code, _, stderr = run_main("train", "mlp", "--data", f"sim:{small_ensemble}?test=25", "--epochs", "1", "--quiet")
+    assert code == 2 and "25 are not among" in stderr

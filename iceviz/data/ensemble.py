@@ -161,6 +161,9 @@ def load_ensemble(directory: str | os.PathLike, spec: str | None = None, test: l
         except SimulationError as err:
             raise DataError(f"{spec}: {err}") from None
     first = runs[0]
+    if len(first.times) < 2:
+        raise DataError(f"{spec}: the runs have {len(first.times)} snapshot(s); an emulator needs the initial state "
+                        "and at least one later one")
     for record, run in zip(done[1:], runs[1:]):
         where = f"{spec}: {record['file']} and {done[0]['file']}"
         if run.mesh.points.shape != first.mesh.points.shape or not (

@@ -148,3 +148,18 @@ def test_a_truncated_run_file_is_named(small_ensemble, tmp_path):
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(DataError, match="cannot read simulation run.*run-000.nc"):
         load_ensemble(dst)
+
+
+def test_runs_without_later_snapshots_are_refused(small_ensemble, tmp_path):
+    from iceviz.sim.ugrid import read_run, write_run
+
+    dst, manifest = copy_ensemble(small_ensemble, tmp_path)
+    for record in manifest["runs"]:
+        path = dst / record["file"]
+        run = read_run(path)
+        run.times = run.times[:1]
+        run.fields = {k: v[:1] for k, v in run.fields.items()}
+        run.diagnostics = {k: v[:1] for k, v in run.diagnostics.items()}
+        write_run(run, path)
+    with pytest.raises(DataError, match="1 snapshot.*at least one later one"):
+        load_ensemble(dst)
