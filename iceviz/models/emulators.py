@@ -93,15 +93,19 @@ class EquivariantLayer(nn.Module):
     Tensors are flattened batches: h [M, F], the x and y components of V [M, C] each, per edge [K, ...].
     """
 
-    def __init__(self, width: int, channels: int):
+    def __init__(self, width: int, channels: int, hidden: int, messages: str = "gated"):
         super().__init__()
-        self.channels, self.heads = channels, math.gcd(width, HEADS)
+        self.channels, self.messages = channels, messages
+        self.heads = math.gcd(width, HEADS) if messages == "gated" else width
         self.gate_i = nn.Linear(width, self.heads)
         self.gate_j = nn.Linear(width, self.heads, bias=False)
         self.gate_geometry = nn.Linear(1 + 3 * channels, self.heads, bias=False)
-        self.value = nn.Linear(width, width, bias=False)
+        if messages == "gated":
+            self.value = nn.Linear(width, width, bias=False)
+        else:  # a full message MLP per edge, as EGNN's: more expressive, twice the per-edge work
+            self.message = nn.Sequential(nn.SiLU(), nn.Linear(width, width), nn.SiLU())
         self.coefficients = nn.Linear(self.heads, 2 * channels)
-        self.update = mlp([2 * width + channels, width, width])
+        self.update = mlp([2 * width + channels, hidden, width])
 
     def forward(self, h: torch.Tensor, vx: torch.Tensor, vy: torch.Tensor, edge: "EdgeGeometry"
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -110,10 +114,13 @@ class EquivariantLayer(nn.Module):
         xi, yi, xj, yj = vx.index_select(0, dst), vy.index_select(0, dst), vx.index_select(0, src), vy.index_select(0, src)
         ex, ey = edge.ex, edge.ey
         geometry = torch.cat([edge.dist2, xi * ex + yi * ey, xj * ex + yj * ey, xi * xj + yi * yj], -1)
-        gate = torch.sigmoid(self.gate_i(h).index_select(0, dst) + self.gate_j(h).index_select(0, src)
-                             + self.gate_geometry(geometry))  # [K, H]
-        value = self.value(h).index_select(0, src)
-        m = (value.view(-1, self.heads, width // self.heads) * gate.unsqueeze(-1)).view(-1, width)
+        pre = self.gate_i(h).index_select(0, dst) + self.gate_j(h).index_select(0, src) + self.gate_geometry(geometry)
+        if self.messages == "gated":
+            gate = torch.sigmoid(pre)  # [K, H]
+            value = self.value(h).index_select(0, src)
+            m = (value.view(-1, self.heads, width // self.heads) * gate.unsqueeze(-1)).view(-1, width)
+        else:
+            m = gate = self.message(pre)  # [K, W]
         a, b = self.coefficients(gate).split(self.channels, dim=-1)
         vx = vx + edge.mean(a * ex + b * xj, n)
         vy = vy + edge.mean(a * ey + b * yj, n)
@@ -139,15 +146,16 @@ class EdgeGeometry:
 class EGCN(nn.Module):
     """Equivariant graph convolutional network: velocity from the vector channels, thickness from the scalars."""
 
-    def __init__(self, points: np.ndarray, edges: np.ndarray, n_scalars: int, width: int = 64, layers: int = 4,
-                 channels: int = 4):
+    def __init__(self, points: np.ndarray, edges: np.ndarray, n_scalars: int, width: int = 32, layers: int = 3,
+                 channels: int = 2, hidden: int | None = None, messages: str = "gated"):
         super().__init__()
+        hidden = hidden or 2 * width  # node-wise layers are cheap next to the edges: they get twice the width
         self.graph = MeshGraph(points, edges)
         self.channels = channels
-        self.embed = mlp([n_scalars + 1, width, width])
-        self.layers = nn.ModuleList(EquivariantLayer(width, channels) for _ in range(layers))
+        self.embed = mlp([n_scalars + 1, hidden, hidden, width])
+        self.layers = nn.ModuleList(EquivariantLayer(width, channels, hidden, messages) for _ in range(layers))
         self.velocity_head = nn.Linear(channels, 1, bias=False)  # a weighted sum of vectors: equivariant
-        self.thickness_head = mlp([width + channels, width, 1])
+        self.thickness_head = mlp([width + channels, hidden, 1])
 
     def forward(self, scalars: torch.Tensor, vectors: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         b, n, _ = scalars.shape

@@ -303,7 +303,7 @@ def test_emulators_train_on_an_ensemble_and_the_error_map_updates(page, small_en
         page.locator(f'.choices__item[data-value="{name}"]').locator("button").first.click()
         page.wait_for_timeout(300)
     number(page, "Epochs [epochs]", "400")
-    number(page, "Seconds [s]", "12")
+    number(page, "Seconds [s]", "8")
     number(page, "Width [units]", "16")
     page.locator("button", has_text=re.compile(r"^\s*Train\s*$")).first.click()
     error_map = page.locator(".emu-h-error").first
@@ -312,7 +312,7 @@ def test_emulators_train_on_an_ensemble_and_the_error_map_updates(page, small_en
     wait_for(lambda: "running" in deep_text(status) and "egcn, epoch" in deep_text(status), 30, "egcn to train")
     page.wait_for_timeout(1500)
     first = error_map.screenshot()
-    wait_for(lambda: "2 of 2 emulators finished" in deep_text(status), 60, "both emulators to finish")
+    wait_for(lambda: "2 of 2 emulators finished" in deep_text(status), 150, "both emulators to finish")
     page.wait_for_timeout(1500)
     assert error_map.screenshot() != first, "the error map did not change while the emulator trained"
     ranking = deep_text(page.locator(".emu-ranking").first)
