@@ -108,28 +108,36 @@ def test_a_missing_run_file_is_named(small_ensemble, tmp_path):
         load_ensemble(dst)
 
 
-def test_runs_on_different_meshes_are_refused(small_ensemble, tmp_path):
+def edit_runs(directory, manifest, indices, change) -> None:
+    """Rewrite the given runs' files after ``change(run)``."""
     from iceviz.sim.ugrid import read_run, write_run
 
+    for i in indices:
+        path = directory / manifest["runs"][i]["file"]
+        run = read_run(path)
+        change(run)
+        write_run(run, path)
+
+
+def keep_snapshots(run, n: int) -> None:
+    run.times = run.times[:n]
+    run.fields = {k: v[:n] for k, v in run.fields.items()}
+    run.diagnostics = {k: v[:n] for k, v in run.diagnostics.items()}
+
+
+def test_runs_on_different_meshes_are_refused(small_ensemble, tmp_path):
+    def move_a_node(run) -> None:
+        run.mesh.points[0] += 100.0
+
     dst, manifest = copy_ensemble(small_ensemble, tmp_path)
-    path = dst / manifest["runs"][1]["file"]
-    run = read_run(path)
-    run.mesh.points[0] += 100.0
-    write_run(run, path)
+    edit_runs(dst, manifest, [1], move_a_node)
     with pytest.raises(DataError, match="different meshes"):
         load_ensemble(dst)
 
 
 def test_runs_with_different_snapshot_times_are_refused(small_ensemble, tmp_path):
-    from iceviz.sim.ugrid import read_run, write_run
-
     dst, manifest = copy_ensemble(small_ensemble, tmp_path)
-    path = dst / manifest["runs"][3]["file"]
-    run = read_run(path)
-    run.times = run.times[:-1]
-    run.fields = {k: v[:-1] for k, v in run.fields.items()}
-    run.diagnostics = {k: v[:-1] for k, v in run.diagnostics.items()}
-    write_run(run, path)
+    edit_runs(dst, manifest, [3], lambda run: keep_snapshots(run, -1))
     with pytest.raises(DataError, match="different snapshot times"):
         load_ensemble(dst)
 
@@ -151,15 +159,7 @@ def test_a_truncated_run_file_is_named(small_ensemble, tmp_path):
 
 
 def test_runs_without_later_snapshots_are_refused(small_ensemble, tmp_path):
-    from iceviz.sim.ugrid import read_run, write_run
-
     dst, manifest = copy_ensemble(small_ensemble, tmp_path)
-    for record in manifest["runs"]:
-        path = dst / record["file"]
-        run = read_run(path)
-        run.times = run.times[:1]
-        run.fields = {k: v[:1] for k, v in run.fields.items()}
-        run.diagnostics = {k: v[:1] for k, v in run.diagnostics.items()}
-        write_run(run, path)
+    edit_runs(dst, manifest, range(len(manifest["runs"])), lambda run: keep_snapshots(run, 1))
     with pytest.raises(DataError, match="1 snapshot.*at least one later one"):
         load_ensemble(dst)
