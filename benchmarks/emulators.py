@@ -7,7 +7,10 @@ snapshots, both measured side by side on this machine).
 
     python -m benchmarks.emulators --epochs 40 --json benchmarks/results/emulators_epochs.json \\
         --plot benchmarks/results/emulators_epochs.png
-    python -m benchmarks.emulators --seconds 300 --json benchmarks/results/emulators_seconds.json
+    python -m benchmarks.emulators --epochs 40 --models egcn,gcn,mlp --seeds 1,2 \\
+        --json benchmarks/results/emulators_epochs_seeds.json
+    python -m benchmarks.emulators --seconds 200 --models mlp,gcn,cnn,egcn \\
+        --json benchmarks/results/emulators_seconds.json
 """
 
 from __future__ import annotations
@@ -79,6 +82,8 @@ def plot(payload: dict[str, Any], path: str) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
     times = payload["times"]
     for r in payload["results"]:
+        if r["seed"] != payload["results"][0]["seed"]:
+            continue  # one seed drawn
         left.plot(times, r["rmse_h_t"], marker=".", label=f"{r['model']} ({r['rmse_h']:.1f} m)")
         if r["curve"]:
             right.plot([c["seconds"] for c in r["curve"]], [c["loss_val"] for c in r["curve"]], label=r["model"])
@@ -100,7 +105,7 @@ def main() -> None:
     group.add_argument("--epochs", type=int, help="equal epochs for every model")
     group.add_argument("--seconds", type=float, help="equal wall-clock training budget for every model [s]")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds, each model trained once per seed")
     parser.add_argument("--json")
     parser.add_argument("--plot")
     args = parser.parse_args()
@@ -111,13 +116,14 @@ def main() -> None:
     test_run = int(problem.split["test"][0])
     sim_seconds, rerun_diff = simulator_seconds(problem, test_run)
     results = []
-    for name in args.models.split(","):
-        r = train(problem, name, args.epochs, args.seconds, args.seed)
-        r["speedup"] = sim_seconds / r["emulator_seconds"]
-        r["break_even_rollouts"] = break_even(r["train_seconds"], sim_seconds, r["emulator_seconds"])
-        results.append(r)
-        print(f"{name}: {r['epochs']} epochs in {r['train_seconds']:.0f} s, rmse_h {r['rmse_h']:.2f} m, "
-              f"rmse_v {r['rmse_v']:.2f} m/a, speed-up {r['speedup']:.0f}x", flush=True)
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for name in args.models.split(","):
+            r = dict(train(problem, name, args.epochs, args.seconds, seed), seed=seed)
+            r["speedup"] = sim_seconds / r["emulator_seconds"]
+            r["break_even_rollouts"] = break_even(r["train_seconds"], sim_seconds, r["emulator_seconds"])
+            results.append(r)
+            print(f"{name} (seed {seed}): {r['epochs']} epochs in {r['train_seconds']:.0f} s, rmse_h "
+                  f"{r['rmse_h']:.2f} m, rmse_v {r['rmse_v']:.2f} m/a, speed-up {r['speedup']:.0f}x", flush=True)
     mode = f"{args.epochs} epochs each" if args.epochs else f"{args.seconds:g} s each"
     payload = dict(benchmark="emulators", mode=mode, data=args.data, machine=machine(),
                    ensemble=dict(runs=problem.n_runs, nodes=problem.mesh.n_nodes, snapshots=len(problem.times),

@@ -3,15 +3,16 @@
 Every emulator maps one batch of graphs of the same mesh to the change of the state
 from its initial value, in scaled units (see :mod:`iceviz.training.emulator_data`)::
 
-    forward(scalars [B, N, S], vectors [B, N, 2], pos [B, N, 2]) -> [B, N, 3]  (Δvx, Δvy, Δh)
+    forward(scalars [B, N, S], vectors [B, N, V, 2], pos [B, N, 2]) -> [B, N, 3]  (Δvx, Δvy, Δh)
 
 ``scalars`` are rotation-invariant node inputs (initial thickness, bed, speed, floating
-mask, boundary tags, forcing, time), ``vectors`` the initial velocity, ``pos`` the node
-positions. Only :class:`EGCN` is E(2)-equivariant: it sees positions only through edge
-vectors x_i − x_j and velocity only as vectors and through invariant dot products, so
-rotating or reflecting the mesh and the velocity rotates or reflects the predicted
-velocity change and leaves the thickness change as it was; translating changes nothing.
-The baselines take velocity components and positions as plain numbers.
+mask, boundary tags and distances, forcing, time), ``vectors`` vector inputs (the initial
+velocity and surface slope), ``pos`` the node positions. Only :class:`EGCN` is
+E(2)-equivariant: it sees positions only through edge vectors x_i − x_j and the vector
+inputs only as vectors and through invariant dot products, so rotating or reflecting the
+mesh and the vectors rotates or reflects the predicted velocity change and leaves the
+thickness change as it was; translating changes nothing. The baselines take vector
+components and positions as plain numbers.
 """
 
 from __future__ import annotations
@@ -93,17 +94,13 @@ class EquivariantLayer(nn.Module):
     Tensors are flattened batches: h [M, F], the x and y components of V [M, C] each, per edge [K, ...].
     """
 
-    def __init__(self, width: int, channels: int, hidden: int, messages: str = "gated"):
+    def __init__(self, width: int, channels: int, hidden: int):
         super().__init__()
-        self.channels, self.messages = channels, messages
-        self.heads = math.gcd(width, HEADS) if messages == "gated" else width
+        self.channels, self.heads = channels, math.gcd(width, HEADS)
         self.gate_i = nn.Linear(width, self.heads)
         self.gate_j = nn.Linear(width, self.heads, bias=False)
         self.gate_geometry = nn.Linear(1 + 3 * channels, self.heads, bias=False)
-        if messages == "gated":
-            self.value = nn.Linear(width, width, bias=False)
-        else:  # a full message MLP per edge, as EGNN's: more expressive, twice the per-edge work
-            self.message = nn.Sequential(nn.SiLU(), nn.Linear(width, width), nn.SiLU())
+        self.value = nn.Linear(width, width, bias=False)
         self.coefficients = nn.Linear(self.heads, 2 * channels)
         self.update = mlp([2 * width + channels, hidden, width])
 
@@ -114,13 +111,10 @@ class EquivariantLayer(nn.Module):
         xi, yi, xj, yj = vx.index_select(0, dst), vy.index_select(0, dst), vx.index_select(0, src), vy.index_select(0, src)
         ex, ey = edge.ex, edge.ey
         geometry = torch.cat([edge.dist2, xi * ex + yi * ey, xj * ex + yj * ey, xi * xj + yi * yj], -1)
-        pre = self.gate_i(h).index_select(0, dst) + self.gate_j(h).index_select(0, src) + self.gate_geometry(geometry)
-        if self.messages == "gated":
-            gate = torch.sigmoid(pre)  # [K, H]
-            value = self.value(h).index_select(0, src)
-            m = (value.view(-1, self.heads, width // self.heads) * gate.unsqueeze(-1)).view(-1, width)
-        else:
-            m = gate = self.message(pre)  # [K, W]
+        gate = torch.sigmoid(self.gate_i(h).index_select(0, dst) + self.gate_j(h).index_select(0, src)
+                             + self.gate_geometry(geometry))  # [K, H]
+        value = self.value(h).index_select(0, src)
+        m = (value.view(-1, self.heads, width // self.heads) * gate.unsqueeze(-1)).view(-1, width)
         a, b = self.coefficients(gate).split(self.channels, dim=-1)
         vx = vx + edge.mean(a * ex + b * xj, n)
         vy = vy + edge.mean(a * ey + b * yj, n)
@@ -144,27 +138,34 @@ class EdgeGeometry:
 
 
 class EGCN(nn.Module):
-    """Equivariant graph convolutional network: velocity from the vector channels, thickness from the scalars."""
+    """Equivariant graph convolutional network: velocity from the vector channels, thickness from the scalars.
 
-    def __init__(self, points: np.ndarray, edges: np.ndarray, n_scalars: int, width: int = 32, layers: int = 3,
-                 channels: int = 2, hidden: int | None = None, messages: str = "gated"):
+    The V vector inputs start the first V of C ≥ V vector channels (the rest start at zero); their
+    invariants (squared lengths and mutual dot products) join the scalar inputs.
+    """
+
+    def __init__(self, points: np.ndarray, edges: np.ndarray, n_scalars: int, n_vectors: int = 1, width: int = 32,
+                 layers: int = 3, channels: int = 2, hidden: int | None = None):
         super().__init__()
         hidden = hidden or 2 * width  # node-wise layers are cheap next to the edges: they get twice the width
         self.graph = MeshGraph(points, edges)
-        self.channels = channels
-        self.embed = mlp([n_scalars + 1, hidden, hidden, width])
-        self.layers = nn.ModuleList(EquivariantLayer(width, channels, hidden, messages) for _ in range(layers))
-        self.velocity_head = nn.Linear(channels, 1, bias=False)  # a weighted sum of vectors: equivariant
-        self.thickness_head = mlp([width + channels, hidden, 1])
+        self.n_vectors, self.channels = n_vectors, max(channels, n_vectors)
+        pairs = n_vectors * (n_vectors + 1) // 2
+        self.embed = mlp([n_scalars + pairs, hidden, hidden, width])
+        self.layers = nn.ModuleList(EquivariantLayer(width, self.channels, hidden) for _ in range(layers))
+        self.velocity_head = nn.Linear(self.channels, 1, bias=False)  # a weighted sum of vectors: equivariant
+        self.thickness_head = mlp([width + self.channels, hidden, 1])
 
     def forward(self, scalars: torch.Tensor, vectors: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         b, n, _ = scalars.shape
         m = b * n
         edge = EdgeGeometry(pos.reshape(m, 2), self.graph.batched(b))
-        u = vectors.reshape(m, 2)
-        h = self.embed(torch.cat([scalars.reshape(m, -1), (u**2).sum(-1, keepdim=True)], -1))
-        zeros = u.new_zeros(m, self.channels - 1)
-        vx, vy = torch.cat([u[:, :1], zeros], -1), torch.cat([u[:, 1:], zeros], -1)  # [M, C]
+        v = vectors.reshape(m, self.n_vectors, 2)
+        i, j = torch.triu_indices(self.n_vectors, self.n_vectors)
+        dots = (v[:, i] * v[:, j]).sum(-1)  # every |v_a|² and v_a·v_b: invariants
+        h = self.embed(torch.cat([scalars.reshape(m, -1), dots], -1))
+        zeros = v.new_zeros(m, self.channels - self.n_vectors)
+        vx, vy = torch.cat([v[..., 0], zeros], -1), torch.cat([v[..., 1], zeros], -1)  # [M, C]
         for layer in self.layers:
             h, vx, vy = layer(h, vx, vy, edge)
         dv = torch.cat([self.velocity_head(vx), self.velocity_head(vy)], -1)  # [M, 2]
@@ -181,10 +182,11 @@ class SeedEGCN(nn.Module):
     m_ij = φ_e(h_i, h_j, |x_i − x_j|²) and h_i ← h_i + φ_h(h_i, Σ_j m_ij).
     """
 
-    def __init__(self, points: np.ndarray, edges: np.ndarray, n_scalars: int, width: int = 64, layers: int = 4):
+    def __init__(self, points: np.ndarray, edges: np.ndarray, n_scalars: int, n_vectors: int = 1, width: int = 64,
+                 layers: int = 4):
         super().__init__()
         self.graph = MeshGraph(points, edges)
-        self.embed = mlp([n_scalars + 2, width, width])
+        self.embed = mlp([n_scalars + 2 * n_vectors, width, width])
         self.edge = nn.ModuleList(mlp([2 * width + 1, width, width], last_activation=True) for _ in range(layers))
         self.coord = nn.ModuleList(mlp([width, width, 1]) for _ in range(layers))
         self.node = nn.ModuleList(mlp([2 * width, width, width]) for _ in range(layers))
@@ -193,7 +195,7 @@ class SeedEGCN(nn.Module):
     def forward(self, scalars: torch.Tensor, vectors: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         b, n, _ = scalars.shape
         src, dst, _, inv_degree = self.graph.batched(b)
-        h = self.embed(torch.cat([scalars, vectors], -1).reshape(b * n, -1))
+        h = self.embed(torch.cat([scalars, vectors.flatten(2)], -1).reshape(b * n, -1))
         x = pos.reshape(b * n, 2)
         for edge, coord, node in zip(self.edge, self.coord, self.node):
             rel = x.index_select(0, dst) - x.index_select(0, src)
@@ -206,17 +208,18 @@ class SeedEGCN(nn.Module):
 class GCN(nn.Module):
     """Kipf & Welling graph convolutions with residual connections on every input as plain numbers."""
 
-    def __init__(self, points: np.ndarray, edges: np.ndarray, n_scalars: int, width: int = 64, layers: int = 4):
+    def __init__(self, points: np.ndarray, edges: np.ndarray, n_scalars: int, n_vectors: int = 1, width: int = 64,
+                 layers: int = 4):
         super().__init__()
         self.graph = MeshGraph(points, edges, self_loops=True)
-        self.embed = mlp([n_scalars + 4, width, width])
+        self.embed = mlp([n_scalars + 2 * n_vectors + 2, width, width])
         self.convs = nn.ModuleList(nn.Linear(width, width) for _ in range(layers))
         self.head = mlp([width, width, OUTPUTS])
 
     def forward(self, scalars: torch.Tensor, vectors: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         b, n, _ = scalars.shape
         src, dst, weight, _ = self.graph.batched(b)
-        h = self.embed(torch.cat([scalars, vectors, pos], -1).reshape(b * n, -1))
+        h = self.embed(torch.cat([scalars, vectors.flatten(2), pos], -1).reshape(b * n, -1))
         for conv in self.convs:
             z = conv(h)
             h = h + nn.functional.silu(scatter_sum(z.index_select(0, src) * weight.unsqueeze(-1), dst, b * n))
@@ -226,24 +229,25 @@ class GCN(nn.Module):
 class NodeMLP(nn.Module):
     """Every node on its own: an MLP of the node's inputs (positions and velocity as plain numbers)."""
 
-    def __init__(self, points: np.ndarray, edges: np.ndarray, n_scalars: int, width: int = 64, layers: int = 4):
+    def __init__(self, points: np.ndarray, edges: np.ndarray, n_scalars: int, n_vectors: int = 1, width: int = 64,
+                 layers: int = 4):
         super().__init__()
-        self.net = mlp([n_scalars + 4] + [width] * layers + [OUTPUTS])
+        self.net = mlp([n_scalars + 2 * n_vectors + 2] + [width] * layers + [OUTPUTS])
 
     def forward(self, scalars: torch.Tensor, vectors: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([scalars, vectors, pos], -1))
+        return self.net(torch.cat([scalars, vectors.flatten(2), pos], -1))
 
 
 class GridCNN(nn.Module):
     """A CNN on a raster: node inputs interpolated to cell centres, convolutions, back to the nodes bilinearly."""
 
-    def __init__(self, points: np.ndarray, edges: np.ndarray, n_scalars: int, width: int = 64, layers: int = 4,
-                 cells: int = 2048):
+    def __init__(self, points: np.ndarray, edges: np.ndarray, n_scalars: int, n_vectors: int = 1, width: int = 64,
+                 layers: int = 4, cells: int = 2048):
         super().__init__()
         self.shape = raster_shape(points, cells)
         self.register_buffer("to_grid", mesh_to_raster(points, self.shape), persistent=False)
         self.register_buffer("to_mesh", raster_to_mesh(points, self.shape), persistent=False)
-        c = n_scalars + 4
+        c = n_scalars + 2 * n_vectors + 2
         convs: list[nn.Module] = [nn.Conv2d(c, width, 3, padding=1), nn.SiLU()]
         for _ in range(layers - 1):
             convs += [nn.Conv2d(width, width, 3, padding=1), nn.SiLU()]
@@ -251,7 +255,7 @@ class GridCNN(nn.Module):
         self.head = mlp([width + c, width, OUTPUTS])
 
     def forward(self, scalars: torch.Tensor, vectors: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([scalars, vectors, pos], -1)  # [B, N, C]
+        x = torch.cat([scalars, vectors.flatten(2), pos], -1)  # [B, N, C]
         b, n, c = x.shape
         ny, nx = self.shape
         flat = x.permute(1, 0, 2).reshape(n, b * c)
@@ -266,7 +270,7 @@ class GridCNN(nn.Module):
 class Persistence(nn.Module):
     """The floor: the state stays as it started (zero change)."""
 
-    def __init__(self, points: np.ndarray, edges: np.ndarray, n_scalars: int, **_: Any):
+    def __init__(self, points: np.ndarray, edges: np.ndarray, n_scalars: int, n_vectors: int = 1, **_: Any):
         super().__init__()
 
     def forward(self, scalars: torch.Tensor, vectors: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
@@ -279,7 +283,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {"egcn": EGCN, "egcn-seed": SeedEGCN
 
 
 def make_emulator(config: dict[str, Any], points: np.ndarray, edges: np.ndarray) -> nn.Module:
-    """The emulator described by ``config`` (``architecture``, ``n_scalars`` and its sizes) on this mesh."""
+    """The emulator described by ``config`` (``architecture``, ``n_scalars``, ``n_vectors`` and its sizes) on this mesh."""
     kwargs = dict(config)
     cls = ARCHITECTURES[kwargs.pop("architecture")]
     return cls(points, edges, **kwargs)

@@ -39,6 +39,26 @@ def gcn_weights(src: np.ndarray, dst: np.ndarray, n: int) -> tuple[np.ndarray, n
     return s, d, 1.0 / np.sqrt(degree[s] * degree[d])
 
 
+def node_gradients(points: np.ndarray, triangles: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Gradient (..., N, 2) of P1 fields ``values`` (..., N) at the nodes: each triangle's constant gradient,
+    averaged over the triangles around a node weighted by their areas."""
+    p, t = np.asarray(points, dtype=float), np.asarray(triangles)
+    d1, d2 = p[t[:, 1]] - p[t[:, 0]], p[t[:, 2]] - p[t[:, 0]]
+    det = d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0]  # twice the signed area
+    v = np.asarray(values, dtype=float)
+    f1, f2 = v[..., t[:, 1]] - v[..., t[:, 0]], v[..., t[:, 2]] - v[..., t[:, 0]]
+    gx = (f1 * d2[:, 1] - f2 * d1[:, 1]) / det
+    gy = (f2 * d1[:, 0] - f1 * d2[:, 0]) / det
+    area = np.abs(det) / 2
+    weight = np.zeros(len(p))
+    np.add.at(weight, t.ravel(), np.repeat(area, 3))
+    out_x, out_y = np.zeros(v.shape), np.zeros(v.shape)
+    for k in range(3):  # transposed views: the node axis first, whatever the leading axes
+        np.add.at(out_x.T, t[:, k], (gx * area).T)
+        np.add.at(out_y.T, t[:, k], (gy * area).T)
+    return np.stack([out_x, out_y], axis=-1) / weight[:, None]
+
+
 def raster_shape(points: np.ndarray, cells: int) -> tuple[int, int]:
     """(ny, nx) of a raster with about ``cells`` square-ish cells over the points' bounding box."""
     span = np.ptp(points, axis=0)

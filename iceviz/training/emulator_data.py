@@ -18,7 +18,8 @@ import torch
 from scipy.spatial import cKDTree
 
 from iceviz.data.ensemble import TARGETS, EnsembleProblem
-from iceviz.sim.ssa import height_above_flotation
+from iceviz.models.graph import node_gradients
+from iceviz.sim.ssa import Geometry, height_above_flotation
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class EmulatorScales:
     """[m]: positions are (x − pos_mean) / length."""
     speed: float
     """[m/a]: the initial velocity is divided by it."""
+    slope: float
+    """[1]: the initial surface slope (gradient of the surface elevation) is divided by it."""
     h_mean: float
     h_std: float
     bed_mean: float
@@ -55,8 +58,10 @@ class EmulatorScales:
         dh = f["h"][runs] - h0[:, None]
         forcing = problem.forcing[runs]
         std = forcing.std(axis=0)
+        slope = surface_slope(problem, h0)
         return cls(pos_mean=tuple(map(float, pts.mean(axis=0))), length=float(pts.std(axis=0).max()),
-                   speed=_positive(np.sqrt(np.mean(u0**2 + v0**2))), h_mean=float(h0.mean()),
+                   speed=_positive(np.sqrt(np.mean(u0**2 + v0**2))),
+                   slope=_positive(np.sqrt(np.mean(np.sum(slope**2, axis=-1)))), h_mean=float(h0.mean()),
                    h_std=_positive(h0.std()), bed_mean=float(problem.bed.mean()), bed_std=_positive(problem.bed.std()),
                    forcing_keys=problem.forcing_keys, forcing_mean=tuple(map(float, forcing.mean(axis=0))),
                    forcing_std=tuple(float(s) if s > 0 else 1.0 for s in std),
@@ -71,11 +76,20 @@ class EmulatorScales:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    n_vectors = 2
+    """Vector inputs per node: the initial velocity and the initial surface slope."""
+
     @property
     def n_scalars(self) -> int:
         """Scalar inputs per node: h₀, bed, height above flotation, |u₀|, floating, per boundary tag an
         indicator and the distance to it, the forcings and time."""
         return 5 + 2 * len(self.tags) + len(self.forcing_keys) + 1
+
+
+def surface_slope(problem: EnsembleProblem, h: np.ndarray) -> np.ndarray:
+    """Gradient (..., N, 2) of the surface elevation of thickness fields ``h`` (..., N) [1]: what drives the flow."""
+    surface = Geometry(h, problem.bed).surface
+    return node_gradients(problem.mesh.points, problem.mesh.triangles, surface)
 
 
 def _positive(value: float) -> float:
@@ -101,7 +115,9 @@ class EmulatorData:
                   haf / sc.h_std, np.hypot(u0, v0) / sc.speed, (haf < 0).astype(float),
                   *[np.broadcast_to(t, h0.shape) for t in tags]]
         self.static = self._tensor(np.stack(static, axis=-1))  # [R, N, F0]
-        self.vectors = self._tensor(np.stack([u0, v0], axis=-1) / sc.speed)  # [R, N, 2]
+        velocity = np.stack([u0, v0], axis=-1) / sc.speed
+        slope = surface_slope(problem, h0) / sc.slope
+        self.vectors = self._tensor(np.stack([velocity, slope], axis=2))  # [R, N, 2 vectors, 2]
         self.pos = self._tensor((mesh.points - np.array(sc.pos_mean)) / sc.length)  # [N, 2]
         forcing = (problem.forcing - np.array(sc.forcing_mean)) / np.array(sc.forcing_std)
         self.forcing = self._tensor(forcing.reshape(n_runs, -1))  # [R, K]
@@ -119,7 +135,7 @@ class EmulatorData:
         return np.array([(r, j) for r in runs for j in s], dtype=np.int64).reshape(-1, 2)
 
     def inputs(self, pairs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(scalars [B, N, F], vectors [B, N, 2], pos [B, N, 2]) of (run, snapshot) pairs."""
+        """(scalars [B, N, F], vectors [B, N, 2, 2], pos [B, N, 2]) of (run, snapshot) pairs."""
         r = torch.as_tensor(pairs[:, 0], device=self.device)
         s = torch.as_tensor(pairs[:, 1], device=self.device)
         n = self.pos.shape[0]

@@ -65,7 +65,7 @@ class EmulatorTrainer:
         split = problem.split
         self.scales = EmulatorScales.from_problem(problem, split["train"])
         self.data = EmulatorData(problem, self.scales, self.device)
-        self.config = self._config(spec, params, self.scales.n_scalars)
+        self.config = self._config(spec, params, self.scales.n_scalars, self.scales.n_vectors)
         self.model = make_emulator(self.config, problem.mesh.points, problem.mesh.edges).to(self.device)
         n_times = len(problem.times)
         self.train_pairs = self.data.samples(split["train"])
@@ -79,11 +79,12 @@ class EmulatorTrainer:
         self.train_seconds = 0.0
 
     @staticmethod
-    def _config(spec: ModelSpec, params: Any, n_scalars: int) -> dict[str, Any]:
+    def _config(spec: ModelSpec, params: Any, n_scalars: int, n_vectors: int) -> dict[str, Any]:
         arch = spec.options["architecture"]
         if arch == "persistence":
-            return dict(architecture=arch, n_scalars=n_scalars)
-        config = dict(architecture=arch, n_scalars=n_scalars, width=params.width, layers=params.layers)
+            return dict(architecture=arch, n_scalars=n_scalars, n_vectors=n_vectors)
+        config = dict(architecture=arch, n_scalars=n_scalars, n_vectors=n_vectors, width=params.width,
+                      layers=params.layers)
         if arch == "egcn" and params.layer == "seed":
             config["architecture"] = "egcn-seed"
         elif arch == "egcn":

@@ -84,3 +84,20 @@ def test_cancel_stops_every_queued_emulator(small_ensemble):
     poll_until(view, lambda: all(job.status.finished for _, job in view.session.jobs), timeout=30)
     assert [job.status for _, job in view.session.jobs] == [JobStatus.CANCELLED, JobStatus.CANCELLED]
     assert view.cancel_button.disabled and not view.train_button.disabled
+
+
+def test_a_region_sizes_the_glacier_and_names_its_own_cache(tmp_path):
+    session = EmulatorSession(source="region", region_bounds=lambda: (0.0, 200e3, -50e3, 50e3),
+                              ensemble_root=tmp_path)
+    scenario, overrides = session.recipe()
+    assert scenario == "marine-glacier" and overrides["length"] == 200e3 and overrides["width"] == 100e3
+    assert not session.cached()  # nothing built under tmp_path yet
+    session.source = "default"
+    assert session.recipe() == ("marine-glacier", {})
+
+
+def test_untouched_hyper_parameters_keep_each_emulators_default():
+    session = EmulatorSession()
+    assert session.overrides() == {"epochs": 1000, "seconds": 60.0, "seed": 0}
+    session.hyper.width = 48
+    assert session.overrides()["width"] == 48

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from iceviz.models.emulators import ARCHITECTURES, make_emulator
-from iceviz.models.graph import batch_edges, mesh_to_raster, raster_centres, raster_to_mesh
+from iceviz.models.graph import batch_edges, mesh_to_raster, node_gradients, raster_centres, raster_to_mesh
 from iceviz.sim.mesh import mesh_outline
 
 N_SCALARS = 7
+N_VECTORS = 2
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def inputs(mesh, batch=3, seed=0):
     g = torch.Generator().manual_seed(seed)
     n = mesh.n_nodes
     pos = torch.as_tensor((mesh.points - mesh.points.mean(0)) / 2e4, dtype=torch.float32)
-    return (torch.randn(batch, n, N_SCALARS, generator=g), torch.randn(batch, n, 2, generator=g),
+    return (torch.randn(batch, n, N_SCALARS, generator=g), torch.randn(batch, n, N_VECTORS, 2, generator=g),
             pos.expand(batch, -1, -1).clone())
 
 
@@ -42,7 +43,7 @@ def transformed_error(model, mesh, matrix, shift):
     with torch.no_grad():
         out = model(scalars, vectors, pos)
         moved = model(scalars, vectors @ matrix.T, pos @ matrix.T + shift)
-    velocity = (moved[..., :2] - out[..., :2] @ matrix.T).abs().max() / out[..., :2].abs().max()
+    velocity = (moved[..., :2] - out[..., :2] @ matrix.T).abs().max() / out[..., :2].abs().max()  # Δv turns
     thickness = (moved[..., 2] - out[..., 2]).abs().max() / out[..., 2].abs().max()
     return float(velocity), float(thickness)
 
@@ -50,7 +51,7 @@ def transformed_error(model, mesh, matrix, shift):
 @pytest.mark.parametrize("name, matrix, shift", transforms(), ids=[t[0] for t in transforms()])
 def test_egcn_velocity_turns_with_the_mesh_and_thickness_does_not_change(mesh, name, matrix, shift):
     torch.manual_seed(1)
-    model = make_emulator(dict(architecture="egcn", n_scalars=N_SCALARS, width=16, layers=3, channels=3),
+    model = make_emulator(dict(architecture="egcn", n_scalars=N_SCALARS, n_vectors=N_VECTORS, width=16, layers=3, channels=3),
                           mesh.points, mesh.edges)
     velocity, thickness = transformed_error(model, mesh, matrix, shift)
     assert velocity < 1e-5 and thickness < 1e-5
@@ -60,7 +61,7 @@ def test_egcn_velocity_turns_with_the_mesh_and_thickness_does_not_change(mesh, n
 def test_the_seed_layer_and_the_baselines_are_not_equivariant(mesh, architecture):
     """The same check fails for models that take velocity or positions as plain numbers (the test can fail)."""
     torch.manual_seed(1)
-    model = make_emulator(dict(architecture=architecture, n_scalars=N_SCALARS, width=16, layers=2),
+    model = make_emulator(dict(architecture=architecture, n_scalars=N_SCALARS, n_vectors=N_VECTORS, width=16, layers=2),
                           mesh.points, mesh.edges)
     _, matrix, shift = transforms()[0]
     velocity, thickness = transformed_error(model, mesh, matrix, shift)
@@ -69,7 +70,7 @@ def test_the_seed_layer_and_the_baselines_are_not_equivariant(mesh, architecture
 
 @pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
 def test_every_emulator_maps_a_batch_to_three_outputs_per_node(mesh, architecture):
-    model = make_emulator(dict(architecture=architecture, n_scalars=N_SCALARS, width=8, layers=2), mesh.points, mesh.edges)
+    model = make_emulator(dict(architecture=architecture, n_scalars=N_SCALARS, n_vectors=N_VECTORS, width=8, layers=2), mesh.points, mesh.edges)
     out = model(*inputs(mesh, batch=2))
     assert out.shape == (2, mesh.n_nodes, 3) and torch.isfinite(out).all()
     if architecture == "persistence":
@@ -79,7 +80,7 @@ def test_every_emulator_maps_a_batch_to_three_outputs_per_node(mesh, architectur
 def test_graphs_of_a_batch_do_not_exchange_messages(mesh):
     """Changing one graph of a batch leaves the others' outputs as they were."""
     torch.manual_seed(2)
-    model = make_emulator(dict(architecture="egcn", n_scalars=N_SCALARS, width=8, layers=2, channels=2),
+    model = make_emulator(dict(architecture="egcn", n_scalars=N_SCALARS, n_vectors=N_VECTORS, width=8, layers=2, channels=2),
                           mesh.points, mesh.edges)
     scalars, vectors, pos = inputs(mesh)
     with torch.no_grad():
@@ -92,6 +93,14 @@ def test_graphs_of_a_batch_do_not_exchange_messages(mesh):
 def test_batched_edges_number_copies_one_after_another():
     src, dst = batch_edges(torch.tensor([0, 1]), torch.tensor([1, 2]), n=3, copies=2)
     assert src.tolist() == [0, 1, 3, 4] and dst.tolist() == [1, 2, 4, 5]
+
+
+def test_node_gradients_are_exact_for_linear_fields(mesh):
+    f = 3.0 + 2e-3 * mesh.points[:, 0] - 5e-3 * mesh.points[:, 1]
+    np.testing.assert_allclose(node_gradients(mesh.points, mesh.triangles, f), np.tile([2e-3, -5e-3], (mesh.n_nodes, 1)),
+                               atol=1e-15)
+    both = node_gradients(mesh.points, mesh.triangles, np.stack([f, -f]))
+    assert both.shape == (2, mesh.n_nodes, 2) and np.allclose(both[1], [-2e-3, 5e-3])
 
 
 def test_raster_interpolation_is_exact_for_linear_fields(mesh):

@@ -52,12 +52,12 @@ def test_persistence_is_exact_at_the_first_snapshot_and_scored_after_it(ensemble
 
 @pytest.mark.parametrize("model", ["egcn", "gcn", "mlp", "cnn"])
 def test_short_training_lowers_validation_error_and_beats_persistence(ensemble, model):
-    trainer = make_trainer(model, ensemble, device="cpu", epochs=25, lr=5e-3, seed=0, **SMALL)
+    trainer = make_trainer(model, ensemble, device="cpu", epochs=40, lr=5e-3, seed=0, **SMALL)
     before = trainer.validation_loss()
     control = Control(snapshot_every=None)
     result = trainer.fit(control)
     history = control.history()
-    assert len(history) == 25 and result.epochs == 25
+    assert len(history) == 40 and result.epochs == 40
     assert history[-1]["loss_val"] < 0.6 * before
     assert trainer.best_val == min(h["loss_val"] for h in history)
     persistence = make_trainer("persistence", ensemble, device="cpu").fit(Control(snapshot_every=None)).metrics
