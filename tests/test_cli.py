@@ -463,3 +463,11 @@ def test_emulator_bad_data_exits_2_naming_it(spec, message):
 def test_emulator_test_values_must_exist_in_the_ensemble(small_ensemble):
     code, _, stderr = run_main("train", "mlp", "--data", f"sim:{small_ensemble}?test=25", "--epochs", "1", "--quiet")
     assert code == 2 and "25 are not among" in stderr
+
+
+def test_data_info_describes_an_ensemble(small_ensemble):
+    code, stdout, stderr = run_main("data", "info", f"sim:{small_ensemble}")
+    assert code == 0, stderr
+    info = json.loads(stdout)
+    assert info["kind"] == "ensemble" and info["runs"] == 5 and info["snapshots"] == 9
+    assert info["forcing"] == {"melt": [0.0, 20.0, 40.0, 60.0, 80.0]} and info["split"]["test"] == ["melt=40"]

@@ -343,10 +343,33 @@ def describe_shelf(problem: ShelfProblem) -> dict[str, Any]:
     return out
 
 
+def describe_ensemble(problem: EnsembleProblem) -> dict[str, Any]:
+    pts = problem.mesh.points
+    return {
+        "spec": problem.spec,
+        "kind": problem.kind,
+        "directory": str(problem.directory),
+        "scenario": problem.scenario,
+        "overrides": problem.overrides,
+        "runs": problem.n_runs,
+        "nodes": int(problem.mesh.n_nodes),
+        "size_km": [float(np.ptp(pts[:, 0])) / 1000.0, float(np.ptp(pts[:, 1])) / 1000.0],
+        "snapshots": len(problem.times),
+        "years": float(problem.times[-1] - problem.times[0]),
+        "forcing": {k: sorted(set(map(float, problem.forcing[:, i]))) for i, k in enumerate(problem.forcing_keys)},
+        "split": {k: [problem.label(r) for r in v] for k, v in problem.split.items()},
+        "simulator_seconds_per_run": float(np.mean(problem.wall_time)),
+        "simulator_dt_years": problem.mean_dt,
+        "notes": list(problem.notes),
+    }
+
+
 def describe(problem: Problem) -> dict[str, Any]:
     """A JSON-able summary of a problem (``iceviz data info SPEC``)."""
     if isinstance(problem, ShelfProblem):
         return describe_shelf(problem)
+    if isinstance(problem, EnsembleProblem):
+        return describe_ensemble(problem)
     xmin, xmax, ymin, ymax = (float(b) for b in problem.bounds)
     fields = ["qx", "qy"]
     if problem.has_surface:
