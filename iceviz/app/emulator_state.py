@@ -1,8 +1,9 @@
 """The emulator view's state: which ensemble, building or loading it, and the emulator jobs (no Panel here).
 
-An ensemble comes from one of three places: the default one (the marine glacier under eight melt
-rates, run on first use and cached), the marine glacier sized to the box picked on the map (run
-and cached likewise), or a directory the user made with ``iceviz sim ensemble``. Building runs in
+An ensemble comes from one of four places: the default one (the marine glacier under eight melt
+rates, run on first use and cached), the confined ice shelf under the same melt rates, the marine
+glacier sized to the box picked on the map (run and cached likewise), or a directory the user made
+with ``iceviz sim ensemble``. Building runs in
 a background thread with progress; training runs every chosen model as a job, one after the other
 (through a :class:`~iceviz.training.queue.JobQueue`), each with the same budget.
 """
@@ -30,6 +31,7 @@ from iceviz.training.trainers import training_job
 
 SOURCES = {
     "default": "Default: marine glacier, melt 0-70 m/a",
+    "confined-shelf": "Confined ice shelf, melt 0-70 m/a",
     "region": "Marine glacier sized to the map's region",
     "directory": "An ensemble directory",
 }
@@ -104,7 +106,9 @@ class EmulatorSession(param.Parameterized):
 
     # -- the ensemble ------------------------------------------------------------------------------
     def recipe(self) -> tuple[str, dict[str, Any]]:
-        """(scenario, overrides) of the source: the default scenario, or sized to the map's box."""
+        """(scenario, overrides) of the source: a scenario as it is, or the default one sized to the map's box."""
+        if self.source == "confined-shelf":
+            return "confined-shelf", {}
         if self.source == "region":
             bounds = self.region_bounds() if self.region_bounds is not None else None
             if bounds is None:

@@ -94,6 +94,8 @@ def test_a_region_sizes_the_glacier_and_names_its_own_cache(tmp_path):
     assert not session.cached()  # nothing built under tmp_path yet
     session.source = "default"
     assert session.recipe() == ("marine-glacier", {})
+    session.source = "confined-shelf"
+    assert session.recipe() == ("confined-shelf", {})
 
 
 def test_untouched_hyper_parameters_keep_each_emulators_default():
