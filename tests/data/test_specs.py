@@ -100,9 +100,9 @@ def test_list_specs():
     patterns = [r[0] for r in rows]
     for name in syn.SYNTHETIC_NAMES:
         assert f"synthetic:{name}" in patterns
-    assert "byrd-mcor:DIR" in patterns and "points:FILE" in patterns
+    assert "byrd-mcor:DIR" in patterns and "points:FILE" in patterns and "sim:DIR" in patterns
     assert all(isinstance(d, str) and d and "\n" not in d for _, d in rows)
-    assert {o.split("=")[0] for o, _ in list_options()} == {"noise", "seed", "tile", "bbox"}
+    assert {o.split("=")[0] for o, _ in list_options()} == {"noise", "seed", "tile", "bbox", "test", "val"}
 
 
 def test_describe_is_json_and_right():
