@@ -26,6 +26,9 @@ SNAPSHOT_EVERY_S = 1.0
 TRAINING_NICE = 10
 WIDGET_WIDTH = 170
 MAP_FRAME = 860
+"""Width of each comparison map for long domains (stacked); wide ones get half of it, two maps a row."""
+WIDE_ASPECT = 0.4
+"""Domains at least this tall for their length (height / width) get their maps two by two."""
 INTRO = ("An **emulator** learns the simulator: from the initial state, the melt rate and the time to the ice "
          "thickness and velocity at every mesh node. **Build** the ensemble (the simulator run under several "
          "melt rates; the default one takes about two minutes once, then comes from the cache), choose emulators "
@@ -78,7 +81,8 @@ class EmulatorView:
             pn.Column(self.source, self.directory, self.build_button, self.build_progress, self.ensemble_info,
                       width=320, sizing_mode="fixed"),
             pn.Column(self.models, pn.Row(self.train_button, self.pause_button, self.cancel_button),
-                      pn.pane.Markdown("**Hyper-parameters** of every emulator (the budget is per emulator)"),
+                      pn.pane.Markdown("**Hyper-parameters** of every emulator (the budget is per emulator; "
+                                       "left unchanged, each emulator keeps its own tuned value)"),
                       hyper, width=4 * (WIDGET_WIDTH + 12) + 10, sizing_mode="fixed"),
             sizing_mode="stretch_width")
         self.status = pn.pane.Markdown("", css_classes=["emu-status"], sizing_mode="stretch_width")
@@ -168,10 +172,15 @@ class EmulatorView:
         self.year.param.update(start=float(p.times[0]), end=float(p.times[-1]),
                                step=float(np.min(np.diff(p.times))) if len(p.times) > 1 else 1.0,
                                value=float(p.times[-1]))
-        self.maps = ComparisonMaps(p.mesh.points, p.mesh.triangles, p.bed, frame_width=MAP_FRAME)
+        span = np.ptp(p.mesh.points, axis=0)
+        wide = span[1] / max(span[0], 1e-9) >= WIDE_ASPECT
+        self.maps = ComparisonMaps(p.mesh.points, p.mesh.triangles, p.bed,
+                                   frame_width=MAP_FRAME // 2 if wide else MAP_FRAME)
         self.rmse = RmseFigure(list(self.session.param.models.objects))
-        self.map_area.objects = [pn.Column(*[fixed_pane(m.figure, css) for m, css in zip(
-            self.maps.maps, ("emu-truth", "emu-emulated", "emu-h-error", "emu-v-error"))], sizing_mode="fixed")]
+        panes = [fixed_pane(m.figure, css) for m, css in zip(
+            self.maps.maps, ("emu-truth", "emu-emulated", "emu-h-error", "emu-v-error"))]
+        rows = [pn.Row(*panes[:2]), pn.Row(*panes[2:])] if wide else panes
+        self.map_area.objects = [pn.Column(*rows, sizing_mode="fixed")]
         self.chart_area.objects = [fixed_pane(self.rmse.figure, "emu-rmse")]
         self.ensemble_info.object = self._ensemble_text()
         self._shown = None
@@ -208,10 +217,10 @@ class EmulatorView:
         h_true = f["h_true"].values[r, k]
         self.maps.update(h_true, f["h"].values[r, k], f["speed_error"].values[r, k],
                          h_max=float(np.nanmax(f["h_true"].values)))
-        for fig, label in ((self.maps.emulated, "Emulator"), (self.maps.h_error, "Thickness error")):
+        for fig, label in ((self.maps.emulated, "Emulator"), (self.maps.h_error, "error")):
             fig.figure.title.text = (f"{label} ({snap.model}, {self.pick_run.value}, year {f['time'].values[k]:.1f})"
                                      if label == "Emulator" else
-                                     f"{label}, emulator − simulator (RMSE {np.sqrt(np.mean(f['h_error'].values[r, k] ** 2)):.1f} m)")
+                                     f"Δh, emulator − simulator (RMSE {np.sqrt(np.mean(f['h_error'].values[r, k] ** 2)):.1f} m)")
 
     def _update_status(self) -> None:
         s = self.session
