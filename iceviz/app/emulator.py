@@ -217,10 +217,10 @@ class EmulatorView:
         h_true = f["h_true"].values[r, k]
         self.maps.update(h_true, f["h"].values[r, k], f["speed_error"].values[r, k],
                          h_max=float(np.nanmax(f["h_true"].values)))
-        for fig, label in ((self.maps.emulated, "Emulator"), (self.maps.h_error, "error")):
-            fig.figure.title.text = (f"{label} ({snap.model}, {self.pick_run.value}, year {f['time'].values[k]:.1f})"
-                                     if label == "Emulator" else
-                                     f"Δh, emulator − simulator (RMSE {np.sqrt(np.mean(f['h_error'].values[r, k] ** 2)):.1f} m)")
+        year = float(f["time"].values[k])
+        rmse = float(np.sqrt(np.mean(f["h_error"].values[r, k] ** 2)))
+        self.maps.emulated.figure.title.text = f"Emulator ({snap.model}, {self.pick_run.value}, year {year:.1f})"
+        self.maps.h_error.figure.title.text = f"Δh, emulator − simulator (RMSE {rmse:.1f} m)"
 
     def _update_status(self) -> None:
         s = self.session
