@@ -55,12 +55,12 @@ class Flotation:
         d = flotation_diagnostics(h, self.bed, self.area, self.probe, self.line)
         return d["grounding_line"], d["volume_above_flotation"]
 
-    def errors(self, pred_h: np.ndarray, true_h: np.ndarray) -> dict[str, float]:
-        """Mean absolute grounding-line error [m] and mean relative VAF error over (K, N) snapshots, and both
-        at the last one."""
+    def errors(self, pred_h: np.ndarray, true_gl: np.ndarray, true_vaf: np.ndarray) -> dict[str, float]:
+        """Mean absolute grounding-line error [m] and mean relative VAF error of predicted thickness (K, N)
+        against the simulator's own diagnostics at the same K snapshots, and both at the last one."""
         pred = np.array([self(h) for h in pred_h])
-        true = np.array([self(h) for h in true_h])
-        gl, vaf = np.abs(pred[:, 0] - true[:, 0]), np.abs(pred[:, 1] - true[:, 1]) / np.abs(true[:, 1]).clip(1.0)
+        gl = np.abs(pred[:, 0] - true_gl)
+        vaf = np.abs(pred[:, 1] - true_vaf) / np.abs(true_vaf).clip(1.0)
         return dict(gl_error=float(gl.mean()), gl_error_final=float(gl[-1]), vaf_rel_error=float(vaf.mean()),
                     vaf_rel_error_final=float(vaf[-1]))
 

@@ -215,7 +215,8 @@ class EmulatorTrainer:
         for i, r in enumerate(runs):
             one = (lambda d: {k: v[i, later] for k, v in d.items()})
             s = state_scores(one(pred), one(true), one(init))
-            s.update(self.flotation.errors(pred["h"][i, later], true["h"][i, later]))
+            diag = {k: v[r, snapshots][later] for k, v in problem.diagnostics.items()}
+            s.update(self.flotation.errors(pred["h"][i, later], diag["grounding_line"], diag["volume_above_flotation"]))
             per_forcing[problem.label(r)] = {k: s[k] for k in ("rmse_h", "rmse_v", "r", "gl_error_final",
                                                               "vaf_rel_error_final")}
         metrics["per_forcing"] = per_forcing
