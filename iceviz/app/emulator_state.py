@@ -64,10 +64,6 @@ class EnsembleBuild:
     def finished(self) -> bool:
         return not self._thread.is_alive() and (self.problem is not None or self.error is not None)
 
-    def wait(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        return self.finished
-
     def progress(self, done: int, total: int, record: dict) -> None:
         self.done, self.total = done, total
 
