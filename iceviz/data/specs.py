@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -161,6 +162,84 @@ def _load_sim(arg: str, opts: dict[str, Any], spec: str) -> EnsembleProblem:
     return load_ensemble(arg, spec=spec, test=opts.get("test"), val=opts.get("val"))
 
 
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return value
+    return parse
+
+
+def _nonnegative(text: str) -> float:
+    v = _float(text)
+    if v < 0:
+        raise ValueError("must be >= 0")
+    return v
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        v = int(text)
+        if v < low:
+            raise ValueError(f"must be an integer >= {low}")
+        return v
+    return parse
+
+
+def _fraction(text: str) -> float:
+    v = _float(text)
+    if not 0.05 <= v <= 0.8:
+        raise ValueError("must lie in [0.05, 0.8]")
+    return v
+
+
+def _paths(text: str) -> list[str]:
+    paths = [p.strip() for p in text.split(",") if p.strip()]
+    if not paths:
+        raise ValueError("expected comma-separated files or folders")
+    return paths
+
+
+REGION_RECIPE_OPTIONS = ("spacing", "firn", "thickness", "gap", "split", "tile", "test_fraction", "velocity",
+                         "min_points", "seed")
+
+
+def _load_region(arg: str, opts: dict[str, Any], spec: str) -> FluxProblem:
+    return build_region_spec(arg, opts, spec).problem
+
+
+def build_region_spec(arg: str, opts: dict[str, Any], spec: str):
+    """The :class:`~iceviz.data.builder.RegionBuild` of a ``region:`` spec (a preset key, or ``box`` + bbox)."""
+    from iceviz.data.builder import RegionRecipe, build_region
+    from iceviz.data.products import Catalog
+    from iceviz.geo.regions import PRESET_REGIONS, get_region
+
+    if arg in ("", "box"):
+        if "bbox" not in opts:
+            raise DataError(f"{spec}: region:box needs bbox=xmin,xmax,ymin,ymax (metres), or give a preset region: "
+                            f"{', '.join(PRESET_REGIONS)}")
+        bounds = opts["bbox"]
+    else:
+        try:
+            bounds = opts.get("bbox", get_region(arg).bounds)
+        except ValueError as err:
+            raise DataError(f"{spec}: {err} (or region:box?bbox=...)") from None
+    recipe = RegionRecipe(**{k: v for k, v in opts.items() if k in REGION_RECIPE_OPTIONS})
+    extra = {}
+    if "data" in opts:
+        from iceviz.data.products import expand, identify
+
+        for root in opts["data"]:
+            for p in expand(Path(root)):
+                try:
+                    extra.setdefault(identify(p), []).append(p)
+                except DataError:
+                    if not Path(root).expanduser().is_dir():
+                        raise
+    return build_region(bounds, recipe, Catalog.discover(extra), spec=spec)
+
+
 KINDS: dict[str, Kind] = {
     "synthetic": Kind(
         "synthetic",
@@ -207,6 +286,27 @@ KINDS: dict[str, Kind] = {
                                  "interior values)"),
          Option("val", _values, "forcing values held out for validation (default: one interior value)")),
         _load_sim,
+    ),
+    "region": Kind(
+        "region",
+        "NAME",
+        "flux = thickness × velocity built from real products (MEaSUREs, BedMachine, Bedmap) for a preset region "
+        "or region:box?bbox=...; files from 'iceviz data add', $ICEVIZ_MEASURES_INSAR etc. or data=PATH",
+        (BBOX,
+         Option("spacing", _nonnegative, "thin survey points closer than this, metres (default 1000; 0 keeps all)"),
+         Option("firn", _choice("none", "subtract"), "none: thickness as surveyed; subtract: minus BedMachine firn "
+                                                     "air content (ice equivalent)"),
+         Option("thickness", _choice("bedmap", "bedmap+bedmachine", "bedmachine"),
+                "survey points only (default), BedMachine standing in beyond 'gap' of any survey, or BedMachine only"),
+         Option("gap", _tile, "metres from a survey point beyond which BedMachine stands in (default 10000)"),
+         Option("split", _choice("tiles", "lines"), "checkerboard tiles (default) or whole flight lines"),
+         Option("tile", _tile, "checkerboard tile size in metres (default 15000)"),
+         Option("test_fraction", _fraction, "share of survey points held out by flight line (split=lines; 0.3)"),
+         Option("velocity", _choice("auto", "measures-insar", "measures-phase"), "velocity product (default auto)"),
+         Option("data", _paths, "extra product files or folders, comma-separated (identified by content)"),
+         Option("min_points", _int_at_least(5), "fewest usable points the box must hold (default 50)"),
+         Option("seed", _seed, "seed of the flight-line split (default 0)")),
+        _load_region,
     ),
 }
 
@@ -268,7 +368,7 @@ def load_problem(spec: str) -> Problem:
         got = repr(parsed.arg) if parsed.arg else "nothing"
         raise DataError(f"{parsed.spec}: unknown {kind.name} {kind.arg} {got}; valid: {', '.join(kind.args)}")
     problem = kind.load(parsed.arg, opts, parsed.spec)
-    if "bbox" in opts:
+    if "bbox" in opts and kind.name != "region":  # a region is built for its box, not cropped
         problem = crop_shelf(problem, opts["bbox"]) if isinstance(problem, ShelfProblem) else crop(problem, opts["bbox"])
     return problem
 
@@ -278,7 +378,7 @@ def list_specs() -> list[tuple[str, str]]:
     rows = [
         (f"synthetic:{n}", f"{SYNTHETIC_DESCRIPTIONS[n]} (options: noise, seed, bbox)") for n in synthetic.SYNTHETIC_NAMES
     ]
-    for name in ("byrd-mcor", "points", "diffice", "sim"):
+    for name in ("byrd-mcor", "points", "diffice", "sim", "region"):
         kind = KINDS[name]
         rows.append((f"{name}:{kind.arg}", f"{kind.description} (options: {', '.join(o.name for o in kind.options)})"))
     from iceviz.sim.shelves import SHELVES  # the simulator is heavy to import: only when listing

@@ -1,0 +1,307 @@
+"""Region builder: flux observations for any box, from the products on disk.
+
+For a box in EPSG:3031 metres: read the Bedmap survey points inside it, drop
+invalid ones, thin those closer than ``spacing``, let BedMachine thickness stand
+in where there is no survey (flagged as gridded), interpolate the velocity
+mosaic bilinearly to every point, form flux q = H v (m²/yr), split train /
+test by checkerboard tiles or by flight line, and build the direction
+guidance from the velocity grid. The result is a :class:`FluxProblem` like
+every other source's, plus a table in the ``points:`` file format that the user
+can keep (``iceviz data build SPEC --out FILE.csv``).
+
+Thickness and firn: Bedmap thickness is the radar (physical) thickness;
+BedMachine's thickness and surface are ice equivalent (firn air content
+removed, ``firn`` variable). ``firn='none'`` keeps physical thickness (Bedmap
+as surveyed, BedMachine thickness + firn), as the "Mass Conservation on Rails"
+Byrd tensors do; ``firn='subtract'`` gives ice-equivalent thickness, the mass
+that the flux conserves (Bedmap − BedMachine firn, BedMachine as is).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import param
+
+from iceviz.data.bedmap import SurveyPoints, read_box
+from iceviz.data.grids import BEDMACHINE, GRID_LAYOUTS, GridFile
+from iceviz.data.problem import DataError, DirectionGuidance, FluxObservations, FluxProblem, FluxScale, regular_grid
+from iceviz.data.products import Catalog, DataFile
+from iceviz.data.region import Bounds, check_bounds, grid_shape_for
+from iceviz.data.synthetic import checkerboard_is_test
+
+SURFACE_SCALE = 1000.0
+ICE_MASK = (2, 3)  # BedMachine grounded and floating ice
+
+
+class RegionRecipe(param.Parameterized):
+    """How a box becomes flux observations (every choice the builder makes)."""
+
+    spacing = param.Number(1000.0, bounds=(0.0, 50_000.0),
+                           doc="Thin survey points closer than this to an already kept one [m]; 0 keeps all.")
+    firn = param.Selector(default="none", objects=["none", "subtract"],
+                          doc="Thickness as surveyed (none, as the Byrd tensors) or ice equivalent: minus "
+                              "BedMachine's firn air content (subtract).")
+    thickness = param.Selector(default="bedmap", objects=["bedmap", "bedmap+bedmachine", "bedmachine"],
+                               doc="Survey points only; BedMachine standing in where no survey point lies within "
+                                   "'gap'; or BedMachine only. Gridded points are flagged and only train.")
+    gap = param.Number(10_000.0, bounds=(500.0, 200_000.0),
+                       doc="Distance to the nearest survey point beyond which BedMachine stands in [m].")
+    split = param.Selector(default="tiles", objects=["tiles", "lines"],
+                           doc="Checkerboard tiles from the box's lower-left corner, or whole flight lines.")
+    tile = param.Number(15_000.0, bounds=(1_000.0, 500_000.0),
+                        doc="Checkerboard tile size [m]: (i + j) even -> test.")
+    test_fraction = param.Number(0.3, bounds=(0.05, 0.8),
+                                 doc="Share of survey points held out, by whole flight lines (split='lines').")
+    velocity = param.Selector(default="auto", objects=["auto", "measures-insar", "measures-phase"],
+                              doc="Velocity product (auto: InSAR-based, else phase-based).")
+    direction_n = param.Integer(400, bounds=(10, 2000),
+                                doc="Direction-guidance grid nodes along the box's longer side.")
+    min_points = param.Integer(50, bounds=(5, None), doc="Fewest usable points a box must hold.")
+    seed = param.Integer(0, bounds=(0, None), doc="Seed of the flight-line split.")
+
+
+@dataclass
+class RegionBuild:
+    """A built region: the problem, its points table (``points:`` format plus provenance) and counts."""
+
+    problem: FluxProblem
+    table: pd.DataFrame
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def write(self, path) -> None:
+        from iceviz.data.points import write_points_csv
+
+        write_points_csv(self.table, path)
+
+
+def thin(xy: np.ndarray, spacing: float) -> np.ndarray:
+    """Indices of a subset in which no two points are closer than ``spacing``, taken greedily in input order.
+
+    Points sharing a square of side spacing/2 keep only the first; the survivors are then taken in order,
+    each dropping its neighbours within ``spacing``. Every dropped point lies within 2 × spacing of a kept one.
+    """
+    from scipy.spatial import cKDTree
+
+    n = len(xy)
+    if spacing <= 0 or n < 2:
+        return np.arange(n)
+    # points sharing a cell of side spacing/2 are certainly too close: keep the first of each cell
+    cell = np.floor((xy - xy.min(axis=0)) / (spacing / 2)).astype(np.int64)
+    _, first = np.unique(cell[:, 0] * (int(cell[:, 1].max()) + 1) + cell[:, 1], return_index=True)
+    cand = np.sort(first)
+    pairs = cKDTree(xy[cand]).query_pairs(spacing * (1 - 1e-12), output_type="ndarray")
+    m = len(cand)
+    if pairs.size == 0:
+        return cand
+    both = np.concatenate([pairs, pairs[:, ::-1]])
+    order = np.argsort(both[:, 0], kind="stable")
+    nbr = both[order, 1]
+    start = np.searchsorted(both[order, 0], np.arange(m + 1))
+    dropped = np.zeros(m, dtype=bool)
+    for i in range(m):
+        if not dropped[i]:
+            dropped[nbr[start[i]:start[i + 1]]] = True
+            dropped[i] = False
+    return cand[~dropped]
+
+
+def split_lines(line: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """'Is test' mask holding out whole lines, in a seeded random order, until ``fraction`` of the points."""
+    names, inverse, counts = np.unique(line.astype(str), return_inverse=True, return_counts=True)
+    if len(names) < 2:
+        return np.zeros(len(line), dtype=bool)
+    order = np.random.default_rng(seed).permutation(len(names))
+    test_lines = np.zeros(len(names), dtype=bool)
+    taken = 0
+    for k in order[:-1]:  # at least one line stays for training
+        if taken >= fraction * len(line):
+            break
+        test_lines[k] = True
+        taken += counts[k]
+    return test_lines[inverse]
+
+
+def _bounds_text(b: Bounds) -> str:
+    return f"x {b[0] / 1000:.0f} to {b[1] / 1000:.0f} km, y {b[2] / 1000:.0f} to {b[3] / 1000:.0f} km"
+
+
+def _need(files: list[DataFile], what: str, bounds: Bounds, catalog: Catalog, why: str) -> DataFile:
+    if files:
+        return files[0]
+    known = ", ".join(f"{f.path.name} ({_bounds_text(f.footprint)})" for f in catalog.files if f.footprint) or "none"
+    unusable = f"; unusable: {'; '.join(catalog.problems)}" if catalog.problems else ""
+    raise DataError(f"no {what} file covers the box {_bounds_text(bounds)} ({why}); configured files: {known}"
+                    f"{unusable}; add one with 'iceviz data add PATH' or the spec option data=PATH")
+
+
+def _gridded(bm: GridFile, bounds: Bounds, spacing: float, survey_xy: np.ndarray, gap: float | None) -> np.ndarray:
+    """Grid nodes over the box at ``spacing`` (at least the product's), farther than ``gap`` from any survey point."""
+    from scipy.spatial import cKDTree
+
+    step = max(spacing, bm.spacing)
+    x = np.arange(bounds[0] + step / 2, bounds[1], step)
+    y = np.arange(bounds[2] + step / 2, bounds[3], step)
+    xx, yy = np.meshgrid(x, y)
+    xy = np.column_stack([xx.ravel(), yy.ravel()])
+    if gap is not None and len(survey_xy):
+        dist, _ = cKDTree(survey_xy).query(xy, distance_upper_bound=gap)
+        xy = xy[~np.isfinite(dist)]
+    return xy
+
+
+def build_region(bounds: Bounds, recipe: RegionRecipe | None = None, catalog: Catalog | None = None,
+                 spec: str | None = None) -> RegionBuild:
+    """Build the flux observations of the box ``bounds`` = (xmin, xmax, ymin, ymax), metres (see module doc)."""
+    recipe = recipe or RegionRecipe()
+    bounds = check_bounds(bounds, spec or "region")
+    catalog = catalog if catalog is not None else Catalog.discover()
+    spec = spec or "region:box?bbox=" + ",".join(f"{b:.0f}" for b in bounds)
+    counts: dict[str, int] = {}
+    notes: list[str] = []
+
+    vfile = catalog.velocity(bounds, recipe.velocity)
+    if vfile is None:
+        _need([], "velocity (MEaSUREs)" if recipe.velocity == "auto" else recipe.velocity, bounds, catalog,
+              "flux needs velocity")
+    uses_bm = recipe.thickness != "bedmap" or recipe.firn == "subtract"
+    bm_file = _need(catalog.covering("bedmachine", bounds), "BedMachine", bounds, catalog,
+                    f"thickness={recipe.thickness}, firn={recipe.firn}") if uses_bm else None
+
+    survey = SurveyPoints(np.empty((0, 2)), np.empty(0), np.empty(0), np.empty(0, dtype=object),
+                          np.empty(0, dtype=np.int32), [])
+    if recipe.thickness != "bedmachine":
+        files = catalog.covering("bedmap", bounds)
+        if not files and recipe.thickness == "bedmap":
+            _need([], "Bedmap survey", bounds, catalog, "thickness=bedmap needs survey points; "
+                  "thickness=bedmap+bedmachine lets BedMachine stand in")
+        survey = read_box([f.path for f in files], bounds)
+    counts["survey_in_box"] = len(survey)
+    ok = np.isfinite(survey.thickness) & (survey.thickness > 0)
+    counts["dropped_no_thickness"] = int((~ok).sum())
+    keep = np.nonzero(ok)[0]
+    kept = keep[thin(survey.xy[keep], recipe.spacing)]
+    counts["dropped_thinning"] = len(keep) - len(kept)
+    xy_s, h_s, s_s, line_s = survey.xy[kept], survey.thickness[kept], survey.surface[kept], survey.line[kept]
+    if recipe.thickness == "bedmap" and len(xy_s) == 0:
+        raise DataError(f"{spec}: no usable Bedmap survey point in the box {_bounds_text(bounds)} "
+                        f"({counts['survey_in_box']} in the box, none with a thickness); try thickness=bedmap+bedmachine")
+
+    bm = GridFile(bm_file.path, BEDMACHINE) if bm_file is not None else None
+    try:
+        xy_g = np.empty((0, 2))
+        h_g = s_g = np.empty(0)
+        if bm is not None and recipe.thickness != "bedmap":
+            xy_g = _gridded(bm, bounds, recipe.spacing, xy_s, recipe.gap if recipe.thickness != "bedmachine" else None)
+            g = bm.sample(xy_g, ("thickness", "surface", "firn", "geoid", "mask")) if len(xy_g) else None
+            if g is not None:
+                ice = np.isin(np.rint(g["mask"]), ICE_MASK) & (g["thickness"] > 0)
+                xy_g = xy_g[ice]
+                firn_g = np.nan_to_num(g["firn"][ice])
+                h_g = g["thickness"][ice] + (firn_g if recipe.firn == "none" else 0.0)
+                s_g = g["surface"][ice] + firn_g + np.nan_to_num(g["geoid"][ice])
+        counts["gridded"] = len(xy_g)
+        if recipe.firn == "subtract" and len(xy_s):
+            firn_s = bm.sample(xy_s, ("firn",))["firn"]
+            h_s = h_s - np.nan_to_num(firn_s)
+            notes.append("firn: BedMachine firn air content subtracted from the survey thickness (ice equivalent)")
+        elif recipe.firn == "none":
+            notes.append("firn: thickness as surveyed (Bedmap providers' own firn corrections), not ice equivalent")
+        if bm is not None and len(xy_s) and not np.isfinite(s_s).all():
+            miss = ~np.isfinite(s_s)
+            fill = bm.sample(xy_s[miss], ("surface", "firn", "geoid"))
+            s_s = s_s.copy()
+            s_s[miss] = fill["surface"] + np.nan_to_num(fill["firn"]) + np.nan_to_num(fill["geoid"])
+    finally:
+        if bm is not None:
+            bm.close()
+
+    xy = np.concatenate([xy_s, xy_g])
+    h = np.concatenate([h_s, h_g])
+    s = np.concatenate([s_s, s_g])
+    gridded = np.r_[np.zeros(len(xy_s), bool), np.ones(len(xy_g), bool)]
+    line = np.concatenate([line_s.astype(object), np.full(len(xy_g), "", dtype=object)])
+
+    with GridFile(vfile.path, GRID_LAYOUTS[vfile.product]) as vgrid:
+        v = vgrid.sample(xy, ("VX", "VY"))
+        vel = np.column_stack([v["VX"], v["VY"]])
+        good = np.isfinite(vel).all(axis=1) & (h > 0)
+        counts["dropped_no_velocity"] = int((~good).sum())
+        xy, h, s, vel, gridded, line = xy[good], h[good], s[good], vel[good], gridded[good], line[good]
+        direction = _direction(vgrid, bounds, recipe.direction_n)
+    counts["points"] = len(xy)
+    if len(xy) < recipe.min_points:
+        raise DataError(f"{spec}: the box {_bounds_text(bounds)} holds {len(xy)} usable point(s), fewer than "
+                        f"min_points={recipe.min_points} ({counts['survey_in_box']} survey points in the box, "
+                        f"{counts['dropped_no_thickness']} without thickness, {counts['dropped_no_velocity']} "
+                        "without velocity); choose a larger box or thickness=bedmap+bedmachine")
+    q = h[:, None] * vel
+
+    if recipe.split == "tiles":
+        is_test = checkerboard_is_test(xy, recipe.tile, (bounds[0], bounds[2])) & ~gridded
+        how = f"checkerboard of {recipe.tile / 1000:g} km tiles from the box's lower-left corner"
+    else:
+        is_test = np.zeros(len(xy), bool)
+        is_test[~gridded] = split_lines(line[~gridded], recipe.test_fraction, recipe.seed)
+        how = f"whole flight lines, about {recipe.test_fraction:.0%} of survey points, seed {recipe.seed}"
+    n_test = int(is_test.sum())
+    if n_test == 0 or n_test == len(xy):
+        hint = "a smaller tile" if recipe.split == "tiles" else "split=tiles (too few flight lines)"
+        raise DataError(f"{spec}: the split ({how}) leaves {len(xy) - n_test} train and {n_test} test points; "
+                        f"try {hint}")
+    counts.update(train=len(xy) - n_test, test=n_test)
+    has_s = bool(np.isfinite(s).all())
+    if not has_s:
+        notes.append(f"surface elevation missing at {int((~np.isfinite(s)).sum())} point(s): no surface input (+aux)")
+    train = ~is_test
+    flux = float(np.sqrt(np.mean(np.sum(q[train] ** 2, axis=1))))
+    sources = f"{vfile.path.name} ({vfile.product})"
+    if len(xy_s):
+        sources += f", {len(survey.files)} Bedmap file(s)"
+    if counts["gridded"]:
+        sources += f", BedMachine ({counts['gridded']} gridded points, train only)"
+    notes += [
+        f"velocity from {vfile.path.name} ({vfile.product}), interpolated bilinearly; direction guidance from its "
+        "grid, covering the test tiles, so +dir models see the test directions",
+        f"split: {how}; gridded (BedMachine) points are never test points",
+        f"thinned to {recipe.spacing:g} m: {counts['dropped_thinning']} survey points dropped; "
+        f"{counts['dropped_no_thickness']} without thickness, {counts['dropped_no_velocity']} without velocity dropped",
+    ]
+    width, height = bounds[1] - bounds[0], bounds[3] - bounds[2]
+    problem = FluxProblem(
+        spec=spec,
+        train=FluxObservations(xy=xy[train], q=q[train], s=s[train] if has_s else None),
+        test=FluxObservations(xy=xy[is_test], q=q[is_test], s=s[is_test] if has_s else None),
+        scale=FluxScale(x0=bounds[0], y0=bounds[2], length=max(width, height), flux=flux, surface=SURFACE_SCALE),
+        bounds=bounds,
+        direction=direction,
+        grid_shape=grid_shape_for(bounds, 100),
+        description=f"flux = thickness × velocity in {_bounds_text(bounds)}: {counts['train']} train / "
+                    f"{counts['test']} test points from {sources}",
+        notes=notes,
+    )
+    table = pd.DataFrame({
+        "x": xy[:, 0], "y": xy[:, 1], "qx": q[:, 0], "qy": q[:, 1], "s": s, "vx": vel[:, 0], "vy": vel[:, 1],
+        "split": np.where(is_test, "test", "train"), "thickness": h,
+        "source": np.where(gridded, "gridded", "observed"), "line": line.astype(str),
+    })
+    if not has_s:
+        table = table.drop(columns="s")
+    return RegionBuild(problem, table, counts)
+
+
+def _direction(vgrid: GridFile, bounds: Bounds, n: int) -> DirectionGuidance | None:
+    """Unit velocity on a regular grid of about ``n`` nodes along the longer side (None where all speeds are 0)."""
+    shape = grid_shape_for(bounds, n, n_min=2)
+    x, y = regular_grid(bounds, shape)
+    xx, yy = np.meshgrid(x, y)
+    xy = np.column_stack([xx.ravel(), yy.ravel()])
+    v = vgrid.sample(xy, ("VX", "VY"))
+    vel = np.column_stack([v["VX"], v["VY"]])
+    speed = np.hypot(vel[:, 0], vel[:, 1])
+    ok = np.isfinite(speed) & (speed > 0)
+    if not ok.any():
+        return None
+    return DirectionGuidance(xy=xy[ok], unit=vel[ok] / speed[ok, None])

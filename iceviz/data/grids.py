@@ -1,0 +1,157 @@
+"""Lazy reading of the gridded products: MEaSUREs velocity mosaics and BedMachine Antarctica.
+
+Both are NetCDF files on (y, x) EPSG:3031 grids with y decreasing. A
+:class:`GridFile` opens one with xarray on dask chunks, so opening reads only
+the coordinate vectors; :meth:`GridFile.read` loads just the cells of a box
+(plus a margin for interpolation), :meth:`GridFile.sample` interpolates
+bilinearly at points. No-data becomes NaN: MEaSUREs writes 0 for VX, VY where
+there is no measurement (and errors 0), BedMachine writes -9999 and zero
+thickness outside the ice.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from iceviz.data.problem import DataError
+from iceviz.data.region import Bounds, intersect
+
+
+@dataclass(frozen=True)
+class GridLayout:
+    """What a gridded product's file must hold."""
+
+    product: str
+    name: str
+    required: tuple[str, ...]
+    spacing_m: float
+
+
+VELOCITY_VARIABLES = ("VX", "VY")
+MEASURES_INSAR = GridLayout("measures-insar", "MEaSUREs InSAR-based velocity (NSIDC-0484 v2)",
+                            ("VX", "VY", "ERRX", "ERRY", "CNT"), 450.0)
+MEASURES_PHASE = GridLayout("measures-phase", "MEaSUREs phase-based velocity (NSIDC-0754)", ("VX", "VY"), 450.0)
+BEDMACHINE = GridLayout("bedmachine", "BedMachine Antarctica (NSIDC-0756)",
+                        ("thickness", "surface", "bed", "mask", "firn", "errbed", "source"), 500.0)
+GRID_LAYOUTS = {g.product: g for g in (MEASURES_INSAR, MEASURES_PHASE, BEDMACHINE)}
+NO_DATA = -9999.0
+
+
+def open_netcdf(path: str | os.PathLike) -> xr.Dataset:
+    """Open lazily on the file's own chunks (DataError naming the file for a missing, truncated or foreign file)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"{p}: no such file")
+    try:
+        return xr.open_dataset(p, chunks={}, decode_times=False, mask_and_scale=True)
+    except Exception as exc:  # noqa: BLE001 - every backend raises its own type for a bad file
+        raise DataError(f"{p}: cannot read as NetCDF (truncated or not a NetCDF file?): "
+                        f"{type(exc).__name__}: {exc}") from None
+
+
+def _axis(ds: xr.Dataset, name: str, path: Path) -> np.ndarray:
+    if name not in ds.coords and name not in ds.variables:
+        raise DataError(f"{path}: no {name} coordinate; expected 1-D x and y in EPSG:3031 metres")
+    values = np.asarray(ds[name].values, dtype=np.float64)
+    if values.ndim != 1 or values.size < 2:
+        raise DataError(f"{path}: coordinate {name} has shape {values.shape}, expected a 1-D vector of 2 or more")
+    step = np.diff(values)
+    if not (np.all(step > 0) or np.all(step < 0)) or not np.allclose(step, step[0], rtol=1e-6, atol=1e-3):
+        raise DataError(f"{path}: coordinate {name} is not evenly spaced and monotonic")
+    return values
+
+
+class GridFile:
+    """One gridded product file, opened lazily."""
+
+    def __init__(self, path: str | os.PathLike, layout: GridLayout):
+        self.path = Path(path).expanduser()
+        self.layout = layout
+        self.ds = open_netcdf(self.path)
+        missing = [v for v in layout.required if v not in self.ds.data_vars]
+        if missing:
+            found = ", ".join(map(str, self.ds.data_vars)) or "(none)"
+            self.ds.close()
+            raise DataError(f"{self.path}: not a {layout.name} file: missing variable(s) {', '.join(missing)}; "
+                            f"found: {found}")
+        for name in layout.required:
+            if self.ds[name].dims != ("y", "x"):
+                self.ds.close()
+                raise DataError(f"{self.path}: variable {name} has dimensions {self.ds[name].dims}, expected (y, x)")
+        self.x = _axis(self.ds, "x", self.path)
+        self.y = _axis(self.ds, "y", self.path)
+        self.spacing = float(abs(self.x[1] - self.x[0]))
+
+    def close(self) -> None:
+        self.ds.close()
+
+    def __enter__(self) -> "GridFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.y), len(self.x)
+
+    @property
+    def footprint(self) -> Bounds:
+        """Outer cell edges (xmin, xmax, ymin, ymax), metres."""
+        h = self.spacing / 2
+        return (float(self.x.min()) - h, float(self.x.max()) + h, float(self.y.min()) - h, float(self.y.max()) + h)
+
+    def window(self, bounds: Bounds, pad: int = 2) -> tuple[slice, slice]:
+        """Index slices (rows, columns) of the cells covering ``bounds`` plus ``pad`` cells (DataError outside)."""
+        inside = intersect(bounds, self.footprint)
+        if inside is None:
+            fp = self.footprint
+            raise DataError(f"{self.path}: the box x {bounds[0]:.0f} to {bounds[1]:.0f} m, y {bounds[2]:.0f} to "
+                            f"{bounds[3]:.0f} m lies outside the file's grid (x {fp[0]:.0f} to {fp[1]:.0f} m, "
+                            f"y {fp[2]:.0f} to {fp[3]:.0f} m)")
+
+        def span(axis: np.ndarray, lo: float, hi: float) -> slice:
+            idx = np.nonzero((axis >= lo - self.spacing) & (axis <= hi + self.spacing))[0]
+            return slice(max(int(idx.min()) - pad, 0), min(int(idx.max()) + pad + 1, axis.size))
+
+        return span(self.y, bounds[2], bounds[3]), span(self.x, bounds[0], bounds[1])
+
+    def read(self, bounds: Bounds, names: tuple[str, ...], pad: int = 2) -> xr.Dataset:
+        """The variables ``names`` over the box (+ ``pad`` cells), loaded as float64 with y increasing, no-data NaN."""
+        rows, cols = self.window(bounds, pad)
+        missing = [n for n in names if n not in self.ds.data_vars]
+        if missing:
+            raise DataError(f"{self.path}: no variable(s) {', '.join(missing)}")
+        box = self.ds[list(names)].isel(y=rows, x=cols).load()
+        out = {}
+        for n in names:
+            a = box[n].values.astype(np.float64)
+            a[a == NO_DATA] = np.nan
+            out[n] = (("y", "x"), a)
+        ds = xr.Dataset(out, coords={"x": self.x[cols], "y": self.y[rows]})
+        if self.layout.product in (MEASURES_INSAR.product, MEASURES_PHASE.product):
+            no_data = (ds["VX"] == 0) & (ds["VY"] == 0) if {"VX", "VY"} <= set(names) else None
+            if no_data is not None:
+                ds = ds.where(~no_data)
+        return ds.sortby("y")
+
+    def sample(self, xy: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Bilinear values of ``names`` at points ``xy`` (N, 2), metres; NaN where any neighbour is no-data or
+        the point is off the grid."""
+        from scipy.interpolate import RegularGridInterpolator
+
+        if len(xy) == 0:
+            return {n: np.empty(0) for n in names}
+        bounds = (float(xy[:, 0].min()), float(xy[:, 0].max()), float(xy[:, 1].min()), float(xy[:, 1].max()))
+        ds = self.read(bounds, names)
+        out = {}
+        for n in names:
+            f = RegularGridInterpolator((ds["y"].values, ds["x"].values), ds[n].values, method="linear",
+                                        bounds_error=False, fill_value=np.nan)
+            out[n] = f(np.column_stack([xy[:, 1], xy[:, 0]]))
+        return out
