@@ -3,8 +3,12 @@
     iceviz train MODEL --data SPEC [--epochs N] [--seconds S] [--seed K]
                  [--device D] [--out DIR] [--json] [--set KEY=VALUE ...]
     iceviz models
-    iceviz data list
+    iceviz data list [--json]
     iceviz data info SPEC
+    iceviz data add PATH [PATH ...]
+    iceviz data remove PATH [PATH ...]
+    iceviz data build SPEC --out FILE.csv [--json]
+    iceviz data download PRODUCT [--dest DIR] [--url URL] [--sha256 HEX] [--no-add]
     iceviz sim verify [--json]
     iceviz sim run SCENARIO --out FILE [--melt X] [--smb X] [--calving fixed|retreat] [--retreat-rate X]
                    [--years Y] [--snapshot-every Y] [--set KEY=VALUE ...] [--json] [--quiet]
@@ -221,11 +225,107 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _format_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def _print_files(files: list) -> None:
+    for f in files:
+        fp = f.footprint
+        where = (f"x {fp[0] / 1000:.0f} to {fp[1] / 1000:.0f} km, y {fp[2] / 1000:.0f} to {fp[3] / 1000:.0f} km"
+                 if fp else "no points")
+        what = (f"{f.shape[1]} x {f.shape[0]} grid, {f.spacing_m:g} m" if f.shape else f"{f.points} points")
+        print(f"  {f.product:15s} {f.path}  [{what}; {where}; {_format_bytes(f.size)}; from {f.origin}]"
+              + (f" {f.detail}" if f.detail else ""))
+
+
 def cmd_data_list(args: argparse.Namespace) -> int:
+    from iceviz.data.products import Catalog
+    from iceviz.data.settings import settings_path
     from iceviz.data.specs import list_specs
 
-    for pattern, doc in list_specs():
+    specs = list_specs()
+    catalog = Catalog.discover()
+    if args.json:
+        print(json.dumps({"specs": [{"pattern": p, "doc": d} for p, d in specs], "settings": str(settings_path()),
+                          "products": catalog.summary(), "problems": catalog.problems}))
+        return 0
+    for pattern, doc in specs:
         print(f"{pattern:28s} {doc}")
+    print(f"\nProduct files for region: specs (settings {settings_path()}, environment, data=PATH):")
+    if catalog.files:
+        _print_files(catalog.files)
+    else:
+        print("  none yet: 'iceviz data add PATH' or 'iceviz data download PRODUCT'")
+    for problem in catalog.problems:
+        print(f"  unusable: {problem}")
+    return 0
+
+
+def cmd_data_add(args: argparse.Namespace) -> int:
+    from iceviz.data.products import add_paths
+    from iceviz.data.settings import settings_path
+
+    found, problems = add_paths([Path(p) for p in args.paths])
+    if found:
+        print(f"recorded in {settings_path()}:")
+        _print_files(found)
+    for problem in problems:
+        print(f"iceviz: error: {problem}", file=sys.stderr)
+    return 0 if found and not problems else 2
+
+
+def cmd_data_remove(args: argparse.Namespace) -> int:
+    from iceviz.data.products import remove_paths
+
+    removed = remove_paths([Path(p) for p in args.paths])
+    for p in removed:
+        print(f"forgot {p}")
+    missing = [p for p in args.paths if Path(p).expanduser().resolve() not in removed]
+    for p in missing:
+        print(f"iceviz: error: {p} is not in the data settings", file=sys.stderr)
+    return 0 if not missing else 2
+
+
+def cmd_data_build(args: argparse.Namespace) -> int:
+    from iceviz.data.specs import build_region_spec, describe, parse_options, parse_spec
+
+    parsed = parse_spec(args.spec)
+    if parsed.kind != "region":
+        raise DataError(f"{args.spec}: data build makes points files from region: specs (e.g. region:byrd)")
+    build = build_region_spec(parsed.arg, parse_options(parsed), parsed.spec)
+    build.write(args.out)
+    info = describe(build.problem)
+    info.update(points_file=str(args.out), counts=build.counts, spec_to_train=f"points:{args.out}")
+    print(json.dumps(info) if args.json else json.dumps(info, indent=2))
+    return 0
+
+
+def cmd_data_download(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from iceviz.data.download import download
+    from iceviz.data.products import add_paths
+
+    bar = tqdm(unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, disable=args.quiet, dynamic_ncols=True)
+
+    def progress(done: int, total: int | None) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        paths = download(args.product, Path(args.dest) if args.dest else None, args.url, args.sha256, progress)
+    finally:
+        bar.close()
+    for p in paths:
+        print(f"{p} (SHA-256 recorded in {p.name}.sha256)")
+    if not args.no_add:
+        add_paths(paths)
     return 0
 
 
@@ -420,8 +520,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="data specs")
     data_sub = data.add_subparsers(dest="data_command", required=True)
-    data_list = data_sub.add_parser("list", help="list the data spec patterns")
+    data_list = data_sub.add_parser("list", help="list the data spec patterns and the product files found")
+    data_list.add_argument("--json", action="store_true", help="one JSON object: specs, products, problems")
     data_list.set_defaults(func=cmd_data_list)
+    data_add = data_sub.add_parser("add", help="record product files or folders (MEaSUREs, BedMachine, Bedmap) "
+                                               "in the settings file")
+    data_add.add_argument("paths", nargs="+", metavar="PATH")
+    data_add.set_defaults(func=cmd_data_add)
+    data_remove = data_sub.add_parser("remove", help="forget recorded files or folders")
+    data_remove.add_argument("paths", nargs="+", metavar="PATH")
+    data_remove.set_defaults(func=cmd_data_remove)
+    data_build = data_sub.add_parser("build", help="build a region: spec from the products and write its points "
+                                                   "file (train it as points:FILE)")
+    data_build.add_argument("spec", metavar="SPEC", help="e.g. region:byrd?spacing=1000&split=lines")
+    data_build.add_argument("--out", required=True, metavar="FILE.csv")
+    data_build.add_argument("--json", action="store_true", help="one JSON line")
+    data_build.set_defaults(func=cmd_data_build)
+    data_download = data_sub.add_parser("download", help="download a product (NSIDC needs an Earthdata login: "
+                                                         "~/.netrc or EARTHDATA_USERNAME / EARTHDATA_PASSWORD)")
+    data_download.add_argument("product", metavar="PRODUCT", help="measures-insar, measures-phase, bedmachine, bedmap")
+    data_download.add_argument("--dest", metavar="DIR", help="folder (default: $ICEVIZ_DOWNLOADS or "
+                                                              "~/.local/share/iceviz/PRODUCT)")
+    data_download.add_argument("--url", help="download this address instead of the product's own")
+    data_download.add_argument("--sha256", metavar="HEX", help="expected SHA-256 of the file")
+    data_download.add_argument("--no-add", action="store_true", help="do not record the file in the settings")
+    data_download.add_argument("--quiet", action="store_true", help="no progress bar")
+    data_download.set_defaults(func=cmd_data_download)
     data_info = data_sub.add_parser("info", help="describe the data a spec loads")
     data_info.add_argument("spec", metavar="SPEC")
     data_info.set_defaults(func=cmd_data_info)

@@ -56,3 +56,32 @@ def small_ensemble(tmp_path_factory) -> Path:
         run_ensemble(e["scenario"], e["overrides"], e["grid"],
                      RunSettings(years=e["years"], snapshot_every=e["snapshot_every"]), root / "ensemble")
     return root / "ensemble"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_user_data_settings(tmp_path_factory):
+    """No test reads or writes the user's data settings or follows their product environment variables."""
+    from iceviz.data.settings import ENV_VARS
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ICEVIZ_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
+        for var in ENV_VARS.values():
+            mp.delenv(var, raising=False)
+        yield
+
+
+@pytest.fixture(scope="session")
+def glacier_products(tmp_path_factory) -> dict[str, Path]:
+    """The synthetic glacier written as MEaSUREs (InSAR and phase), BedMachine and two Bedmap files, in the
+    products' layouts (iceviz.data.product_files); about 1 s."""
+    from iceviz.data.product_files import write_glacier_products
+
+    return write_glacier_products(tmp_path_factory.mktemp("products") / "files")
+
+
+@pytest.fixture
+def data_home(tmp_path, monkeypatch) -> Path:
+    """A fresh settings folder and cache (Bedmap indexes) for one test."""
+    monkeypatch.setenv("ICEVIZ_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("ICEVIZ_CACHE", str(tmp_path / "cache"))
+    return tmp_path

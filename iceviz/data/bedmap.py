@@ -131,11 +131,13 @@ def build_index(path: str | os.PathLike, progress: Callable[[int], None] | None 
     """Read a Bedmap CSV once, in chunks, into its columnar index (reused while the file is unchanged)."""
     from iceviz.geo.crs import lonlat_to_xy
 
-    header = read_header(path)
-    p = header.path
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"{p}: no such file")
     target = _index_dir(p)
     if (target / "meta.json").is_file():
         return target
+    header = read_header(p)
     lonlat = set(REQUIRED_LONLAT) <= set(header.columns)
     wanted = [LINE, THICKNESS] + ([LON, LAT] if lonlat else [X, Y]) + ([SURFACE] if SURFACE in header.columns else [])
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("x", "y", "thickness", "surface", "line")}

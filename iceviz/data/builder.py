@@ -239,10 +239,14 @@ def build_region(bounds: Bounds, recipe: RegionRecipe | None = None, catalog: Ca
                         "without velocity); choose a larger box or thickness=bedmap+bedmachine")
     q = h[:, None] * vel
 
+    # stand-ins only train beside survey points; on their own (thickness=bedmachine) they are the data
+    testable = ~gridded if recipe.thickness != "bedmachine" else np.ones(len(xy), bool)
     if recipe.split == "tiles":
-        is_test = checkerboard_is_test(xy, recipe.tile, (bounds[0], bounds[2])) & ~gridded
+        is_test = checkerboard_is_test(xy, recipe.tile, (bounds[0], bounds[2])) & testable
         how = f"checkerboard of {recipe.tile / 1000:g} km tiles from the box's lower-left corner"
     else:
+        if recipe.thickness == "bedmachine":
+            raise DataError(f"{spec}: split=lines needs survey lines; thickness=bedmachine has none (use split=tiles)")
         is_test = np.zeros(len(xy), bool)
         is_test[~gridded] = split_lines(line[~gridded], recipe.test_fraction, recipe.seed)
         how = f"whole flight lines, about {recipe.test_fraction:.0%} of survey points, seed {recipe.seed}"
@@ -265,7 +269,8 @@ def build_region(bounds: Bounds, recipe: RegionRecipe | None = None, catalog: Ca
     notes += [
         f"velocity from {vfile.path.name} ({vfile.product}), interpolated bilinearly; direction guidance from its "
         "grid, covering the test tiles, so +dir models see the test directions",
-        f"split: {how}; gridded (BedMachine) points are never test points",
+        f"split: {how}" + ("; gridded (BedMachine) points only train" if recipe.thickness == "bedmap+bedmachine"
+                           else ""),
         f"thinned to {recipe.spacing:g} m: {counts['dropped_thinning']} survey points dropped; "
         f"{counts['dropped_no_thickness']} without thickness, {counts['dropped_no_velocity']} without velocity dropped",
     ]

@@ -242,7 +242,7 @@ def glacier_grid(x: np.ndarray, y: np.ndarray, f: Callable[[np.ndarray], np.ndar
 
 
 def write_glacier_products(directory: str | os.PathLike, bounds: Bounds = syn.GLACIER_BOUNDS,
-                           velocity_spacing: float = 2250.0, bedmachine_spacing: int = 2500,
+                           velocity_spacing: float = 900.0, bedmachine_spacing: int = 1000,
                            survey_spacing: float = syn.GLACIER_SPACING, n_files: int = 2) -> dict[str, Path]:
     """The synthetic glacier as a small set of product files in ``directory``.
 

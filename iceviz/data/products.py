@@ -54,18 +54,22 @@ PRODUCTS: dict[str, Product] = {p.key: p for p in (
 VELOCITY_PRODUCTS = ("measures-insar", "measures-phase")
 
 
-def identify(path: str | os.PathLike) -> str:
-    """The product key of a file, from its content (DataError naming what was found otherwise)."""
+def identify(path: str | os.PathLike, suffix: str | None = None) -> str:
+    """The product key of a file, from its content (DataError naming what was found otherwise).
+
+    ``suffix`` reads the file as that type (e.g. a download's ``.part`` file as ``.nc``).
+    """
     from iceviz.data.bedmap import read_header
     from iceviz.data.grids import GRID_LAYOUTS, open_netcdf
 
     p = Path(path).expanduser()
     if not p.is_file():
         raise DataError(f"{p}: no such file")
-    if p.suffix.lower() == ".csv":
+    suffix = (suffix or p.suffix).lower()
+    if suffix == ".csv":
         read_header(p)
         return "bedmap"
-    if p.suffix.lower() not in (".nc", ".nc4", ".netcdf"):
+    if suffix not in (".nc", ".nc4", ".netcdf"):
         raise DataError(f"{p}: not a product file: expected a NetCDF (.nc) grid or a Bedmap .csv")
     with open_netcdf(p) as ds:
         names = set(map(str, ds.data_vars))

@@ -101,8 +101,11 @@ def test_list_specs():
     for name in syn.SYNTHETIC_NAMES:
         assert f"synthetic:{name}" in patterns
     assert "byrd-mcor:DIR" in patterns and "points:FILE" in patterns and "sim:DIR" in patterns
+    assert "region:NAME" in patterns
     assert all(isinstance(d, str) and d and "\n" not in d for _, d in rows)
-    assert {o.split("=")[0] for o, _ in list_options()} == {"noise", "seed", "tile", "bbox", "test", "val"}
+    assert {o.split("=")[0] for o, _ in list_options()} == {
+        "noise", "seed", "tile", "bbox", "test", "val", "spacing", "firn", "thickness", "gap", "split",
+        "test_fraction", "velocity", "data", "min_points"}
 
 
 def test_describe_is_json_and_right():
