@@ -141,6 +141,44 @@ def test_data_list_names_every_kind():
     assert {"synthetic:curve", "synthetic:glacier", "byrd-mcor:DIR", "points:FILE"} <= first_words
 
 
+def test_data_add_list_build_train_remove(glacier_products, data_home):
+    folder = glacier_products["bedmap"].parent
+    code, stdout, stderr = run_main("data", "add", str(folder))
+    assert code == 0 and stderr == "" and "measures-insar" in stdout and "BedMachineAntarctica-v3.nc" in stdout
+    code, stdout, _ = run_main("data", "list", "--json")
+    listed = json.loads(stdout)
+    assert code == 0 and any(s["pattern"] == "region:NAME" for s in listed["specs"])
+    assert sorted(p["product"] for p in listed["products"]) == [
+        "bedmachine", "bedmap", "bedmap", "measures-insar", "measures-phase"]
+    assert all(len(p["footprint_m"]) == 4 for p in listed["products"]) and listed["problems"] == []
+    code, stdout, _ = run_main("data", "list")
+    assert "Product files for region: specs" in stdout and "2900 x" not in stdout and "measures-phase" in stdout
+    out = data_home / "byrd.csv"
+    code, stdout, _ = run_main("data", "build", "region:byrd?spacing=2000", "--out", str(out), "--json")
+    info = json.loads(stdout)
+    assert code == 0 and info["spec_to_train"] == f"points:{out}" and info["counts"]["points"] > 500
+    assert info["train_points"] + info["test_points"] == info["counts"]["points"]
+    frame = __import__("pandas").read_csv(out)
+    assert {"x", "y", "qx", "qy", "s", "vx", "vy", "split", "thickness", "source"} <= set(frame.columns)
+    code, stdout, _ = run_main("train", "dfnn", "--data", "region:byrd?spacing=4000", "--epochs", "2", "--json",
+                               "--quiet")
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert code == 0 and summary["data"] == "region:byrd?spacing=4000" and math.isfinite(summary["rmse"])
+    code, stdout, _ = run_main("data", "remove", str(folder))
+    assert code == 0 and "forgot" in stdout
+    code, _, stderr = run_main("data", "build", "region:byrd", "--out", str(out))
+    assert code == 2 and "no velocity (MEaSUREs) file covers the box" in stderr
+
+
+def test_data_add_and_build_refuse_bad_input(tmp_path, data_home):
+    code, _, stderr = run_main("data", "add", str(tmp_path / "nothing"))
+    assert code == 2 and "no such file or folder" in stderr
+    code, _, stderr = run_main("data", "build", "synthetic:curve", "--out", str(tmp_path / "x.csv"))
+    assert code == 2 and "makes points files from region: specs" in stderr
+    code, _, stderr = run_main("data", "remove", str(tmp_path / "never-added"))
+    assert code == 2 and "is not in the data settings" in stderr
+
+
 def test_data_info_glacier_counts():
     code, stdout, _ = run_main("data", "info", "synthetic:glacier")
     assert code == 0

@@ -27,6 +27,7 @@ from iceviz.data.products import PRODUCTS, identify
 
 LOGIN_HOST = "urs.earthdata.nasa.gov"
 CHUNK = 1 << 20
+NET_CHUNK = 1 << 16  # small network reads: an interrupted transfer keeps all but the last one
 TIMEOUT = 30.0
 
 
@@ -116,7 +117,7 @@ def fetch(url: str, target: Path, auth: tuple[str, str] | str | None = None, exp
                 length = r.headers.get("Content-Length")
                 total = done + int(length) if length is not None else None
                 with open(part, "ab" if done else "wb") as fh:
-                    for block in r.iter_content(CHUNK):
+                    for block in r.iter_content(NET_CHUNK):
                         fh.write(block)
                         done += len(block)
                         if progress is not None:

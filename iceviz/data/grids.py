@@ -50,8 +50,9 @@ def open_netcdf(path: str | os.PathLike) -> xr.Dataset:
     try:
         return xr.open_dataset(p, chunks={}, decode_times=False, mask_and_scale=True)
     except Exception as exc:  # noqa: BLE001 - every backend raises its own type for a bad file
+        first = (str(exc).splitlines() or [""])[0]
         raise DataError(f"{p}: cannot read as NetCDF (truncated or not a NetCDF file?): "
-                        f"{type(exc).__name__}: {exc}") from None
+                        f"{type(exc).__name__}: {first}") from None
 
 
 def _axis(ds: xr.Dataset, name: str, path: Path) -> np.ndarray:
