@@ -267,13 +267,20 @@ def cmd_data_list(args: argparse.Namespace) -> int:
 
 
 def cmd_data_add(args: argparse.Namespace) -> int:
-    from iceviz.data.products import add_paths
+    from iceviz.data.overview import SpeedPyramid
+    from iceviz.data.products import VELOCITY_PRODUCTS, add_paths
     from iceviz.data.settings import settings_path
 
     found, problems = add_paths([Path(p) for p in args.paths])
     if found:
         print(f"recorded in {settings_path()}:")
         _print_files(found)
+    for f in found:
+        if f.product in VELOCITY_PRODUCTS:  # the app's continental map reads these coarse levels
+            print(f"preparing the speed map of {f.path.name} (once; the whole mosaic is read)", file=sys.stderr)
+            pyramid = SpeedPyramid(f.path, f.product)
+            pyramid.prepare()
+            pyramid.close()
     for problem in problems:
         print(f"iceviz: error: {problem}", file=sys.stderr)
     return 0 if found and not problems else 2

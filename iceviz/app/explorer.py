@@ -8,9 +8,11 @@ job queue and periodic callback. Closing the tab cancels the session's jobs.
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import logging
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,8 @@ from bokeh.models.widgets.tables import NumberFormatter, ScientificFormatter
 from iceviz.app.live import TABLE_FORMATS, TABLE_SCIENTIFIC, JobCard, LiveRow, metrics_frame, shared_limits
 from iceviz.app.paths import RUN_SUFFIXES, allowed_roots, safe_path
 from iceviz.app.state import REPO_ROOT, ExplorerState
+from iceviz.data.overview import SpeedPyramid
+from iceviz.data.products import VELOCITY_PRODUCTS, Catalog
 from iceviz.data.netcdf import grid_dataset, write_netcdf
 from iceviz.geo.basemap import basemap
 from iceviz.geo.crs import format_bounds
@@ -61,10 +65,27 @@ OVERVIEW_OPTS = dict(frame_width=620, frame_height=620, xaxis=None, yaxis=None, 
 
 # -- pure view builders (HoloViews only) --------------------------------------------------------
 
-def overview(state: ExplorerState) -> hv.Overlay:
-    """Antarctica in EPSG:3031: offline base map, graticule, preset regions, data footprints."""
+@functools.lru_cache(maxsize=4)
+def speed_pyramid(path: str, product: str) -> SpeedPyramid:
+    """One speed pyramid per velocity file and server process, shared read-only by the sessions."""
+    return SpeedPyramid(path, product)
+
+
+def velocity_file(catalog: Catalog) -> Any:
+    """The first configured velocity mosaic (InSAR before phase), or None."""
+    return next((f for p in VELOCITY_PRODUCTS for f in catalog.of(p)), None)
+
+
+def overview(state: ExplorerState, speed: SpeedPyramid | None = None) -> hv.Overlay:
+    """Antarctica in EPSG:3031: offline base map, the ice-speed mosaic when one is configured (and ready),
+    graticule, preset regions, data footprints."""
+    from iceviz.viz.velocity_map import speed_layer
+
     bm = basemap(resolution_m=5000)
-    rgb = hv.RGB((bm.x, bm.y, bm.rgb[..., 0], bm.rgb[..., 1], bm.rgb[..., 2]), kdims=maps.KDIMS)
+    rgb = regrid(hv.RGB((bm.x, bm.y, bm.rgb[..., 0], bm.rgb[..., 1], bm.rgb[..., 2]), kdims=maps.KDIMS)).opts(
+        **OVERVIEW_OPTS)
+    if speed is not None:
+        rgb = rgb * speed_layer(speed)
     lines = hv.Path([np.column_stack([g.x, g.y]) for g in graticule()], kdims=maps.KDIMS).opts(
         color="white", alpha=0.5, line_dash="dotted", line_width=1)
     labels = hv.Labels([(x, y, t) for x, y, t in graticule_labels()], kdims=maps.KDIMS, vdims="text").opts(
@@ -73,7 +94,7 @@ def overview(state: ExplorerState) -> hv.Overlay:
     regions = maps.boxes([r.bounds for r in presets], [r.name for r in presets], color="#ffd400")
     footprints = state.footprints()
     data = maps.boxes(list(footprints.values()), list(footprints), color="#00e5ff")
-    return (regrid(rgb).opts(**OVERVIEW_OPTS) * lines * labels * regions * data)
+    return rgb * lines * labels * regions * data
 
 
 def current_box(bounds: tuple[float, float, float, float]) -> hv.Rectangles:
@@ -178,7 +199,14 @@ class Explorer:
         configure = pn.widgets.Select(name="Hyper-parameters of", options=list(s.hyper), value="dfnn")
         hyper = pn.Column(self._hyper_panel("dfnn"), sizing_mode="stretch_width")
         configure.param.watch(lambda e: setattr(hyper, "objects", [self._hyper_panel(e.new)]), "value")
-        self.sidebar = [pn.pane.Markdown("### Region and data"), region, source, whole, self.summary,
+        # shown only for the real-data source (a template's sidebar draws hidden cards' headers anyway)
+        recipe_card = pn.Card(pn.Param(s.recipe, show_name=False, sizing_mode="stretch_width",
+                                       parameters=[k for k in s.recipe.param if k != "name"]),
+                              title="Region builder (real data)", collapsed=True, sizing_mode="stretch_width")
+        self.recipe_slot = pn.Column(*([recipe_card] if s.is_real else []), sizing_mode="stretch_width")
+        s.param.watch(lambda e: setattr(self.recipe_slot, "objects", [recipe_card] if s.is_real else []), "source")
+        self.sidebar = [pn.pane.Markdown("### Region and data"), region, source, whole, self.recipe_slot,
+                        self.summary,
                         pn.pane.Markdown("### Training"), models, seconds, device, self.start,
                         configure, hyper]
 
@@ -188,11 +216,20 @@ class Explorer:
             fill_alpha=0, line_alpha=0, tools=["box_select"], active_tools=["box_select"])
         self.box_stream.source = picker
         self.box_stream.add_subscriber(self._on_box)
-        box = hv.DynamicMap(pn.bind(current_box, s.param.bounds))
-        self.overview_pane = pn.pane.HoloViews(overview(s) * picker * box, linked_axes=False,
+        self.picker = picker * hv.DynamicMap(pn.bind(current_box, s.param.bounds))
+        self.speed: SpeedPyramid | None = None
+        self.speed_note = pn.pane.Markdown("", visible=False, css_classes=["speed-note"])
+        self.overview_pane = pn.pane.HoloViews(overview(s) * self.picker, linked_axes=False,
                                                css_classes=["overview-map"])
+        self.data_files = pn.pane.Markdown("", sizing_mode="stretch_width", css_classes=["data-files"])
+        self.data_path = pn.widgets.TextInput(name="Add a product file or folder (MEaSUREs, BedMachine, Bedmap)",
+                                              placeholder="/data/antarctica", width=420)
+        add_data = pn.widgets.Button(name="Add data", button_type="primary", align="end")
+        add_data.on_click(self._on_add_data)
         map_tab = pn.Column(pn.pane.Markdown("Pick a preset region, or drag a box on the map (box-select tool)."),
-                            self.overview_pane)
+                            self.speed_note, self.overview_pane, pn.pane.Markdown("#### Data files"),
+                            self.data_files, pn.Row(self.data_path, add_data))
+        self._show_catalog()
 
         # region tab
         # built on first visit: every plot in the document makes each live update slower
@@ -311,6 +348,45 @@ class Explorer:
         self.summary.object = "\n\n".join(lines)
         self.start.disabled = s.problem is None
 
+    def _show_catalog(self) -> None:
+        """List the product files found, and put the speed mosaic on the map (prepared in the background
+        the first time: its coarse levels read the whole file once)."""
+        cat = self.state.catalog
+        rows = ["| product | file | footprint | size |", "|---|---|---|---|"]
+        for f in cat.files:
+            size = f"{f.shape[1]} × {f.shape[0]} cells" if f.shape else f"{f.points} points"
+            rows.append(f"| {f.product} | `{f.path.name}` | {format_bounds(f.footprint) if f.footprint else '-'} "
+                        f"| {size} |")
+        text = "\n".join(rows) if cat.files else (
+            "No product files yet. Add a folder below, or on the command line: `iceviz data add PATH`, "
+            "`iceviz data download PRODUCT`.")
+        if cat.problems:
+            text += "\n\nUnusable: " + "; ".join(cat.problems)
+        self.data_files.object = text
+        vfile = velocity_file(cat)
+        if vfile is None or (self.speed is not None and self.speed.path == vfile.path):
+            return
+        self.speed = speed_pyramid(str(vfile.path), vfile.product)
+        if self.speed.ready:
+            self._show_speed()
+        else:
+            self.speed_note.object = (f"Preparing the ice-speed map from `{vfile.path.name}` (first use: the "
+                                      "whole mosaic is read once, then cached)…")
+            self.speed_note.visible = True
+            threading.Thread(target=self.speed.prepare, daemon=True, name="speed-pyramid").start()
+
+    def _show_speed(self) -> None:
+        self.speed_note.visible = False
+        self.overview_pane.object = overview(self.state, self.speed) * self.picker
+
+    def _on_add_data(self, event: Any = None) -> None:
+        found = self.state.add_data(self.data_path.value)
+        if found:
+            self.data_path.value = ""
+        self._show_catalog()
+        if self.speed is None or not self.speed_note.visible:
+            self.overview_pane.object = overview(self.state, self.speed) * self.picker
+
     def _on_box(self, bounds: tuple[float, float, float, float] | None = None, **_: Any) -> None:
         if bounds is None:
             return
@@ -372,6 +448,8 @@ class Explorer:
 
     def _poll(self) -> None:
         """Periodic: copy the jobs' latest snapshots into the views (never blocks on training)."""
+        if self.speed is not None and self.speed_note.visible and self.speed.ready:
+            self._show_speed()
         snaps = {job.id: job.latest() for _, job in self.jobs}
         new_plots = any(job.id not in self.rows and snaps[job.id] is not None for _, job in self.jobs)
         # Freezing the document makes Bokeh walk its whole model graph once at the end: worth it when

@@ -14,7 +14,9 @@ from typing import Any
 
 import param
 
+from iceviz.data.builder import RegionRecipe
 from iceviz.data.problem import DataError, FluxProblem
+from iceviz.data.products import VELOCITY_PRODUCTS, Catalog, add_paths
 from iceviz.data.specs import describe, load_problem
 from iceviz.geo.crs import box_size_km
 from iceviz.geo.regions import PRESET_REGIONS
@@ -26,9 +28,17 @@ from iceviz.training.trainers import training_job
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CUSTOM = "custom"
+REAL = "region:box"
+REAL_LABEL = "Real data: MEaSUREs velocity × Bedmap / BedMachine thickness"
 
 
-def available_sources() -> dict[str, str]:
+def real_data_ready(catalog: Catalog) -> bool:
+    """True when the catalogue holds a velocity product and a thickness source (survey points or BedMachine)."""
+    has_velocity = any(catalog.of(p) for p in VELOCITY_PRODUCTS)
+    return has_velocity and bool(catalog.of("bedmap") or catalog.of("bedmachine"))
+
+
+def available_sources(catalog: Catalog | None = None) -> dict[str, str]:
     """Data sources the app offers: label -> spec (without options). Only those that load here."""
     sources = {
         "Synthetic outlet glacier (Byrd box)": "synthetic:glacier",
@@ -42,6 +52,8 @@ def available_sources() -> dict[str, str]:
     sample = REPO_ROOT / "sample_data" / "glacier_points.csv"
     if sample.is_file():
         sources["Sample points file (glacier_points.csv)"] = f"points:{sample}"
+    if catalog is not None and real_data_ready(catalog):
+        sources[REAL_LABEL] = REAL
     return sources
 
 
@@ -69,9 +81,13 @@ class ExplorerState(param.Parameterized):
     device = param.Selector(default="auto", objects=list(DEVICES), doc="Where to train: auto = CUDA, else MPS, else CPU.")
     message = param.String("", doc="The latest message for the user (errors name what was wrong).")
     problem = param.Parameter(None, doc="The loaded problem for the current box and source (None when unusable).")
+    recipe = param.ClassSelector(class_=RegionRecipe, doc="How real-data regions are built (real-data source only).")
+    catalog = param.ClassSelector(class_=Catalog, doc="The product files found (settings, environment).")
 
     def __init__(self, queue: JobQueue | None = None, **params: Any):
-        self._sources = available_sources()
+        params.setdefault("catalog", Catalog.discover())
+        params.setdefault("recipe", RegionRecipe())
+        self._sources = available_sources(params["catalog"])
         self.queue = queue or JobQueue()
         self.hyper: dict[str, param.Parameterized] = {n: REGISTRY[n].make_params() for n in model_names("flux")}
         self.param.source.objects = list(self._sources)
@@ -81,20 +97,45 @@ class ExplorerState(param.Parameterized):
         self.reset_hyper()
 
     # -- data ---------------------------------------------------------------------
+        self.recipe.param.watch(lambda e: self.load() if self.is_real else None,
+                                [k for k in RegionRecipe.param if k != "name"])
+
     @property
     def source_spec(self) -> str:
         return self._sources[self.source]
 
+    @property
+    def is_real(self) -> bool:
+        """True when the source is built from the real products for the box (a region: spec)."""
+        return self.source_spec == REAL
+
     def footprint(self, label: str | None = None) -> FluxProblem:
-        """The whole problem of a source: its bounds are the dataset's footprint."""
+        """The whole problem of a source: its bounds are the dataset's footprint (not for real data)."""
         return _whole_source(self._sources[label or self.source])
+
+    def source_bounds(self, label: str) -> tuple[float, float, float, float]:
+        """The footprint of a source: the velocity mosaic's for real data, else the whole problem's bounds."""
+        if self._sources[label] == REAL:
+            velocity = [f for p in VELOCITY_PRODUCTS for f in self.catalog.of(p)]
+            return tuple(float(b) for b in velocity[0].footprint)
+        return tuple(float(b) for b in self.footprint(label).bounds)
+
+    def add_data(self, path: str) -> list[str]:
+        """Record a product file or folder (``iceviz data add``), refresh the catalogue and the sources; returns
+        one line per file found (problems go to :attr:`message`)."""
+        found, problems = add_paths([Path(path.strip())]) if path.strip() else ([], ["give a file or folder"])
+        self.catalog = Catalog.discover()
+        self._sources = available_sources(self.catalog)
+        self.param.source.objects = list(self._sources)
+        self.message = "; ".join(problems)
+        return [f"{f.product}: {f.path}" for f in found]
 
     def footprints(self) -> dict[str, tuple[float, float, float, float]]:
         """Bounds of every available source, one entry per distinct footprint (for the map)."""
         groups: list[tuple[tuple[float, ...], list[str]]] = []
         for label in self._sources:
             try:
-                bounds = tuple(float(b) for b in self.footprint(label).bounds)
+                bounds = self.source_bounds(label)
             except DataError:
                 continue
             # footprints whose edges all lie within 20 km of each other share one box and label
@@ -107,7 +148,10 @@ class ExplorerState(param.Parameterized):
                 for bounds, labels in groups}
 
     def use_source_extent(self) -> None:
-        """Set the box to the whole of the current source."""
+        """Set the box to the whole of the current source (real data: keep the box, the mosaic is continental)."""
+        if self.is_real:
+            self.load()
+            return
         try:
             bounds = tuple(float(b) for b in self.footprint().bounds)
         except DataError as err:
@@ -124,7 +168,7 @@ class ExplorerState(param.Parameterized):
 
     def reset_hyper(self) -> None:
         """Hyper-parameters back to the registry defaults plus the source's hints (in place: widgets follow)."""
-        hints = self.footprint().hints if self.problem is not None else {}
+        hints = self.footprint().hints if self.problem is not None and not self.is_real else {}
         for name, params in self.hyper.items():
             spec = REGISTRY[name]
             defaults = {k: p.default for k, p in spec.params.param.objects().items() if k != "name"}
@@ -150,6 +194,12 @@ class ExplorerState(param.Parameterized):
     @property
     def spec(self) -> str:
         """The data spec for the current source cropped to the current box."""
+        if self.is_real:
+            changed = {k: v for k, v in self.recipe.param.values().items()
+                       if k != "name" and v != RegionRecipe.param[k].default}
+            options = "&".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in changed.items())
+            head = f"region:{self.region}" if self.region != CUSTOM else f"region:box?{_bbox_option(self.bounds)}"
+            return head + (("&" if "?" in head else "?") + options if options else "")
         full = self.footprint().bounds
         if all(abs(a - b) < 1e-6 for a, b in zip(full, self.bounds)):
             return self.source_spec

@@ -42,13 +42,29 @@ GRID_LAYOUTS = {g.product: g for g in (MEASURES_INSAR, MEASURES_PHASE, BEDMACHIN
 NO_DATA = -9999.0
 
 
+DASK_BLOCK = 2048
+"""Dask block side for files stored contiguously (the distributed mosaics are not chunked on disk)."""
+
+
+def _dask_chunks(ds: xr.Dataset) -> dict[str, int] | None:
+    """The on-disk chunks of the first 2-D variable, or ``DASK_BLOCK`` blocks when the file is contiguous."""
+    for var in ds.data_vars.values():
+        if var.dims == ("y", "x"):
+            sizes = var.encoding.get("chunksizes")
+            return dict(zip(("y", "x"), sizes)) if sizes else {"y": DASK_BLOCK, "x": DASK_BLOCK}
+    return None
+
+
 def open_netcdf(path: str | os.PathLike) -> xr.Dataset:
-    """Open lazily on the file's own chunks (DataError naming the file for a missing, truncated or foreign file)."""
+    """Open lazily on dask blocks that follow the file's own chunks (DataError naming the file for a missing,
+    truncated or foreign file)."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise DataError(f"{p}: no such file")
     try:
-        return xr.open_dataset(p, chunks={}, decode_times=False, mask_and_scale=True)
+        with xr.open_dataset(p, decode_times=False) as probe:
+            chunks = _dask_chunks(probe)
+        return xr.open_dataset(p, chunks=chunks or {}, decode_times=False, mask_and_scale=True)
     except Exception as exc:  # noqa: BLE001 - every backend raises its own type for a bad file
         first = (str(exc).splitlines() or [""])[0]
         raise DataError(f"{p}: cannot read as NetCDF (truncated or not a NetCDF file?): "

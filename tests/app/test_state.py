@@ -63,3 +63,31 @@ def test_footprints_of_every_source_grouped_when_they_coincide():
     assert (-50_000.0, 50_000.0, 300_000.0, 400_000.0) in boxes  # the five benchmark fields, one box
     assert any("+ 4 more" in label for label in footprints)
     assert len(boxes) == len(set(boxes))
+
+
+def test_real_data_source_builds_the_box_from_the_products(glacier_products, data_home):
+    from iceviz.app.state import REAL_LABEL
+    from iceviz.data.products import Catalog
+
+    assert REAL_LABEL not in ExplorerState().param.source.objects  # nothing configured: not offered
+    state = ExplorerState()
+    lines = state.add_data(str(glacier_products["bedmap"].parent))
+    assert len(lines) == 5 and state.message == "" and REAL_LABEL in state.param.source.objects
+    assert state.source_bounds(REAL_LABEL)[0] < 400_000 < 600_000 < state.source_bounds(REAL_LABEL)[1]
+    state.source = REAL_LABEL
+    assert state.is_real and state.problem is not None
+    assert state.spec == "region:box?bbox=400000,600000,-950000,-750000"
+    n = len(state.problem.train)
+    state.recipe.spacing = 4000.0  # a recipe change rebuilds the box
+    assert state.spec.endswith("&spacing=4000") and len(state.problem.train) < n
+    state.region = "byrd-lower"
+    assert state.spec == "region:byrd-lower?spacing=4000" and state.problem.bounds[1] == 466_667.0
+    state.region = "amery"  # no product covers it: a message, no exception
+    assert state.problem is None and "no velocity (MEaSUREs) file covers the box" in state.message
+    state.region = "byrd"
+    state.models, state.seconds = ["dfnn"], 1.0
+    state.hyper["dfnn"].epochs = 2
+    [job] = state.start(snapshot_every=None)
+    assert job.wait(60).name == "DONE" and job.result.epochs == 2
+    bad = ExplorerState(catalog=Catalog.discover())
+    assert bad.add_data("/no/such/folder") == [] and "no such file or folder" in bad.message

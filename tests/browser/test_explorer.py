@@ -318,3 +318,37 @@ def test_emulators_train_on_an_ensemble_and_the_error_map_updates(page, small_en
     ranking = deep_text(page.locator(".emu-ranking").first)
     assert "egcn" in ranking and "mlp" in ranking and "done" in ranking
     shot(page, "emulator")
+
+
+def test_real_data_is_added_listed_shown_built_and_trained(page, glacier_products):
+    """A researcher adds a folder of product files in the app; it lists them, draws the speed mosaic, builds the
+    box from them (MEaSUREs velocity × Bedmap thickness) and trains on it."""
+    from iceviz.app.state import REAL_LABEL
+
+    path_box = page.locator(".bk-input-group", has_text="Add a product file or folder").locator("input").first
+    path_box.fill("/no/such/folder")
+    page.locator("button", has_text="Add data").first.click()
+    message = page.locator(".app-message").first
+    message.wait_for(state="visible", timeout=10_000)
+    assert "no such file or folder" in deep_text(message)
+
+    path_box.fill(str(glacier_products["bedmap"].parent))
+    page.locator("button", has_text="Add data").first.click()
+    files = page.locator(".data-files").first
+    wait_for(lambda: deep_text(files).count("bedmap") >= 2 and "measures-insar" in deep_text(files), 30,
+             "the added files to be listed")
+    assert "BedMachineAntarctica-v3.nc" in deep_text(files)
+    wait_for(lambda: not page.locator(".speed-note").first.is_visible(), 60, "the speed map to be ready")
+
+    select(page, "Data", REAL_LABEL)
+    summary = page.locator(".region-summary").first
+    wait_for(lambda: "region:box?bbox=400000,600000,-950000,-750000" in deep_text(summary), 30,
+             "the real-data box to be built")
+    wait_for(lambda: "test points" in deep_text(summary), 30, "its point counts")
+    shot(page, "real-data-built")
+    keep_models(page, ["dfnn"])
+    select(page, "Hyper-parameters of", "dfnn")
+    number(page, "Epochs", "3")
+    page.locator("button", has_text="Start training").first.click()
+    wait_for(lambda: "done" in card_text(page, "dfnn #"), 90, "dfnn to finish on the real-data box")
+    shot(page, "real-data-trained")
