@@ -53,6 +53,8 @@ class RegionRecipe(param.Parameterized):
                            doc="Checkerboard tiles from the box's lower-left corner, or whole flight lines.")
     tile = param.Number(15_000.0, bounds=(1_000.0, 500_000.0),
                         doc="Checkerboard tile size [m]: (i + j) even -> test.")
+    frame = param.Number(0.0, bounds=(0.0, 100_000.0),
+                         doc="Border of the box kept for training, tiles starting inside it [m] (Byrd tensors: 10 km).")
     test_fraction = param.Number(0.3, bounds=(0.05, 0.8),
                                  doc="Share of survey points held out, by whole flight lines (split='lines').")
     velocity = param.Selector(default="auto", objects=["auto", "measures-insar", "measures-phase"],
@@ -106,6 +108,17 @@ def thin(xy: np.ndarray, spacing: float) -> np.ndarray:
             dropped[nbr[start[i]:start[i + 1]]] = True
             dropped[i] = False
     return cand[~dropped]
+
+
+def split_tiles(xy: np.ndarray, bounds: Bounds, tile: float, frame: float = 0.0) -> np.ndarray:
+    """'Is test' mask of a checkerboard of ``tile``-metre squares from the box's lower-left corner moved in by
+    ``frame``: i = floor((x − xmin − frame)/tile), j likewise, (i + j) even -> test; points within ``frame``
+    of the box's edge train. With frame = 10 km, tile = 15 km on the Byrd box this is the split of the
+    "Mass Conservation on Rails" tensors."""
+    xmin, xmax, ymin, ymax = bounds
+    inner = ((xy[:, 0] >= xmin + frame) & (xy[:, 0] < xmax - frame)
+             & (xy[:, 1] >= ymin + frame) & (xy[:, 1] < ymax - frame))
+    return checkerboard_is_test(xy, tile, (xmin + frame, ymin + frame)) & inner
 
 
 def split_lines(line: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -242,8 +255,9 @@ def build_region(bounds: Bounds, recipe: RegionRecipe | None = None, catalog: Ca
     # stand-ins only train beside survey points; on their own (thickness=bedmachine) they are the data
     testable = ~gridded if recipe.thickness != "bedmachine" else np.ones(len(xy), bool)
     if recipe.split == "tiles":
-        is_test = checkerboard_is_test(xy, recipe.tile, (bounds[0], bounds[2])) & testable
-        how = f"checkerboard of {recipe.tile / 1000:g} km tiles from the box's lower-left corner"
+        is_test = split_tiles(xy, bounds, recipe.tile, recipe.frame) & testable
+        how = f"checkerboard of {recipe.tile / 1000:g} km tiles from the box's lower-left corner" + (
+            f", {recipe.frame / 1000:g} km frame kept for training" if recipe.frame else "")
     else:
         if recipe.thickness == "bedmachine":
             raise DataError(f"{spec}: split=lines needs survey lines; thickness=bedmachine has none (use split=tiles)")

@@ -201,8 +201,8 @@ def _paths(text: str) -> list[str]:
     return paths
 
 
-REGION_RECIPE_OPTIONS = ("spacing", "firn", "thickness", "gap", "split", "tile", "test_fraction", "velocity",
-                         "min_points", "seed")
+REGION_RECIPE_OPTIONS = ("spacing", "firn", "thickness", "gap", "split", "tile", "frame", "test_fraction",
+                         "velocity", "min_points", "seed")
 
 
 def _load_region(arg: str, opts: dict[str, Any], spec: str) -> FluxProblem:
@@ -301,6 +301,8 @@ KINDS: dict[str, Kind] = {
          Option("gap", _tile, "metres from a survey point beyond which BedMachine stands in (default 10000)"),
          Option("split", _choice("tiles", "lines"), "checkerboard tiles (default) or whole flight lines"),
          Option("tile", _tile, "checkerboard tile size in metres (default 15000)"),
+         Option("frame", _nonnegative, "border in metres kept for training, tiles start inside it (default 0; the "
+                                       "Byrd tensors: 10000)"),
          Option("test_fraction", _fraction, "share of survey points held out by flight line (split=lines; 0.3)"),
          Option("velocity", _choice("auto", "measures-insar", "measures-phase"), "velocity product (default auto)"),
          Option("data", _paths, "extra product files or folders, comma-separated (identified by content)"),

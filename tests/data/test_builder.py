@@ -154,3 +154,20 @@ def test_bad_boxes_and_missing_products(catalog, glacier_products, data_home):
         load_problem("region:atlantis")
     with pytest.raises(DataError, match="bad value firn='some'"):
         load_problem("region:byrd?firn=some")
+
+
+def test_tile_split_with_a_frame_reproduces_the_byrd_tensors_split(byrd_dir):
+    from iceviz.data.builder import split_tiles
+
+    p = load_problem(f"byrd-mcor:{byrd_dir}")
+    assert split_tiles(p.test.xy, BYRD, 15_000.0, frame=10_000.0).all()
+    assert not split_tiles(p.train.xy, BYRD, 15_000.0, frame=10_000.0).any()
+    # without the frame the tiles are offset by 10 km: about half the points change sides
+    assert 0.3 < split_tiles(p.test.xy, BYRD, 15_000.0).mean() < 0.7
+
+
+def test_frame_keeps_the_border_for_training(catalog):
+    t = build(catalog, frame=10_000.0).table
+    test = t[t["split"] == "test"]
+    assert test["x"].min() >= BYRD[0] + 10_000 and test["x"].max() < BYRD[1] - 10_000
+    assert test["y"].min() >= BYRD[2] + 10_000 and test["y"].max() < BYRD[3] - 10_000

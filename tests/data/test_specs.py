@@ -104,7 +104,7 @@ def test_list_specs():
     assert "region:NAME" in patterns
     assert all(isinstance(d, str) and d and "\n" not in d for _, d in rows)
     assert {o.split("=")[0] for o, _ in list_options()} == {
-        "noise", "seed", "tile", "bbox", "test", "val", "spacing", "firn", "thickness", "gap", "split",
+        "noise", "seed", "tile", "bbox", "test", "val", "spacing", "firn", "thickness", "gap", "split", "frame",
         "test_fraction", "velocity", "data", "min_points"}
 
 
