@@ -10,7 +10,8 @@ standardised files). Velocity and thickness are the synthetic glacier in the
 Byrd box and a smooth outward flow elsewhere.
 
 Then, each in a fresh process (peak memory from getrusage):
-* ``add``: ``iceviz data add`` of the folder (the one-off Bedmap indexing and the footprints);
+* ``add``: ``iceviz data add`` of the folder without the speed map (the one-off Bedmap indexing and the
+  footprints; from a cold cache);
 * ``build``: ``region:byrd`` from the files (warm: indexes exist), --repeats times;
 * ``eager``: the comparison: reading the whole VX and VY into memory, as a non-lazy reader would;
 * ``map``: the continental speed map: coarse levels computed once, then rendered for the whole continent
@@ -26,6 +27,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -140,6 +142,10 @@ def _field_points(xy: np.ndarray) -> np.ndarray:
 
 
 def peak_mb() -> float:
+    """This process's resident-memory high-water mark (VmHWM; getrusage's maxrss survives exec from the parent)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -153,8 +159,13 @@ def task(name: str, root: Path, repeats: int) -> dict:
         found, problems = add_paths([root])
         out.update(seconds=time.perf_counter() - t, files=len(found), problems=problems)
     elif name == "build":
+        import scipy.interpolate  # noqa: F401  (the builder's imports, so that the baseline holds them)
+        import scipy.spatial  # noqa: F401
+
+        from iceviz.data.builder import build_region  # noqa: F401
         from iceviz.data.specs import load_problem
 
+        out["rss_before_mb"] = peak_mb()
         times = []
         for _ in range(repeats):
             t = time.perf_counter()
@@ -203,6 +214,8 @@ def main() -> None:
         print(json.dumps(task(args.task, args.dir, args.repeats)))
         return
     write_full_size(args.dir, args.bedmap_gb)
+    for stale in ("config", "cache"):  # cold start: no settings, no Bedmap indexes, no speed levels
+        shutil.rmtree(args.dir / stale, ignore_errors=True)
     env = {**os.environ, "ICEVIZ_CONFIG_DIR": str(args.dir / "config"), "ICEVIZ_CACHE": str(args.dir / "cache")}
     results = []
     for name in ("add", "build", "eager", "map"):

@@ -213,7 +213,7 @@ class Explorer:
         # map tab
         self.box_stream = hv.streams.BoundsXY(bounds=None)
         picker = hv.Rectangles([(-3.4e6, -3.4e6, 3.4e6, 3.4e6)], kdims=["x", "y", "x1", "y1"]).opts(
-            fill_alpha=0, line_alpha=0, tools=["box_select"], active_tools=["box_select"])
+            fill_alpha=0, line_alpha=0, tools=["box_select"], active_tools=["box_select", "wheel_zoom"])
         self.box_stream.source = picker
         self.box_stream.add_subscriber(self._on_box)
         self.picker = picker * hv.DynamicMap(pn.bind(current_box, s.param.bounds))

@@ -15,7 +15,7 @@ A campaign file can hold millions of points and a user has a few gigabytes of
 them, so each file is read once, in chunks, into a columnar index in the cache
 directory (x, y, thickness, surface, line as ``.npy``, keyed by the file's
 path, size and modification time); a box query memory-maps the index and
-touches only the matching rows.
+touches only the blocks of rows whose bounding box meets it.
 """
 
 from __future__ import annotations
@@ -44,9 +44,11 @@ SURFACE = "surface_altitude (m)"
 REQUIRED_LONLAT = (LINE, LON, LAT, THICKNESS)
 REQUIRED_XY = (LINE, X, Y, THICKNESS)
 SENTINEL = 9999.0
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 CHUNK_ROWS = 500_000
-QUERY_ROWS = 2_000_000
+BLOCK_ROWS = 65_536
+"""Rows per block of the index; each block's bounding box is kept, and a box query reads only the blocks
+that meet it (survey rows follow flight lines, so a block covers a short stretch of line)."""
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,9 @@ def build_index(path: str | os.PathLike, progress: Callable[[int], None] | None 
             np.save(tmp / f"{k}.npy", np.concatenate(chunks)[ok])
         x, y = np.load(tmp / "x.npy", mmap_mode="r"), np.load(tmp / "y.npy", mmap_mode="r")
         footprint = [float(x.min()), float(x.max()), float(y.min()), float(y.max())] if ok.any() else None
+        blocks = [[x[i:i + BLOCK_ROWS].min(), x[i:i + BLOCK_ROWS].max(), y[i:i + BLOCK_ROWS].min(),
+                   y[i:i + BLOCK_ROWS].max()] for i in range(0, len(x), BLOCK_ROWS)]
+        np.save(tmp / "blocks.npy", np.asarray(blocks, dtype=np.float64).reshape(-1, 4))
         (tmp / "lines.json").write_text(json.dumps(sorted(names, key=names.get)))
         (tmp / "meta.json").write_text(json.dumps({
             "source": str(p), "rows": rows, "points": int(ok.sum()), "footprint": footprint,
@@ -206,11 +211,14 @@ def read_box(paths: list[Path], bounds: Bounds) -> SurveyPoints:
         cols = {k: np.load(target / f"{k}.npy", mmap_mode="r") for k in ("x", "y", "thickness", "surface", "line")}
         lines = np.array([f"{Path(path).stem}/{t}" for t in json.loads((target / "lines.json").read_text())],
                          dtype=object)
+        blocks = np.load(target / "blocks.npy")
+        meets = np.nonzero((blocks[:, 0] <= xmax) & (blocks[:, 1] >= xmin) & (blocks[:, 2] <= ymax)
+                           & (blocks[:, 3] >= ymin))[0]
         hits = 0
-        for start in range(0, len(cols["x"]), QUERY_ROWS):
-            sl = slice(start, start + QUERY_ROWS)
+        for b in meets:
+            sl = slice(int(b) * BLOCK_ROWS, (int(b) + 1) * BLOCK_ROWS)
             x, y = cols["x"][sl], cols["y"][sl]
-            idx = np.nonzero((x >= xmin) & (x <= xmax) & (y >= ymin) & (y <= ymax))[0] + start
+            idx = np.nonzero((x >= xmin) & (x <= xmax) & (y >= ymin) & (y <= ymax))[0] + sl.start
             if idx.size:
                 for k in ("x", "y", "thickness", "surface"):
                     parts[k].append(np.asarray(cols[k][idx], dtype=np.float64))

@@ -24,7 +24,7 @@ PIXELS = 620
 
 def speed_image(pyramid: SpeedPyramid, bounds: tuple[float, float, float, float], pixels: int = PIXELS) -> hv.Image:
     """Speed over ``bounds`` = (xmin, xmax, ymin, ymax), aggregated by datashader to ``pixels`` on the longer side."""
-    x, y, speed, factor = pyramid.view(bounds, pixels)
+    x, y, speed, _ = pyramid.view(bounds, pixels)
     xmin, xmax, ymin, ymax = bounds
     w, h = xmax - xmin, ymax - ymin
     nx, ny = (pixels, max(2, int(pixels * h / w))) if w >= h else (max(2, int(pixels * w / h)), pixels)
@@ -36,8 +36,8 @@ def speed_image(pyramid: SpeedPyramid, bounds: tuple[float, float, float, float]
     da = xr.DataArray(speed, dims=("y", "x"), coords={"x": x, "y": y}, name="speed")
     canvas = ds.Canvas(plot_width=nx, plot_height=ny, x_range=(xmin, xmax), y_range=(ymin, ymax))
     out = canvas.raster(da, upsample_method="nearest")
-    return hv.Image((out["x"].values, out["y"].values, out.values), kdims=KDIMS, vdims=[SPEED],
-                    label=f"speed (1/{factor} resolution)" if factor > 1 else "speed (full resolution)").opts(**opts)
+    # one label whatever the level: a changing label would make a new renderer at every zoom
+    return hv.Image((out["x"].values, out["y"].values, out.values), kdims=KDIMS, vdims=[SPEED]).opts(**opts)
 
 
 def speed_layer(pyramid: SpeedPyramid, pixels: int = PIXELS) -> hv.DynamicMap:

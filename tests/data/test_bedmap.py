@@ -95,3 +95,18 @@ def test_bad_csvs_get_clear_errors(tmp_path, data_home):
         bedmap.build_index(header_only)
     with pytest.raises(DataError, match="no such file"):
         bedmap.read_header(tmp_path / "missing.csv")
+
+
+def test_box_queries_read_only_the_blocks_that_meet_the_box(tmp_path, data_home, monkeypatch):
+    monkeypatch.setattr(bedmap, "BLOCK_ROWS", 10)
+    xy, _, frame = small_survey(100)  # one straight line along x, 450 to 550 km
+    path = write_bedmap_csv(tmp_path / "D.csv", frame)
+    blocks = np.load(bedmap.build_index(path) / "blocks.npy")
+    assert blocks.shape == (10, 4) and np.all(np.diff(blocks[:, 0]) > 0)  # one short stretch of line each
+    read = []
+    real_nonzero = np.nonzero
+    monkeypatch.setattr(bedmap.np, "nonzero", lambda a: read.append(len(a)) or real_nonzero(a))
+    box = (455_000.0, 470_000.0, -900_000.0, -800_000.0)
+    pts = bedmap.read_box([path], box)
+    assert len(pts) == ((xy[:, 0] >= box[0]) & (xy[:, 0] <= box[1])).sum()
+    assert sum(read[1:]) <= 30  # the blocks meeting the box (2 or 3 of 10), not the 100 rows
