@@ -68,7 +68,8 @@ class BedmapHeader:
 @dataclass
 class SurveyPoints:
     """Survey points in EPSG:3031: xy (N, 2) m, thickness (N,) m, surface (N,) m (NaN where missing), line (N,)
-    labels ``file-stem/trajectory_id``, file (N,) index into ``files``."""
+    integer codes into ``line_names`` (``file-stem/trajectory_id``: millions of points share a few hundred
+    lines), file (N,) index into ``files``."""
 
     xy: np.ndarray
     thickness: np.ndarray
@@ -76,9 +77,15 @@ class SurveyPoints:
     line: np.ndarray
     file: np.ndarray
     files: list[Path]
+    line_names: list[str]
 
     def __len__(self) -> int:
         return int(self.xy.shape[0])
+
+    def labels(self, index: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """The line names of the points ``index`` (all by default), as an object array."""
+        return np.asarray(self.line_names, dtype=object)[self.line[index]] if self.line_names else \
+            np.empty(0, dtype=object)
 
 
 def read_header(path: str | os.PathLike) -> BedmapHeader:
@@ -202,6 +209,7 @@ def read_box(paths: list[Path], bounds: Bounds) -> SurveyPoints:
     xmin, xmax, ymin, ymax = bounds
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("x", "y", "thickness", "surface", "line", "file")}
     used: list[Path] = []
+    names: list[str] = []
     for path in paths:
         target = build_index(path)
         meta = json.loads((target / "meta.json").read_text())
@@ -209,8 +217,7 @@ def read_box(paths: list[Path], bounds: Bounds) -> SurveyPoints:
         if fp is None or fp[0] > xmax or fp[1] < xmin or fp[2] > ymax or fp[3] < ymin:
             continue
         cols = {k: np.load(target / f"{k}.npy", mmap_mode="r") for k in ("x", "y", "thickness", "surface", "line")}
-        lines = np.array([f"{Path(path).stem}/{t}" for t in json.loads((target / "lines.json").read_text())],
-                         dtype=object)
+        file_lines = [f"{Path(path).stem}/{t}" for t in json.loads((target / "lines.json").read_text())]
         blocks = np.load(target / "blocks.npy")
         meets = np.nonzero((blocks[:, 0] <= xmax) & (blocks[:, 1] >= xmin) & (blocks[:, 2] <= ymax)
                            & (blocks[:, 3] >= ymin))[0]
@@ -222,14 +229,19 @@ def read_box(paths: list[Path], bounds: Bounds) -> SurveyPoints:
             if idx.size:
                 for k in ("x", "y", "thickness", "surface"):
                     parts[k].append(np.asarray(cols[k][idx], dtype=np.float64))
-                parts["line"].append(lines[cols["line"][idx]])
+                parts["line"].append(np.asarray(cols["line"][idx], dtype=np.int64) + len(names))
                 hits += idx.size
         if hits:
             parts["file"].append(np.full(hits, len(used), dtype=np.int32))
             used.append(Path(path))
+            names += file_lines
     if not used:
-        return SurveyPoints(np.empty((0, 2)), np.empty(0), np.empty(0), np.empty(0, dtype=object),
-                            np.empty(0, dtype=np.int32), [])
+        return empty_survey()
     cat = {k: np.concatenate(v) for k, v in parts.items()}
     return SurveyPoints(np.column_stack([cat["x"], cat["y"]]), cat["thickness"], cat["surface"], cat["line"],
-                        cat["file"], used)
+                        cat["file"], used, names)
+
+
+def empty_survey() -> SurveyPoints:
+    return SurveyPoints(np.empty((0, 2)), np.empty(0), np.empty(0), np.empty(0, dtype=np.int64),
+                        np.empty(0, dtype=np.int32), [], [])

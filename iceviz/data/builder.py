@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import param
 
-from iceviz.data.bedmap import SurveyPoints, read_box
+from iceviz.data.bedmap import empty_survey, read_box
 from iceviz.data.grids import BEDMACHINE, GRID_LAYOUTS, GridFile
 from iceviz.data.problem import DataError, DirectionGuidance, FluxObservations, FluxProblem, FluxScale, regular_grid
 from iceviz.data.products import Catalog, DataFile
@@ -183,8 +183,7 @@ def build_region(bounds: Bounds, recipe: RegionRecipe | None = None, catalog: Ca
     bm_file = _need(catalog.covering("bedmachine", bounds), "BedMachine", bounds, catalog,
                     f"thickness={recipe.thickness}, firn={recipe.firn}") if uses_bm else None
 
-    survey = SurveyPoints(np.empty((0, 2)), np.empty(0), np.empty(0), np.empty(0, dtype=object),
-                          np.empty(0, dtype=np.int32), [])
+    survey = empty_survey()
     if recipe.thickness != "bedmachine":
         files = catalog.covering("bedmap", bounds)
         if not files and recipe.thickness == "bedmap":
@@ -197,7 +196,7 @@ def build_region(bounds: Bounds, recipe: RegionRecipe | None = None, catalog: Ca
     keep = np.nonzero(ok)[0]
     kept = keep[thin(survey.xy[keep], recipe.spacing)]
     counts["dropped_thinning"] = len(keep) - len(kept)
-    xy_s, h_s, s_s, line_s = survey.xy[kept], survey.thickness[kept], survey.surface[kept], survey.line[kept]
+    xy_s, h_s, s_s, line_s = survey.xy[kept], survey.thickness[kept], survey.surface[kept], survey.labels(kept)
     if recipe.thickness == "bedmap" and len(xy_s) == 0:
         raise DataError(f"{spec}: no usable Bedmap survey point in the box {_bounds_text(bounds)} "
                         f"({counts['survey_in_box']} in the box, none with a thickness); try thickness=bedmap+bedmachine")

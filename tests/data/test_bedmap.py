@@ -42,7 +42,7 @@ def test_points_in_a_box_are_projected_and_sentinels_are_missing(tmp_path, data_
     np.testing.assert_allclose(pts.xy, xy[inside], atol=0.05)  # lon/lat rounded to 1e-7 degree
     idx = np.nonzero(inside)[0]
     assert np.isnan(pts.thickness[idx == 4]).all() and np.isnan(pts.surface[idx == 5]).all()
-    assert set(pts.line) == {"A_2010_X_AIR_BM2/2010_03", "A_2010_X_AIR_BM2/2010_07"}
+    assert set(pts.labels()) == {"A_2010_X_AIR_BM2/2010_03", "A_2010_X_AIR_BM2/2010_07"}
     assert pts.files == [path]
 
 
