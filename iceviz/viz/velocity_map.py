@@ -1,4 +1,5 @@
-"""The continental ice-speed map: a velocity mosaic rendered by datashader for the range in view.
+"""The continental ice-speed map: a velocity mosaic rendered for the range in view (datashader aggregates
+when there are more cells than pixels).
 
 :func:`speed_image` is pure (a pyramid level in, a screen-sized image out);
 :func:`speed_layer` wraps it in a DynamicMap on the plot's x / y range, so a
@@ -33,9 +34,11 @@ def speed_image(pyramid: SpeedPyramid, bounds: tuple[float, float, float, float]
     if speed.size < 4 or len(x) < 2 or len(y) < 2:
         return hv.Image((np.linspace(xmin, xmax, 2), np.linspace(ymin, ymax, 2), np.full((2, 2), np.nan)),
                         kdims=KDIMS, vdims=[SPEED]).opts(**opts)
+    if len(x) <= nx and len(y) <= ny:  # no more cells than pixels: the cells as they are, the browser scales them
+        return hv.Image((x, y, speed.astype(np.float32)), kdims=KDIMS, vdims=[SPEED]).opts(**opts)
     da = xr.DataArray(speed, dims=("y", "x"), coords={"x": x, "y": y}, name="speed")
     canvas = ds.Canvas(plot_width=nx, plot_height=ny, x_range=(xmin, xmax), y_range=(ymin, ymax))
-    out = canvas.raster(da, upsample_method="nearest")
+    out = canvas.raster(da).astype(np.float32)  # mean over the cells of each pixel; half the bytes to the browser
     # one label whatever the level: a changing label would make a new renderer at every zoom
     return hv.Image((out["x"].values, out["y"].values, out.values), kdims=KDIMS, vdims=[SPEED]).opts(**opts)
 

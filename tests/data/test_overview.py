@@ -65,13 +65,15 @@ def test_speed_image_fills_the_screen_box_with_log_colours(mosaic):
 
     path, *_ = mosaic
     pyramid = SpeedPyramid(path)
-    img = speed_image(pyramid, (50_000.0, 150_000.0, 50_000.0, 100_000.0), pixels=200)
+    img = speed_image(pyramid, (50_000.0, 150_000.0, 50_000.0, 100_000.0), pixels=100)
     values = img.dimension_values(2, flat=False)
-    assert values.shape == (100, 200)  # 200 px across a box twice as wide as tall
+    assert values.shape == (50, 100)  # 222 x 111 cells aggregated to 100 px across a box twice as wide as tall
     xs = img.dimension_values(0, expanded=False)
-    np.testing.assert_allclose(values[50], 5.0 * (1 + xs / 288_000.0), rtol=0.02)
+    np.testing.assert_allclose(values[25], 5.0 * (1 + xs / 288_000.0), rtol=0.02)
     opts = img.opts.get().kwargs
     assert opts["logz"] is True and opts["cmap"] == "inferno"
+    zoomed = speed_image(pyramid, (100_000.0, 110_000.0, 100_000.0, 105_000.0), pixels=100)
+    assert zoomed.dimension_values(2, flat=False).shape == (13, 24)  # fewer cells than pixels: the cells
     outside = speed_image(pyramid, (1e7, 1.1e7, 1e7, 1.1e7))
     assert np.isnan(outside.dimension_values(2)).all()
     pyramid.close()
