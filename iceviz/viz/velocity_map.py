@@ -36,7 +36,8 @@ def speed_image(pyramid: SpeedPyramid, bounds: tuple[float, float, float, float]
                         kdims=KDIMS, vdims=[SPEED]).opts(**opts)
     if len(x) <= nx and len(y) <= ny:  # no more cells than pixels: the cells as they are, the browser scales them
         return hv.Image((x, y, speed.astype(np.float32)), kdims=KDIMS, vdims=[SPEED]).opts(**opts)
-    da = xr.DataArray(speed, dims=("y", "x"), coords={"x": x, "y": y}, name="speed")
+    # contiguous: a strided view would make numba compile a second kernel (seconds) at the first zoom
+    da = xr.DataArray(np.ascontiguousarray(speed), dims=("y", "x"), coords={"x": x, "y": y}, name="speed")
     canvas = ds.Canvas(plot_width=nx, plot_height=ny, x_range=(xmin, xmax), y_range=(ymin, ymax))
     out = canvas.raster(da).astype(np.float32)  # mean over the cells of each pixel; half the bytes to the browser
     # one label whatever the level: a changing label would make a new renderer at every zoom
