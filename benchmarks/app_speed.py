@@ -16,18 +16,13 @@ Usage: python -m benchmarks.app_speed [--model dfnn] [--data synthetic:glacier] 
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 
 import torch
 
-from benchmarks.common import REPO, machine, write_json
+from benchmarks.common import machine, served_explorer, write_json
 from tests.browser.conftest import DEEP_TEXT_JS
 from iceviz.training.trainers import make_trainer
 
@@ -76,21 +71,7 @@ def headless_rate(model: str, data: str, seconds: float) -> float:
 def app_run(model: str, data: str, seconds: float, clicks: int) -> dict:
     from playwright.sync_api import sync_playwright
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    server = subprocess.Popen([sys.executable, "-m", "panel", "serve", "apps/explorer.py", "--address", "127.0.0.1",
-                               "--port", str(port), "--allow-websocket-origin", f"127.0.0.1:{port}"],
-                              cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/explorer"
-    try:
-        for _ in range(180):
-            try:
-                urllib.request.urlopen(url, timeout=5)
-                break
-            except OSError:
-                time.sleep(0.5)
+    with served_explorer() as url:
         with sync_playwright() as p:
             ctx = p.chromium.launch_persistent_context(tempfile.mkdtemp(), executable_path="/usr/bin/chromium",
                                                        args=CHROMIUM_ARGS, headless=True,
@@ -146,9 +127,6 @@ def app_run(model: str, data: str, seconds: float, clicks: int) -> dict:
                      for f in ("epochs", "seconds")}
             ctx.close()
         return {"latencies": latencies, "outside": outside, **cells}
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 def main() -> None:

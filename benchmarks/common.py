@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import socket
 import statistics
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -55,3 +61,35 @@ def write_json(path: str | None, payload: dict[str, Any]) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text + "\n")
     print(text)
+
+
+@contextlib.contextmanager
+def served_explorer(env: dict[str, str] | None = None, log: Path | None = None,
+                    wait_s: float = 90.0) -> Iterator[str]:
+    """``panel serve apps/explorer.py`` on a free localhost port (extra ``env``, output to ``log``); yields the
+    app's URL once it answers, and stops the server afterwards."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = open(log, "w") if log else subprocess.DEVNULL
+    server = subprocess.Popen([sys.executable, "-m", "panel", "serve", "apps/explorer.py", "--address", "127.0.0.1",
+                               "--port", str(port), "--allow-websocket-origin", f"127.0.0.1:{port}"], cwd=REPO,
+                              env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, stdout=out,
+                              stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/explorer"
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=60)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"panel serve did not answer within {wait_s:.0f} s") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(10)
+        if log:
+            out.close()

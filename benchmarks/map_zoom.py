@@ -19,16 +19,11 @@ The speed image is the renderer whose glyph is a Bokeh ``Image`` by its model ty
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import socket
 import statistics
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
+
+from benchmarks.common import machine, served_explorer, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 BYRD = (500_000.0, -850_000.0)
@@ -70,12 +65,6 @@ def bucket(width_km: float) -> str:
     return "under 100 km"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", type=Path, default=Path("/tmp/iceviz-fullsize"))
@@ -85,22 +74,9 @@ def main() -> None:
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
-    env = {**os.environ, "ICEVIZ_CONFIG_DIR": str(args.dir / "config"), "ICEVIZ_CACHE": str(args.dir / "cache"),
-           "OMP_NUM_THREADS": "1"}
-    log = open(args.dir / "panel.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "panel", "serve", "apps/explorer.py", "--address", "127.0.0.1",
-                               "--port", str(port), "--allow-websocket-origin", f"127.0.0.1:{port}"],
-                              cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/explorer"
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(url, timeout=60)
-                break
-            except OSError:
-                time.sleep(0.5)
-        out: dict = {"benchmark": "map_zoom", "machine": f"{platform.node()} {os.cpu_count()} CPUs",
+    env = {"ICEVIZ_CONFIG_DIR": str(args.dir / "config"), "ICEVIZ_CACHE": str(args.dir / "cache")}
+    with served_explorer(env, log=args.dir / "panel.log", wait_s=120.0) as url:
+        out: dict = {"benchmark": "map_zoom", "machine": machine(),
                      "first_render_s": [], "rerender_s": {}, "steps": []}
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium",
@@ -140,13 +116,7 @@ def main() -> None:
         out["first_render_median_s"] = statistics.median(out["first_render_s"])
         out["rerender_median_s"] = {k: statistics.median(v) for k, v in out["rerender_s"].items()}
         out["rerender_max_s"] = max(s["seconds"] for s in out["steps"])
-    finally:
-        server.terminate()
-        server.wait(10)
-        log.close()
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=2))
-    print(json.dumps(out, indent=2))
+    write_json(args.json, out)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -35,6 +34,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.common import machine, write_json
 
 EDGE_V, SPACING_V = 12_445, 450.0
 EDGE_B, SPACING_B = 13_333, 500
@@ -226,12 +227,7 @@ def main() -> None:
         results.append(res)
     sizes = {p.name: p.stat().st_size for p in args.dir.glob("*.nc")}
     sizes["bedmap (all CSVs)"] = sum(p.stat().st_size for p in (args.dir / "bedmap").glob("*.csv"))
-    doc = {"benchmark": "real_data", "machine": f"{platform.node()} {os.cpu_count()} CPUs, {platform.machine()}",
-           "file_bytes": sizes, "results": results}
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(doc, indent=2))
-    print(json.dumps(doc, indent=2))
+    write_json(args.json, {"benchmark": "real_data", "machine": machine(), "file_bytes": sizes, "results": results})
 
 
 if __name__ == "__main__":
