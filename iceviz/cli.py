@@ -318,17 +318,21 @@ def cmd_data_download(args: argparse.Namespace) -> int:
     from iceviz.data.download import download
     from iceviz.data.products import add_paths
 
-    bar = tqdm(unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, disable=args.quiet, dynamic_ncols=True)
+    bars: list = []  # made at the first bytes, so that a refused download prints no empty bar
 
     def progress(done: int, total: int | None) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
+        if not bars:
+            bars.append(tqdm(unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, disable=args.quiet,
+                             dynamic_ncols=True))
+        bars[0].total = total
+        bars[0].n = done
+        bars[0].refresh()
 
     try:
         paths = download(args.product, Path(args.dest) if args.dest else None, args.url, args.sha256, progress)
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     for p in paths:
         print(f"{p} (SHA-256 recorded in {p.name}.sha256)")
     if not args.no_add:

@@ -180,6 +180,25 @@ def test_data_add_and_build_refuse_bad_input(tmp_path, data_home):
     assert code == 2 and "is not in the data settings" in stderr
 
 
+def test_data_download_fetches_checks_and_records(glacier_products, data_home):
+    from tests.data.test_download import Server
+
+    body = glacier_products["measures-insar"].read_bytes()
+    server = Server({"antarctica_ice_velocity_450m_v2.nc": body})
+    try:
+        code, stdout, stderr = run_main("data", "download", "measures-insar", "--url",
+                                        server.url("antarctica_ice_velocity_450m_v2.nc"), "--dest",
+                                        str(data_home / "dl"), "--quiet")
+    finally:
+        server.close()
+    target = data_home / "dl" / "antarctica_ice_velocity_450m_v2.nc"
+    assert code == 0 and target.read_bytes() == body and "SHA-256 recorded" in stdout
+    code, stdout, _ = run_main("data", "list", "--json")
+    assert [p["path"] for p in json.loads(stdout)["products"]] == [str(target)]
+    code, _, stderr = run_main("data", "download", "bedmap")
+    assert code == 2 and "give each file's address with --url" in stderr
+
+
 def test_data_info_glacier_counts():
     code, stdout, _ = run_main("data", "info", "synthetic:glacier")
     assert code == 0
