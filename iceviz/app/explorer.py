@@ -31,6 +31,7 @@ from iceviz.app.live import TABLE_FORMATS, TABLE_SCIENTIFIC, JobCard, LiveRow, m
 from iceviz.app.paths import RUN_SUFFIXES, allowed_roots, safe_path
 from iceviz.app.state import REPO_ROOT, ExplorerState
 from iceviz.data.overview import SpeedPyramid
+from iceviz.data.problem import DataError
 from iceviz.data.products import VELOCITY_PRODUCTS, Catalog
 from iceviz.data.netcdf import grid_dataset, write_netcdf
 from iceviz.geo.basemap import basemap
@@ -202,8 +203,10 @@ class Explorer:
         hyper = pn.Column(self._hyper_panel("dfnn"), sizing_mode="stretch_width")
         configure.param.watch(lambda e: setattr(hyper, "objects", [self._hyper_panel(e.new)]), "value")
         # shown only for the real-data source (a template's sidebar draws hidden cards' headers anyway)
+        keep_points = pn.widgets.FileDownload(callback=self._points_csv, filename="iceviz_region_points.csv",
+                                              label="Points file of this box (CSV)", button_type="success")
         recipe_card = pn.Card(pn.Param(s.recipe, show_name=False, sizing_mode="stretch_width",
-                                       parameters=[k for k in s.recipe.param if k != "name"]),
+                                       parameters=[k for k in s.recipe.param if k != "name"]), keep_points,
                               title="Region builder (real data)", collapsed=True, sizing_mode="stretch_width")
         self.recipe_slot = pn.Column(*([recipe_card] if s.is_real else []), sizing_mode="stretch_width")
         s.param.watch(lambda e: setattr(self.recipe_slot, "objects", [recipe_card] if s.is_real else []), "source")
@@ -356,9 +359,19 @@ class Explorer:
         cat = self.state.catalog
         rows = ["| product | file | footprint | size |", "|---|---|---|---|"]
         for f in cat.files:
-            size = f"{f.shape[1]} × {f.shape[0]} cells" if f.shape else f"{f.points} points"
-            rows.append(f"| {f.product} | `{f.path.name}` | {format_bounds(f.footprint) if f.footprint else '-'} "
-                        f"| {size} |")
+            if f.product != "bedmap":
+                rows.append(f"| {f.product} | `{f.path.name}` | {format_bounds(f.footprint)} "
+                            f"| {f.shape[1]} × {f.shape[0]} cells |")
+        folders: dict[Path, list] = {}
+        for f in cat.of("bedmap"):  # campaigns by folder: a user has dozens of them
+            folders.setdefault(f.path.parent, []).append(f)
+        for folder, group in folders.items():
+            boxes = [f.footprint for f in group if f.footprint]
+            union = (min(b[0] for b in boxes), max(b[1] for b in boxes), min(b[2] for b in boxes),
+                     max(b[3] for b in boxes)) if boxes else None
+            name = f"`{group[0].path.name}`" if len(group) == 1 else f"{len(group)} files in `{folder.name}/`"
+            rows.append(f"| bedmap | {name} | {format_bounds(union) if union else '-'} "
+                        f"| {sum(f.points or 0 for f in group):,} points |")
         text = "\n".join(rows) if cat.files else (
             "No product files yet. Add a folder below, or on the command line: `iceviz data add PATH`, "
             "`iceviz data download PRODUCT`.")
@@ -381,6 +394,14 @@ class Explorer:
         self.speed.prepare()  # the coarse levels into memory now (from the disk cache), not at the first zoom
         self.speed_note.visible = False
         self.overview_pane.object = overview(self.state, self.speed) * self.picker
+
+    def _points_csv(self) -> io.StringIO:
+        """The built box as a points file (train it later as points:FILE)."""
+        try:
+            return io.StringIO(self.state.points_csv())
+        except DataError as err:
+            self.state.message = str(err)
+            return io.StringIO("")
 
     def _on_add_data(self, event: Any = None) -> None:
         found = self.state.add_data(self.data_path.value)

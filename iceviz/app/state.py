@@ -130,6 +130,15 @@ class ExplorerState(param.Parameterized):
         self.message = "; ".join(problems)
         return [f"{f.product}: {f.path}" for f in found]
 
+    def points_csv(self) -> str:
+        """The current real-data box as a ``points:`` file (CSV text with provenance columns), to keep."""
+        from iceviz.data.specs import build_region_spec, parse_options, parse_spec
+
+        if not self.is_real:
+            raise DataError("a points file is built from the real-data source only")
+        parsed = parse_spec(self.spec)
+        return build_region_spec(parsed.arg, parse_options(parsed), parsed.spec).table.to_csv(index=False)
+
     def footprints(self) -> dict[str, tuple[float, float, float, float]]:
         """Bounds of every available source, one entry per distinct footprint (for the map)."""
         groups: list[tuple[tuple[float, ...], list[str]]] = []

@@ -85,6 +85,9 @@ def test_real_data_source_builds_the_box_from_the_products(glacier_products, dat
     state.region = "amery"  # no product covers it: a message, no exception
     assert state.problem is None and "no velocity (MEaSUREs) file covers the box" in state.message
     state.region = "byrd"
+    csv = state.points_csv()
+    assert csv.startswith("x,y,qx,qy,s,vx,vy,split,thickness,source,line")
+    assert csv.count("\n") - 1 == len(state.problem.train) + len(state.problem.test)
     state.models, state.seconds = ["dfnn"], 1.0
     state.hyper["dfnn"].epochs = 2
     [job] = state.start(snapshot_every=None)

@@ -320,10 +320,11 @@ def test_emulators_train_on_an_ensemble_and_the_error_map_updates(page, small_en
     shot(page, "emulator")
 
 
-def test_real_data_is_added_listed_shown_built_and_trained(page, glacier_products):
+def test_real_data_is_added_listed_shown_built_and_trained(page, glacier_products, tmp_path):
     """A researcher adds a folder of product files in the app; it lists them, draws the speed mosaic, builds the
     box from them (MEaSUREs velocity × Bedmap thickness) and trains on it."""
     from iceviz.app.state import REAL_LABEL
+    from iceviz.data.points import load_points
 
     path_box = page.locator(".bk-input-group", has_text="Add a product file or folder").locator("input").first
     path_box.fill("/no/such/folder")
@@ -335,7 +336,7 @@ def test_real_data_is_added_listed_shown_built_and_trained(page, glacier_product
     path_box.fill(str(glacier_products["bedmap"].parent))
     page.locator("button", has_text="Add data").first.click()
     files = page.locator(".data-files").first
-    wait_for(lambda: deep_text(files).count("bedmap") >= 2 and "measures-insar" in deep_text(files), 30,
+    wait_for(lambda: "2 files in" in deep_text(files) and "measures-insar" in deep_text(files), 30,
              "the added files to be listed")
     assert "BedMachineAntarctica-v3.nc" in deep_text(files)
     wait_for(lambda: not page.locator(".speed-note").first.is_visible(), 60, "the speed map to be ready")
@@ -346,6 +347,9 @@ def test_real_data_is_added_listed_shown_built_and_trained(page, glacier_product
              "the real-data box to be built")
     wait_for(lambda: "test points" in deep_text(summary), 30, "its point counts")
     shot(page, "real-data-built")
+    page.get_by_text("Region builder (real data)").first.click()
+    kept = load_points(download(page, "Points file of this box", tmp_path / "byrd_points.csv"))
+    assert len(kept.train) + len(kept.test) > 1000
     keep_models(page, ["dfnn"])
     select(page, "Hyper-parameters of", "dfnn")
     number(page, "Epochs", "3")
