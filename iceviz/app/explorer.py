@@ -223,6 +223,7 @@ class Explorer:
         self.box_stream.add_subscriber(self._on_box)
         self.picker = picker * hv.DynamicMap(pn.bind(current_box, s.param.bounds))
         self.speed: SpeedPyramid | None = None
+        self.speed_failed = ""
         self.speed_note = pn.pane.Markdown("", visible=False, css_classes=["speed-note"])
         self.overview_pane = pn.pane.HoloViews(overview(s) * self.picker, linked_axes=False,
                                                css_classes=["overview-map"])
@@ -388,7 +389,15 @@ class Explorer:
             self.speed_note.object = (f"Preparing the ice-speed map from `{vfile.path.name}` (first use: the "
                                       "whole mosaic is read once, then cached)…")
             self.speed_note.visible = True
-            threading.Thread(target=self.speed.prepare, daemon=True, name="speed-pyramid").start()
+            threading.Thread(target=self._prepare_speed, args=(self.speed,), daemon=True,
+                             name="speed-pyramid").start()
+
+    def _prepare_speed(self, pyramid: SpeedPyramid) -> None:
+        """In a thread: the speed map's coarse levels; a failure replaces the note, the map keeps its base."""
+        try:
+            pyramid.prepare()
+        except Exception as err:  # noqa: BLE001 - whatever the file does, the app keeps serving
+            self.speed_failed = f"The ice-speed map could not be prepared from `{pyramid.path.name}`: {err}"
 
     def _show_speed(self) -> None:
         self.speed.prepare()  # the coarse levels into memory now (from the disk cache), not at the first zoom
@@ -474,6 +483,8 @@ class Explorer:
         """Periodic: copy the jobs' latest snapshots into the views (never blocks on training)."""
         if self.speed is not None and self.speed_note.visible and self.speed.ready:
             self._show_speed()
+        elif self.speed_failed and self.speed_note.object != self.speed_failed:
+            self.speed_note.object = self.speed_failed
         snaps = {job.id: job.latest() for _, job in self.jobs}
         new_plots = any(job.id not in self.rows and snaps[job.id] is not None for _, job in self.jobs)
         # Freezing the document makes Bokeh walk its whole model graph once at the end: worth it when

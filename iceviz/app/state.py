@@ -95,11 +95,10 @@ class ExplorerState(param.Parameterized):
         super().__init__(**params)
         self.use_source_extent()
         self.reset_hyper()
-
-    # -- data ---------------------------------------------------------------------
         self.recipe.param.watch(lambda e: self.load() if self.is_real else None,
                                 [k for k in RegionRecipe.param if k != "name"])
 
+    # -- data ---------------------------------------------------------------------
     @property
     def source_spec(self) -> str:
         return self._sources[self.source]
