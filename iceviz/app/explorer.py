@@ -169,7 +169,7 @@ class Explorer:
     """All widgets and callbacks of one browser session."""
 
     def __init__(self):
-        self.state = ExplorerState()
+        self.state = ExplorerState(build_in_background=True)
         self.lesson_queue = JobQueue(slots=2)
         self.rows: dict[int, LiveRow] = {}
         self.live_ranges: dict[tuple, Any] = {}
@@ -481,6 +481,7 @@ class Explorer:
 
     def _poll(self) -> None:
         """Periodic: copy the jobs' latest snapshots into the views (never blocks on training)."""
+        self.state.finish_build()
         if self.speed is not None and self.speed_note.visible and self.speed.ready:
             self._show_speed()
         elif self.speed_failed and self.speed_note.object != self.speed_failed:

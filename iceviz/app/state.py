@@ -9,6 +9,7 @@ layer only renders this state and forwards clicks to its methods.
 from __future__ import annotations
 
 import functools
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,11 @@ class ExplorerState(param.Parameterized):
     recipe = param.ClassSelector(class_=RegionRecipe, doc="How real-data regions are built (real-data source only).")
     catalog = param.ClassSelector(class_=Catalog, doc="The product files found (settings, environment).")
 
-    def __init__(self, queue: JobQueue | None = None, **params: Any):
+    def __init__(self, queue: JobQueue | None = None, build_in_background: bool = False, **params: Any):
+        self.build_in_background = build_in_background
+        self._build_token = 0
+        self._build_lock = threading.Lock()
+        self._built: tuple[int, tuple[FluxProblem | None, str]] | None = None
         params.setdefault("catalog", Catalog.discover())
         params.setdefault("recipe", RegionRecipe())
         self._sources = available_sources(params["catalog"])
@@ -215,14 +220,48 @@ class ExplorerState(param.Parameterized):
         return f"{self.source_spec}{sep}{_bbox_option(self.bounds)}"
 
     def load(self) -> FluxProblem | None:
-        """Load the current box; a box without usable data leaves a message, never an exception."""
-        try:
-            self.problem = load_problem(self.spec)
-            self.message = ""
-        except DataError as err:
+        """Load the current box; a box without usable data leaves a message, never an exception.
+
+        With :attr:`build_in_background` a real-data box is built in a thread (seconds for a large box, which
+        would stall every session of a server); :meth:`finish_build` then applies the newest result.
+        """
+        spec = self.spec
+        if self.is_real and self.build_in_background:
+            self._build_token += 1
+            token = self._build_token
             self.problem = None
-            self.message = f"No usable data in this box: {err}"
+            self.message = f"Building the box from the product files ({spec})…"
+            threading.Thread(target=self._build, args=(spec, token), daemon=True, name="region-build").start()
+            return None
+        self._apply(*self._try_load(spec))
         return self.problem
+
+    @staticmethod
+    def _try_load(spec: str) -> tuple[FluxProblem | None, str]:
+        try:
+            return load_problem(spec), ""
+        except DataError as err:
+            return None, f"No usable data in this box: {err}"
+
+    def _apply(self, problem: FluxProblem | None, message: str) -> None:
+        self.problem = problem
+        self.message = message
+
+    def _build(self, spec: str, token: int) -> None:
+        result = self._try_load(spec)
+        with self._build_lock:
+            if token == self._build_token:  # an older request that ends late is dropped here
+                self._built = (token, result)
+
+    def finish_build(self) -> bool:
+        """Apply a finished background build if it is for the newest request (older ones are dropped); True
+        when something was applied. Call it from the thread that owns the session (the app's poll)."""
+        with self._build_lock:
+            done, self._built = self._built, None
+        if done is None or done[0] != self._build_token:
+            return False
+        self._apply(*done[1])
+        return True
 
     def summary(self) -> dict[str, Any]:
         """What the box holds: size in km, observation counts, fields."""

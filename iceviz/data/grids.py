@@ -12,6 +12,7 @@ thickness outside the ice.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,11 @@ GRID_LAYOUTS = {g.product: g for g in (MEASURES_INSAR, MEASURES_PHASE, BEDMACHIN
 NO_DATA = -9999.0
 
 
+NETCDF_LOCK = threading.RLock()
+"""Every NetCDF open, read and close of the products goes through this lock, and dask runs the reads in the
+holding thread: the netCDF-C / HDF5 libraries are not thread-safe, and the app reads from several threads
+(a box built in the background while the speed map is prepared) — two opens at once crashed the process."""
+
 DASK_BLOCK = 2048
 """Dask block side for files stored contiguously (the distributed mosaics are not chunked on disk)."""
 
@@ -62,9 +68,10 @@ def open_netcdf(path: str | os.PathLike) -> xr.Dataset:
     if not p.is_file():
         raise DataError(f"{p}: no such file")
     try:
-        with xr.open_dataset(p, decode_times=False) as probe:
-            chunks = _dask_chunks(probe)
-        return xr.open_dataset(p, chunks=chunks or {}, decode_times=False, mask_and_scale=True)
+        with NETCDF_LOCK:
+            with xr.open_dataset(p, decode_times=False) as probe:
+                chunks = _dask_chunks(probe)
+            return xr.open_dataset(p, chunks=chunks or {}, decode_times=False, mask_and_scale=True)
     except Exception as exc:  # noqa: BLE001 - every backend raises its own type for a bad file
         first = (str(exc).splitlines() or [""])[0]
         raise DataError(f"{p}: cannot read as NetCDF (truncated or not a NetCDF file?): "
@@ -93,19 +100,21 @@ class GridFile:
         missing = [v for v in layout.required if v not in self.ds.data_vars]
         if missing:
             found = ", ".join(map(str, self.ds.data_vars)) or "(none)"
-            self.ds.close()
+            self.close()
             raise DataError(f"{self.path}: not a {layout.name} file: missing variable(s) {', '.join(missing)}; "
                             f"found: {found}")
         for name in layout.required:
             if self.ds[name].dims != ("y", "x"):
-                self.ds.close()
+                self.close()
                 raise DataError(f"{self.path}: variable {name} has dimensions {self.ds[name].dims}, expected (y, x)")
-        self.x = _axis(self.ds, "x", self.path)
-        self.y = _axis(self.ds, "y", self.path)
+        with NETCDF_LOCK:
+            self.x = _axis(self.ds, "x", self.path)
+            self.y = _axis(self.ds, "y", self.path)
         self.spacing = float(abs(self.x[1] - self.x[0]))
 
     def close(self) -> None:
-        self.ds.close()
+        with NETCDF_LOCK:
+            self.ds.close()
 
     def __enter__(self) -> "GridFile":
         return self
@@ -144,7 +153,9 @@ class GridFile:
         missing = [n for n in names if n not in self.ds.data_vars]
         if missing:
             raise DataError(f"{self.path}: no variable(s) {', '.join(missing)}")
-        box = self.ds[list(names)].isel(y=rows, x=cols).load()
+        box = self.ds[list(names)].isel(y=rows, x=cols)
+        with NETCDF_LOCK:
+            box = box.load(scheduler="synchronous")
         out = {}
         for n in names:
             a = box[n].values.astype(np.float64)

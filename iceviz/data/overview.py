@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from iceviz.cache import cache_dir
-from iceviz.data.grids import GRID_LAYOUTS, GridFile
+from iceviz.data.grids import GRID_LAYOUTS, NETCDF_LOCK, GridFile
 from iceviz.data.region import Bounds, intersect
 
 FACTORS = (16, 4)
@@ -41,7 +41,8 @@ def coarse_speed(grid: GridFile, factor: int) -> tuple[np.ndarray, np.ndarray, n
     vx, vy = ds["VX"], ds["VY"]
     speed = np.hypot(vx, vy).where((vx != 0) | (vy != 0))  # the mosaics' no-data is 0, 0
     coarse = speed.coarsen(y=factor, x=factor, boundary="trim").mean()
-    values = coarse.astype(np.float32).compute().values
+    with NETCDF_LOCK:  # the reads stay in this thread (see iceviz.data.grids.NETCDF_LOCK)
+        values = coarse.astype(np.float32).compute(scheduler="synchronous").values
     xs = grid.x[: (len(grid.x) // factor) * factor].reshape(-1, factor).mean(axis=1)
     ys = grid.y[: (len(grid.y) // factor) * factor].reshape(-1, factor).mean(axis=1)
     out = xr.DataArray(values, dims=("y", "x"), coords={"x": xs, "y": ys}).sortby("y")

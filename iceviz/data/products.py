@@ -60,7 +60,7 @@ def identify(path: str | os.PathLike, suffix: str | None = None) -> str:
     ``suffix`` reads the file as that type (e.g. a download's ``.part`` file as ``.nc``).
     """
     from iceviz.data.bedmap import read_header
-    from iceviz.data.grids import GRID_LAYOUTS, open_netcdf
+    from iceviz.data.grids import GRID_LAYOUTS, NETCDF_LOCK, open_netcdf
 
     p = Path(path).expanduser()
     if not p.is_file():
@@ -71,7 +71,7 @@ def identify(path: str | os.PathLike, suffix: str | None = None) -> str:
         return "bedmap"
     if suffix not in (".nc", ".nc4", ".netcdf"):
         raise DataError(f"{p}: not a product file: expected a NetCDF (.nc) grid or a Bedmap .csv")
-    with open_netcdf(p) as ds:
+    with NETCDF_LOCK, open_netcdf(p) as ds:
         names = set(map(str, ds.data_vars))
         title = str(ds.attrs.get("title", ds.attrs.get("Title", ""))).lower()
     if set(GRID_LAYOUTS["bedmachine"].required) <= names:

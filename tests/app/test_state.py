@@ -94,3 +94,27 @@ def test_real_data_source_builds_the_box_from_the_products(glacier_products, dat
     assert job.wait(60).name == "DONE" and job.result.epochs == 2
     bad = ExplorerState(catalog=Catalog.discover())
     assert bad.add_data("/no/such/folder") == [] and "no such file or folder" in bad.message
+
+
+def test_a_background_build_applies_only_the_newest_box(glacier_products, data_home):
+    import time
+
+    from iceviz.app.state import REAL_LABEL
+
+    state = ExplorerState(build_in_background=True)
+    state.add_data(str(glacier_products["bedmap"].parent))
+    state.source = REAL_LABEL
+    assert state.problem is None and state.message.startswith("Building the box from the product files")
+    state.set_bounds((450_000.0, 550_000.0, -900_000.0, -800_000.0))  # a second request before the first ends
+    deadline = time.monotonic() + 60
+    while not state.finish_build():
+        assert time.monotonic() < deadline, "the background build did not finish"
+        time.sleep(0.05)
+    assert state.message == "" and state.problem.bounds == (450_000.0, 550_000.0, -900_000.0, -800_000.0)
+    time.sleep(1.0)
+    assert not state.finish_build()  # the first request's result, if it came late, is dropped
+    assert state.problem.bounds == (450_000.0, 550_000.0, -900_000.0, -800_000.0)
+    state.region = "amery"
+    while not state.finish_build():
+        time.sleep(0.05)
+    assert state.problem is None and "no velocity (MEaSUREs) file covers the box" in state.message
