@@ -59,6 +59,16 @@ RANGES_JS = """() => {
 }"""
 
 
+def load_until(browser, url: str, glyph: str):
+    """A new page on ``url`` and the seconds until a renderer of ``glyph`` (a Bokeh model type) is drawn."""
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    start = time.perf_counter()
+    page.goto(url, timeout=120_000)
+    page.wait_for_function("() => window.Bokeh && Bokeh.documents.length && [...Bokeh.documents[0].all_models]"
+                           f".some(m => m.glyph !== undefined && m.glyph.type === '{glyph}')", timeout=120_000)
+    return page, time.perf_counter() - start
+
+
 def bucket(width_km: float) -> str:
     for limit, label in ((2000, "over 2,000 km"), (500, "500-2,000 km"), (100, "100-500 km")):
         if width_km > limit:
@@ -83,13 +93,8 @@ def main() -> None:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium",
                                         args=["--no-sandbox", "--headless", "--disable-gpu"])
             for _ in range(args.repeats):
-                page = browser.new_page(viewport={"width": 1500, "height": 1100})
-                start = time.perf_counter()
-                page.goto(url, timeout=120_000)
-                page.wait_for_function("() => window.Bokeh && Bokeh.documents.length && "
-                                       "[...Bokeh.documents[0].all_models].some(m => m.glyph !== undefined && "
-                                       "m.glyph.type === 'Image')", timeout=120_000)
-                out["first_render_s"].append(time.perf_counter() - start)
+                page, seconds = load_until(browser, url, "Image")
+                out["first_render_s"].append(seconds)
                 assert page.evaluate(WATCH_JS), "no speed image on the map"
                 canvas = page.locator(".overview-map canvas").first.bounding_box()
                 for _ in range(args.steps):
@@ -121,13 +126,8 @@ def main() -> None:
                                     args=["--no-sandbox", "--headless", "--disable-gpu"])
         out["first_render_without_speed_s"] = []
         for _ in range(args.repeats):
-            page = browser.new_page(viewport={"width": 1500, "height": 1100})
-            start = time.perf_counter()
-            page.goto(url, timeout=120_000)
-            page.wait_for_function("() => window.Bokeh && Bokeh.documents.length && "
-                                   "[...Bokeh.documents[0].all_models].some(m => m.glyph !== undefined && "
-                                   "m.glyph.type === 'ImageRGBA')", timeout=120_000)
-            out["first_render_without_speed_s"].append(time.perf_counter() - start)
+            page, seconds = load_until(browser, url, "ImageRGBA")
+            out["first_render_without_speed_s"].append(seconds)
             page.close()
         browser.close()
     out["first_render_median_s"] = statistics.median(out["first_render_s"])
