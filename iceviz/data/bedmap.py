@@ -116,14 +116,6 @@ def read_header(path: str | os.PathLike) -> BedmapHeader:
     return BedmapHeader(p, metadata, columns, skip)
 
 
-def is_bedmap(path: str | os.PathLike) -> bool:
-    try:
-        read_header(path)
-        return True
-    except DataError:
-        return False
-
-
 def _clean(values: pd.Series) -> np.ndarray:
     a = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, copy=True)
     a[np.abs(a) == SENTINEL] = np.nan

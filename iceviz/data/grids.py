@@ -33,7 +33,6 @@ class GridLayout:
     spacing_m: float
 
 
-VELOCITY_VARIABLES = ("VX", "VY")
 MEASURES_INSAR = GridLayout("measures-insar", "MEaSUREs InSAR-based velocity (NSIDC-0484 v2)",
                             ("VX", "VY", "ERRX", "ERRY", "CNT"), 450.0)
 MEASURES_PHASE = GridLayout("measures-phase", "MEaSUREs phase-based velocity (NSIDC-0754)", ("VX", "VY"), 450.0)
