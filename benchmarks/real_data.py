@@ -185,7 +185,8 @@ def task(name: str, root: Path, repeats: int) -> dict:
 
         t = time.perf_counter()
         pyramid = SpeedPyramid(root / "antarctica_ice_velocity_450m_v2.nc")
-        out["levels_seconds"] = (pyramid.prepare(), time.perf_counter() - t)[1]
+        pyramid.prepare()
+        out["levels_seconds"] = time.perf_counter() - t
         views = {"continent": pyramid.footprint, "1000 km": (0.0, 1e6, -1.4e6, -0.4e6),
                  "200 km": BYRD, "50 km": (475e3, 525e3, -875e3, -825e3)}
         out["render_s"] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -9,15 +10,26 @@ from pathlib import Path
 import numpy as np
 
 
-def cache_dir() -> Path:
-    """$ICEVIZ_CACHE, else $XDG_CACHE_HOME/iceviz, else ~/.cache/iceviz."""
-    env = os.environ.get("ICEVIZ_CACHE")
+def user_dir(override: str, xdg: str, fallback: str) -> Path:
+    """``$override``, else ``$xdg/iceviz``, else ``~/fallback/iceviz``: where iceviz keeps one kind of file."""
+    env = os.environ.get(override)
     if env:
         return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg:
-        return Path(xdg).expanduser() / "iceviz"
-    return Path.home() / ".cache" / "iceviz"
+    base = os.environ.get(xdg)
+    return (Path(base).expanduser() if base else Path.home() / fallback) / "iceviz"
+
+
+def cache_dir() -> Path:
+    """$ICEVIZ_CACHE, else $XDG_CACHE_HOME/iceviz, else ~/.cache/iceviz."""
+    return user_dir("ICEVIZ_CACHE", "XDG_CACHE_HOME", ".cache")
+
+
+def file_key(path: Path, *extra: object) -> str:
+    """A short hash naming what was derived from the file ``path`` as it is now (its resolved path, size and
+    modification time, and ``extra``): a changed file gets a new key, so stale derivations are never reused."""
+    st = path.stat()
+    parts = [path.resolve(), st.st_size, st.st_mtime_ns, *extra]
+    return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
 def write_npz(path: Path, **arrays) -> bool:

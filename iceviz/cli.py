@@ -234,10 +234,10 @@ def _format_bytes(n: int) -> str:
 
 
 def _print_files(files: list) -> None:
+    from iceviz.geo.crs import format_bounds
+
     for f in files:
-        fp = f.footprint
-        where = (f"x {fp[0] / 1000:.0f} to {fp[1] / 1000:.0f} km, y {fp[2] / 1000:.0f} to {fp[3] / 1000:.0f} km"
-                 if fp else "no points")
+        where = format_bounds(f.footprint) if f.footprint else "no points"
         what = (f"{f.shape[1]} x {f.shape[0]} grid, {f.spacing_m:g} m" if f.shape else f"{f.points} points")
         print(f"  {f.product:15s} {f.path}  [{what}; {where}; {_format_bytes(f.size)}; from {f.origin}]"
               + (f" {f.detail}" if f.detail else ""))
@@ -299,12 +299,9 @@ def cmd_data_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_data_build(args: argparse.Namespace) -> int:
-    from iceviz.data.specs import build_region_spec, describe, parse_options, parse_spec
+    from iceviz.data.specs import build_region_from_spec, describe
 
-    parsed = parse_spec(args.spec)
-    if parsed.kind != "region":
-        raise DataError(f"{args.spec}: data build makes points files from region: specs (e.g. region:byrd)")
-    build = build_region_spec(parsed.arg, parse_options(parsed), parsed.spec)
+    build = build_region_from_spec(args.spec)
     build.write(args.out)
     info = describe(build.problem)
     info.update(points_file=str(args.out), counts=build.counts, spec_to_train=f"points:{args.out}")

@@ -32,7 +32,6 @@ from iceviz.app.paths import RUN_SUFFIXES, allowed_roots, safe_path
 from iceviz.app.state import REPO_ROOT, ExplorerState
 from iceviz.data.overview import SpeedPyramid
 from iceviz.data.problem import DataError
-from iceviz.data.products import VELOCITY_PRODUCTS, Catalog
 from iceviz.data.netcdf import grid_dataset, write_netcdf
 from iceviz.geo.basemap import basemap
 from iceviz.geo.crs import format_bounds
@@ -70,11 +69,6 @@ OVERVIEW_OPTS = dict(frame_width=620, frame_height=620, xaxis=None, yaxis=None, 
 def speed_pyramid(path: str, product: str) -> SpeedPyramid:
     """One speed pyramid per velocity file and server process, shared read-only by the sessions."""
     return SpeedPyramid(path, product)
-
-
-def velocity_file(catalog: Catalog) -> Any:
-    """The first configured velocity mosaic (InSAR before phase), or None."""
-    return next((f for p in VELOCITY_PRODUCTS for f in catalog.of(p)), None)
 
 
 def overview(state: ExplorerState, speed: SpeedPyramid | None = None) -> hv.Overlay:
@@ -225,8 +219,7 @@ class Explorer:
         self.speed: SpeedPyramid | None = None
         self.speed_failed = ""
         self.speed_note = pn.pane.Markdown("", visible=False, css_classes=["speed-note"])
-        self.overview_pane = pn.pane.HoloViews(overview(s) * self.picker, linked_axes=False,
-                                               css_classes=["overview-map"])
+        self.overview_pane = pn.pane.HoloViews(linked_axes=False, css_classes=["overview-map"])
         self.data_files = pn.pane.Markdown("", sizing_mode="stretch_width", css_classes=["data-files"])
         self.data_path = pn.widgets.TextInput(name="Add a product file or folder (MEaSUREs, BedMachine, Bedmap)",
                                               placeholder="/data/antarctica", width=420)
@@ -236,6 +229,7 @@ class Explorer:
                             self.speed_note, self.overview_pane, pn.pane.Markdown("#### Data files"),
                             self.data_files, pn.Row(self.data_path, add_data))
         self._show_catalog()
+        self._draw_map()
 
         # region tab
         # built on first visit: every plot in the document makes each live update slower
@@ -379,12 +373,14 @@ class Explorer:
         if cat.problems:
             text += "\n\nUnusable: " + "; ".join(cat.problems)
         self.data_files.object = text
-        vfile = velocity_file(cat)
-        if vfile is None or (self.speed is not None and self.speed.path == vfile.path):
+        mosaics = cat.mosaics()
+        if not mosaics or (self.speed is not None and self.speed.path == mosaics[0].path):
             return
+        vfile = mosaics[0]
         self.speed = speed_pyramid(str(vfile.path), vfile.product)
         if self.speed.ready:
-            self._show_speed()
+            self.speed.prepare()  # the coarse levels into memory now (from the disk cache), not at the first zoom
+            self.speed_note.visible = False
         else:
             self.speed_note.object = (f"Preparing the ice-speed map from `{vfile.path.name}` (first use: the "
                                       "whole mosaic is read once, then cached)…")
@@ -399,10 +395,10 @@ class Explorer:
         except Exception as err:  # noqa: BLE001 - whatever the file does, the app keeps serving
             self.speed_failed = f"The ice-speed map could not be prepared from `{pyramid.path.name}`: {err}"
 
-    def _show_speed(self) -> None:
-        self.speed.prepare()  # the coarse levels into memory now (from the disk cache), not at the first zoom
-        self.speed_note.visible = False
-        self.overview_pane.object = overview(self.state, self.speed) * self.picker
+    def _draw_map(self) -> None:
+        """The overview with the footprints of today's sources, and the speed mosaic once it is prepared."""
+        shown = self.speed if self.speed is not None and not self.speed_note.visible else None
+        self.overview_pane.object = overview(self.state, shown) * self.picker
 
     def _points_csv(self) -> io.StringIO:
         """The built box as a points file (train it later as points:FILE)."""
@@ -417,8 +413,7 @@ class Explorer:
         if found:
             self.data_path.value = ""
         self._show_catalog()
-        if self.speed is None or not self.speed_note.visible:
-            self.overview_pane.object = overview(self.state, self.speed) * self.picker
+        self._draw_map()
 
     def _on_box(self, bounds: tuple[float, float, float, float] | None = None, **_: Any) -> None:
         if bounds is None:
@@ -482,8 +477,10 @@ class Explorer:
     def _poll(self) -> None:
         """Periodic: copy the jobs' latest snapshots into the views (never blocks on training)."""
         self.state.finish_build()
-        if self.speed is not None and self.speed_note.visible and self.speed.ready:
-            self._show_speed()
+        if self.speed is not None and self.speed_note.visible and not self.speed_failed and self.speed.ready:
+            self.speed.prepare()  # from memory: the thread has finished (or from the disk cache it wrote)
+            self.speed_note.visible = False
+            self._draw_map()
         elif self.speed_failed and self.speed_note.object != self.speed_failed:
             self.speed_note.object = self.speed_failed
         snaps = {job.id: job.latest() for _, job in self.jobs}

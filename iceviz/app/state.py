@@ -17,7 +17,7 @@ import param
 
 from iceviz.data.builder import RegionRecipe
 from iceviz.data.problem import DataError, FluxProblem
-from iceviz.data.products import VELOCITY_PRODUCTS, Catalog, add_paths
+from iceviz.data.products import Catalog, add_paths
 from iceviz.data.specs import describe, load_problem
 from iceviz.geo.crs import box_size_km
 from iceviz.geo.regions import PRESET_REGIONS
@@ -35,8 +35,7 @@ REAL_LABEL = "Real data: MEaSUREs velocity × Bedmap / BedMachine thickness"
 
 def real_data_ready(catalog: Catalog) -> bool:
     """True when the catalogue holds a velocity product and a thickness source (survey points or BedMachine)."""
-    has_velocity = any(catalog.of(p) for p in VELOCITY_PRODUCTS)
-    return has_velocity and bool(catalog.of("bedmap") or catalog.of("bedmachine"))
+    return bool(catalog.mosaics()) and bool(catalog.of("bedmap") or catalog.of("bedmachine"))
 
 
 def available_sources(catalog: Catalog | None = None) -> dict[str, str]:
@@ -120,8 +119,7 @@ class ExplorerState(param.Parameterized):
     def source_bounds(self, label: str) -> tuple[float, float, float, float]:
         """The footprint of a source: the velocity mosaic's for real data, else the whole problem's bounds."""
         if self._sources[label] == REAL:
-            velocity = [f for p in VELOCITY_PRODUCTS for f in self.catalog.of(p)]
-            return tuple(float(b) for b in velocity[0].footprint)
+            return tuple(float(b) for b in self.catalog.mosaics()[0].footprint)
         return tuple(float(b) for b in self.footprint(label).bounds)
 
     def add_data(self, path: str) -> list[str]:
@@ -136,12 +134,11 @@ class ExplorerState(param.Parameterized):
 
     def points_csv(self) -> str:
         """The current real-data box as a ``points:`` file (CSV text with provenance columns), to keep."""
-        from iceviz.data.specs import build_region_spec, parse_options, parse_spec
+        from iceviz.data.specs import build_region_from_spec
 
         if not self.is_real:
             raise DataError("a points file is built from the real-data source only")
-        parsed = parse_spec(self.spec)
-        return build_region_spec(parsed.arg, parse_options(parsed), parsed.spec).table.to_csv(index=False)
+        return build_region_from_spec(self.spec).table.to_csv(index=False)
 
     def footprints(self) -> dict[str, tuple[float, float, float, float]]:
         """Bounds of every available source, one entry per distinct footprint (for the map)."""

@@ -20,19 +20,17 @@ touches only the blocks of rows whose bounding box meets it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from iceviz.cache import cache_dir
+from iceviz.cache import cache_dir, file_key
 from iceviz.data.problem import DataError
 from iceviz.data.region import Bounds
 
@@ -123,12 +121,10 @@ def _clean(values: pd.Series) -> np.ndarray:
 
 
 def _index_dir(p: Path) -> Path:
-    st = p.stat()
-    key = hashlib.sha1(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}|{INDEX_VERSION}".encode()).hexdigest()[:16]
-    return cache_dir() / "bedmap" / f"{p.stem}-{key}"
+    return cache_dir() / "bedmap" / f"{p.stem}-{file_key(p, INDEX_VERSION)}"
 
 
-def build_index(path: str | os.PathLike, progress: Callable[[int], None] | None = None) -> Path:
+def build_index(path: str | os.PathLike) -> Path:
     """Read a Bedmap CSV once, in chunks, into its columnar index (reused while the file is unchanged)."""
     from iceviz.geo.crs import lonlat_to_xy
 
@@ -160,8 +156,6 @@ def build_index(path: str | os.PathLike, progress: Callable[[int], None] | None 
             parts["surface"].append(surface.astype(np.float32))
             parts["line"].append(codes)
             rows += len(chunk)
-            if progress is not None:
-                progress(len(chunk))
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise DataError(f"{p}: cannot parse as a Bedmap CSV: {str(exc).strip()}") from None
     if rows == 0:
@@ -183,8 +177,7 @@ def build_index(path: str | os.PathLike, progress: Callable[[int], None] | None 
             "firn_correction": header.firn_correction, "project": header.metadata.get("project", "")}))
         os.replace(tmp, target)
     except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (target / "meta.json").is_file():
+        if not (target / "meta.json").is_file():  # another process may have built it meanwhile
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -20,6 +20,7 @@ that the flux conserves (Bedmap − BedMachine firn, BedMachine as is).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -28,8 +29,9 @@ import param
 from iceviz.data.bedmap import empty_survey, read_box
 from iceviz.data.grids import BEDMACHINE, GRID_LAYOUTS, GridFile
 from iceviz.data.problem import DataError, DirectionGuidance, FluxObservations, FluxProblem, FluxScale, regular_grid
-from iceviz.data.products import Catalog, DataFile
+from iceviz.data.products import Catalog
 from iceviz.data.region import Bounds, check_bounds, grid_shape_for
+from iceviz.geo.crs import format_bounds
 from iceviz.data.synthetic import checkerboard_is_test
 
 SURFACE_SCALE = 1000.0
@@ -137,24 +139,18 @@ def split_lines(line: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return test_lines[inverse]
 
 
-def _bounds_text(b: Bounds) -> str:
-    return f"x {b[0] / 1000:.0f} to {b[1] / 1000:.0f} km, y {b[2] / 1000:.0f} to {b[3] / 1000:.0f} km"
-
-
-def _need(files: list[DataFile], what: str, bounds: Bounds, catalog: Catalog, why: str) -> DataFile:
-    if files:
-        return files[0]
-    known = ", ".join(f"{f.path.name} ({_bounds_text(f.footprint)})" for f in catalog.files if f.footprint) or "none"
+def _missing(what: str, bounds: Bounds, catalog: Catalog, why: str) -> DataError:
+    """The error for a box that no configured ``what`` file covers, naming the files there are."""
+    known = ", ".join(f"{f.path.name} ({format_bounds(f.footprint)})" for f in catalog.files if f.footprint) or "none"
     unusable = f"; unusable: {'; '.join(catalog.problems)}" if catalog.problems else ""
-    raise DataError(f"no {what} file covers the box {_bounds_text(bounds)} ({why}); configured files: {known}"
-                    f"{unusable}; add one with 'iceviz data add PATH' or the spec option data=PATH")
+    return DataError(f"no {what} file covers the box {format_bounds(bounds)} ({why}); configured files: {known}"
+                     f"{unusable}; add one with 'iceviz data add PATH' or the spec option data=PATH")
 
 
-def _gridded(bm: GridFile, bounds: Bounds, spacing: float, survey_xy: np.ndarray, gap: float | None) -> np.ndarray:
-    """Grid nodes over the box at ``spacing`` (at least the product's), farther than ``gap`` from any survey point."""
+def _gridded(bounds: Bounds, step: float, survey_xy: np.ndarray, gap: float | None) -> np.ndarray:
+    """Grid nodes over the box every ``step`` metres, farther than ``gap`` from any survey point."""
     from scipy.spatial import cKDTree
 
-    step = max(spacing, bm.spacing)
     x = np.arange(bounds[0] + step / 2, bounds[1], step)
     y = np.arange(bounds[2] + step / 2, bounds[3], step)
     xx, yy = np.meshgrid(x, y)
@@ -177,18 +173,21 @@ def build_region(bounds: Bounds, recipe: RegionRecipe | None = None, catalog: Ca
 
     vfile = catalog.velocity(bounds, recipe.velocity)
     if vfile is None:
-        _need([], "velocity (MEaSUREs)" if recipe.velocity == "auto" else recipe.velocity, bounds, catalog,
-              "flux needs velocity")
-    uses_bm = recipe.thickness != "bedmap" or recipe.firn == "subtract"
-    bm_file = _need(catalog.covering("bedmachine", bounds), "BedMachine", bounds, catalog,
-                    f"thickness={recipe.thickness}, firn={recipe.firn}") if uses_bm else None
+        raise _missing("velocity (MEaSUREs)" if recipe.velocity == "auto" else recipe.velocity, bounds, catalog,
+                       "flux needs velocity")
+    bm_file = None
+    if recipe.thickness != "bedmap" or recipe.firn == "subtract":
+        found = catalog.covering("bedmachine", bounds)
+        if not found:
+            raise _missing("BedMachine", bounds, catalog, f"thickness={recipe.thickness}, firn={recipe.firn}")
+        bm_file = found[0]
 
     survey = empty_survey()
     if recipe.thickness != "bedmachine":
         files = catalog.covering("bedmap", bounds)
         if not files and recipe.thickness == "bedmap":
-            _need([], "Bedmap survey", bounds, catalog, "thickness=bedmap needs survey points; "
-                  "thickness=bedmap+bedmachine lets BedMachine stand in")
+            raise _missing("Bedmap survey", bounds, catalog, "thickness=bedmap needs survey points; "
+                           "thickness=bedmap+bedmachine lets BedMachine stand in")
         survey = read_box([f.path for f in files], bounds)
     counts["survey_in_box"] = len(survey)
     ok = np.isfinite(survey.thickness) & (survey.thickness > 0)
@@ -198,37 +197,35 @@ def build_region(bounds: Bounds, recipe: RegionRecipe | None = None, catalog: Ca
     counts["dropped_thinning"] = len(keep) - len(kept)
     xy_s, h_s, s_s, line_s = survey.xy[kept], survey.thickness[kept], survey.surface[kept], survey.labels(kept)
     if recipe.thickness == "bedmap" and len(xy_s) == 0:
-        raise DataError(f"{spec}: no usable Bedmap survey point in the box {_bounds_text(bounds)} "
+        raise DataError(f"{spec}: no usable Bedmap survey point in the box {format_bounds(bounds)} "
                         f"({counts['survey_in_box']} in the box, none with a thickness); try thickness=bedmap+bedmachine")
 
-    bm = GridFile(bm_file.path, BEDMACHINE) if bm_file is not None else None
-    try:
-        xy_g = np.empty((0, 2))
-        h_g = s_g = np.empty(0)
-        if bm is not None and recipe.thickness != "bedmap":
-            xy_g = _gridded(bm, bounds, recipe.spacing, xy_s, recipe.gap if recipe.thickness != "bedmachine" else None)
-            g = bm.sample(xy_g, ("thickness", "surface", "firn", "geoid", "mask")) if len(xy_g) else None
-            if g is not None:
-                ice = np.isin(np.rint(g["mask"]), ICE_MASK) & (g["thickness"] > 0)
-                xy_g = xy_g[ice]
-                firn_g = np.nan_to_num(g["firn"][ice])
-                h_g = g["thickness"][ice] + (firn_g if recipe.firn == "none" else 0.0)
-                s_g = g["surface"][ice] + firn_g + np.nan_to_num(g["geoid"][ice])
-        counts["gridded"] = len(xy_g)
-        if recipe.firn == "subtract" and len(xy_s):
-            firn_s = bm.sample(xy_s, ("firn",))["firn"]
-            h_s = h_s - np.nan_to_num(firn_s)
-            notes.append("firn: BedMachine firn air content subtracted from the survey thickness (ice equivalent)")
-        elif recipe.firn == "none":
-            notes.append("firn: thickness as surveyed (Bedmap providers' own firn corrections), not ice equivalent")
-        if bm is not None and len(xy_s) and not np.isfinite(s_s).all():
-            miss = ~np.isfinite(s_s)
-            fill = bm.sample(xy_s[miss], ("surface", "firn", "geoid"))
-            s_s = s_s.copy()
-            s_s[miss] = fill["surface"] + np.nan_to_num(fill["firn"]) + np.nan_to_num(fill["geoid"])
-    finally:
-        if bm is not None:
-            bm.close()
+    xy_g = np.empty((0, 2))
+    h_g = s_g = np.empty(0)
+    if bm_file is not None:
+        with GridFile(bm_file.path, BEDMACHINE) as bm:
+            if recipe.thickness != "bedmap":
+                gap = recipe.gap if recipe.thickness != "bedmachine" else None
+                xy_g = _gridded(bounds, max(recipe.spacing, bm.spacing), xy_s, gap)
+            # one read of the box serves the stand-ins, the firn at the survey points and missing surfaces
+            g = bm.sampler(bounds, ("thickness", "surface", "firn", "geoid", "mask"))(np.concatenate([xy_g, xy_s]))
+        at_g, at_s = slice(0, len(xy_g)), slice(len(xy_g), None)
+        firn, geoid = np.nan_to_num(g["firn"]), np.nan_to_num(g["geoid"])
+        surface = g["surface"] + firn + geoid  # ellipsoidal, with firn: Bedmap's surface
+        ice = np.isin(np.rint(g["mask"][at_g]), ICE_MASK) & (g["thickness"][at_g] > 0)
+        xy_g = xy_g[ice]
+        h_g = (g["thickness"][at_g] + (firn[at_g] if recipe.firn == "none" else 0.0))[ice]
+        s_g = surface[at_g][ice]
+        if recipe.firn == "subtract":
+            h_s = h_s - firn[at_s]
+        miss = ~np.isfinite(s_s)
+        if miss.any():
+            s_s = np.where(miss, surface[at_s], s_s)
+    counts["gridded"] = len(xy_g)
+    if recipe.firn == "subtract" and len(xy_s):
+        notes.append("firn: BedMachine firn air content subtracted from the survey thickness (ice equivalent)")
+    elif recipe.firn == "none":
+        notes.append("firn: thickness as surveyed (Bedmap providers' own firn corrections), not ice equivalent")
 
     xy = np.concatenate([xy_s, xy_g])
     h = np.concatenate([h_s, h_g])
@@ -237,15 +234,16 @@ def build_region(bounds: Bounds, recipe: RegionRecipe | None = None, catalog: Ca
     line = np.concatenate([line_s.astype(object), np.full(len(xy_g), "", dtype=object)])
 
     with GridFile(vfile.path, GRID_LAYOUTS[vfile.product]) as vgrid:
-        v = vgrid.sample(xy, ("VX", "VY"))
-        vel = np.column_stack([v["VX"], v["VY"]])
-        good = np.isfinite(vel).all(axis=1) & (h > 0)
-        counts["dropped_no_velocity"] = int((~good).sum())
-        xy, h, s, vel, gridded, line = xy[good], h[good], s[good], vel[good], gridded[good], line[good]
-        direction = _direction(vgrid, bounds, recipe.direction_n)
+        velocity_at = vgrid.sampler(bounds, ("VX", "VY"))  # one read for the points and the direction grid
+    v = velocity_at(xy)
+    vel = np.column_stack([v["VX"], v["VY"]])
+    good = np.isfinite(vel).all(axis=1) & (h > 0)
+    counts["dropped_no_velocity"] = int((~good).sum())
+    xy, h, s, vel, gridded, line = xy[good], h[good], s[good], vel[good], gridded[good], line[good]
+    direction = _direction(velocity_at, bounds, recipe.direction_n)
     counts["points"] = len(xy)
     if len(xy) < recipe.min_points:
-        raise DataError(f"{spec}: the box {_bounds_text(bounds)} holds {len(xy)} usable point(s), fewer than "
+        raise DataError(f"{spec}: the box {format_bounds(bounds)} holds {len(xy)} usable point(s), fewer than "
                         f"min_points={recipe.min_points} ({counts['survey_in_box']} survey points in the box, "
                         f"{counts['dropped_no_thickness']} without thickness, {counts['dropped_no_velocity']} "
                         "without velocity); choose a larger box or thickness=bedmap+bedmachine")
@@ -296,7 +294,7 @@ def build_region(bounds: Bounds, recipe: RegionRecipe | None = None, catalog: Ca
         bounds=bounds,
         direction=direction,
         grid_shape=grid_shape_for(bounds, 100),
-        description=f"flux = thickness × velocity in {_bounds_text(bounds)}: {counts['train']} train / "
+        description=f"flux = thickness × velocity in {format_bounds(bounds)}: {counts['train']} train / "
                     f"{counts['test']} test points from {sources}",
         notes=notes,
     )
@@ -310,13 +308,14 @@ def build_region(bounds: Bounds, recipe: RegionRecipe | None = None, catalog: Ca
     return RegionBuild(problem, table, counts)
 
 
-def _direction(vgrid: GridFile, bounds: Bounds, n: int) -> DirectionGuidance | None:
+def _direction(velocity_at: Callable[[np.ndarray], dict[str, np.ndarray]], bounds: Bounds,
+               n: int) -> DirectionGuidance | None:
     """Unit velocity on a regular grid of about ``n`` nodes along the longer side (None where all speeds are 0)."""
     shape = grid_shape_for(bounds, n, n_min=2)
     x, y = regular_grid(bounds, shape)
     xx, yy = np.meshgrid(x, y)
     xy = np.column_stack([xx.ravel(), yy.ravel()])
-    v = vgrid.sample(xy, ("VX", "VY"))
+    v = velocity_at(xy)
     vel = np.column_stack([v["VX"], v["VY"]])
     speed = np.hypot(vel[:, 0], vel[:, 1])
     ok = np.isfinite(speed) & (speed > 0)

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
 
+from iceviz.cache import user_dir
 from iceviz.data.problem import DataError
-from iceviz.data.products import PRODUCTS, identify
+from iceviz.data.products import PRODUCTS, identify, interchangeable
 
 LOGIN_HOST = "urs.earthdata.nasa.gov"
 CHUNK = 1 << 20
@@ -33,11 +34,7 @@ TIMEOUT = 30.0
 
 def data_home() -> Path:
     """Where downloads go by default: $ICEVIZ_DOWNLOADS, else $XDG_DATA_HOME/iceviz, else ~/.local/share/iceviz."""
-    env = os.environ.get("ICEVIZ_DOWNLOADS")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_DATA_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share") / "iceviz"
+    return user_dir("ICEVIZ_DOWNLOADS", "XDG_DATA_HOME", ".local/share")
 
 
 def credentials() -> tuple[str, str] | str | None:
@@ -123,9 +120,9 @@ def fetch(url: str, target: Path, auth: tuple[str, str] | str | None = None, exp
                         if progress is not None:
                             progress(done, total)
     except requests.exceptions.ConnectionError as exc:
+        kept = f"; nothing lost: {part.name} resumes next time" if part.exists() else ""
         raise DataError(f"{host}: cannot connect (no network, or the host is unreachable): "
-                        f"{type(exc).__name__}; nothing lost: {part.name} resumes next time" if part.exists() else
-                        f"{host}: cannot connect (no network, or the host is unreachable): {type(exc).__name__}") from None
+                        f"{type(exc).__name__}{kept}") from None
     except requests.exceptions.RequestException as exc:
         raise DataError(f"{host}: download interrupted ({type(exc).__name__}); run the command again to resume "
                         f"from {part}") from None
@@ -144,7 +141,7 @@ def fetch(url: str, target: Path, auth: tuple[str, str] | str | None = None, exp
             part.unlink()
             raise DataError(f"{target.name}: the download is not a {PRODUCTS[product].name} file ({err}); "
                             "an HTML page usually means the login was not accepted; removed") from None
-        if found != product and not {found, product} <= {"measures-insar", "measures-phase"}:
+        if not interchangeable(found, product):
             part.unlink()
             raise DataError(f"{target.name}: the download is a {found} file, not {product}; removed")
     os.replace(part, target)

@@ -15,11 +15,13 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import xarray as xr
 
 from iceviz.data.problem import DataError
+from iceviz.geo.crs import format_bounds
 from iceviz.data.region import Bounds, intersect
 
 
@@ -60,6 +62,11 @@ def _dask_chunks(ds: xr.Dataset) -> dict[str, int] | None:
     return None
 
 
+def velocity_no_data(vx, vy):
+    """Where a MEaSUREs mosaic has no measurement: VX = VY = 0 (numpy or xarray arrays)."""
+    return (vx == 0) & (vy == 0)
+
+
 def open_netcdf(path: str | os.PathLike) -> xr.Dataset:
     """Open lazily on dask blocks that follow the file's own chunks (DataError naming the file for a missing,
     truncated or foreign file)."""
@@ -68,9 +75,13 @@ def open_netcdf(path: str | os.PathLike) -> xr.Dataset:
         raise DataError(f"{p}: no such file")
     try:
         with NETCDF_LOCK:
-            with xr.open_dataset(p, decode_times=False) as probe:
-                chunks = _dask_chunks(probe)
-            return xr.open_dataset(p, chunks=chunks or {}, decode_times=False, mask_and_scale=True)
+            ds = xr.open_dataset(p, decode_times=False)
+            chunks = _dask_chunks(ds)
+            if chunks is None:
+                return ds
+            lazy = ds.chunk(chunks)  # dask over the same open file: opened once
+            lazy.set_close(ds.close)
+            return lazy
     except Exception as exc:  # noqa: BLE001 - every backend raises its own type for a bad file
         first = (str(exc).splitlines() or [""])[0]
         raise DataError(f"{p}: cannot read as NetCDF (truncated or not a NetCDF file?): "
@@ -133,12 +144,9 @@ class GridFile:
 
     def window(self, bounds: Bounds, pad: int = 2) -> tuple[slice, slice]:
         """Index slices (rows, columns) of the cells covering ``bounds`` plus ``pad`` cells (DataError outside)."""
-        inside = intersect(bounds, self.footprint)
-        if inside is None:
-            fp = self.footprint
-            raise DataError(f"{self.path}: the box x {bounds[0]:.0f} to {bounds[1]:.0f} m, y {bounds[2]:.0f} to "
-                            f"{bounds[3]:.0f} m lies outside the file's grid (x {fp[0]:.0f} to {fp[1]:.0f} m, "
-                            f"y {fp[2]:.0f} to {fp[3]:.0f} m)")
+        if intersect(bounds, self.footprint) is None:
+            raise DataError(f"{self.path}: the box {format_bounds(bounds)} lies outside the file's grid "
+                            f"({format_bounds(self.footprint)})")
 
         def span(axis: np.ndarray, lo: float, hi: float) -> slice:
             idx = np.nonzero((axis >= lo - self.spacing) & (axis <= hi + self.spacing))[0]
@@ -161,24 +169,28 @@ class GridFile:
             a[a == NO_DATA] = np.nan
             out[n] = (("y", "x"), a)
         ds = xr.Dataset(out, coords={"x": self.x[cols], "y": self.y[rows]})
-        if self.layout.product in (MEASURES_INSAR.product, MEASURES_PHASE.product):
-            no_data = (ds["VX"] == 0) & (ds["VY"] == 0) if {"VX", "VY"} <= set(names) else None
-            if no_data is not None:
-                ds = ds.where(~no_data)
+        if self.layout.product in (MEASURES_INSAR.product, MEASURES_PHASE.product) and {"VX", "VY"} <= set(names):
+            ds = ds.where(~velocity_no_data(ds["VX"], ds["VY"]))
         return ds.sortby("y")
 
-    def sample(self, xy: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-        """Bilinear values of ``names`` at points ``xy`` (N, 2), metres; NaN where any neighbour is no-data or
-        the point is off the grid."""
+    def sampler(self, bounds: Bounds, names: tuple[str, ...]) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+        """Read ``names`` over the box once; the returned function interpolates them bilinearly at points
+        (N, 2) inside it, NaN where any neighbour is no-data or the point is off the grid."""
         from scipy.interpolate import RegularGridInterpolator
 
+        ds = self.read(bounds, names)
+        grids = {n: RegularGridInterpolator((ds["y"].values, ds["x"].values), ds[n].values, method="linear",
+                                            bounds_error=False, fill_value=np.nan) for n in names}
+
+        def at(xy: np.ndarray) -> dict[str, np.ndarray]:
+            yx = np.column_stack([xy[:, 1], xy[:, 0]])
+            return {n: f(yx) if len(xy) else np.empty(0) for n, f in grids.items()}
+
+        return at
+
+    def sample(self, xy: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Bilinear values of ``names`` at points ``xy`` (N, 2), metres (see :meth:`sampler`)."""
         if len(xy) == 0:
             return {n: np.empty(0) for n in names}
         bounds = (float(xy[:, 0].min()), float(xy[:, 0].max()), float(xy[:, 1].min()), float(xy[:, 1].max()))
-        ds = self.read(bounds, names)
-        out = {}
-        for n in names:
-            f = RegularGridInterpolator((ds["y"].values, ds["x"].values), ds[n].values, method="linear",
-                                        bounds_error=False, fill_value=np.nan)
-            out[n] = f(np.column_stack([xy[:, 1], xy[:, 0]]))
-        return out
+        return self.sampler(bounds, names)(xy)

@@ -11,15 +11,13 @@ picks the coarsest level that still resolves the requested pixel size.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from iceviz.cache import cache_dir
-from iceviz.data.grids import GRID_LAYOUTS, NETCDF_LOCK, GridFile
+from iceviz.cache import cache_dir, file_key, write_npz
+from iceviz.data.grids import GRID_LAYOUTS, NETCDF_LOCK, GridFile, velocity_no_data
 from iceviz.data.region import Bounds, intersect
 
 FACTORS = (16, 4)
@@ -28,9 +26,7 @@ CACHE_VERSION = 1
 
 
 def _cache_path(path: Path, factor: int) -> Path:
-    st = path.stat()
-    key = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{factor}|{CACHE_VERSION}".encode())
-    return cache_dir() / "speed" / f"{path.stem}-{factor}-{key.hexdigest()[:16]}.npy"
+    return cache_dir() / "speed" / f"{path.stem}-{factor}-{file_key(path, factor, CACHE_VERSION)}.npz"
 
 
 def coarse_speed(grid: GridFile, factor: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -39,7 +35,7 @@ def coarse_speed(grid: GridFile, factor: int) -> tuple[np.ndarray, np.ndarray, n
 
     ds = grid.ds[["VX", "VY"]]
     vx, vy = ds["VX"], ds["VY"]
-    speed = np.hypot(vx, vy).where((vx != 0) | (vy != 0))  # the mosaics' no-data is 0, 0
+    speed = np.hypot(vx, vy).where(~velocity_no_data(vx, vy))
     coarse = speed.coarsen(y=factor, x=factor, boundary="trim").mean()
     with NETCDF_LOCK:  # the reads stay in this thread (see iceviz.data.grids.NETCDF_LOCK)
         values = coarse.astype(np.float32).compute(scheduler="synchronous").values
@@ -74,14 +70,7 @@ class SpeedPyramid:
                 found = (z["x"], z["y"], z["speed"])
         except (OSError, ValueError, KeyError):
             found = coarse_speed(self.grid, factor)
-            try:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=cache.stem, suffix=".tmp", dir=cache.parent)
-                with os.fdopen(fd, "wb") as fh:
-                    np.savez(fh, x=found[0], y=found[1], speed=found[2])
-                os.replace(tmp, cache)
-            except OSError:
-                pass  # an unwritable cache only means computing again next time
+            write_npz(cache, x=found[0], y=found[1], speed=found[2])  # unwritable: computed again next time
         self.levels[factor] = found
         return found
 

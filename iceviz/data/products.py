@@ -28,30 +28,32 @@ from iceviz.data.region import Bounds
 
 @dataclass(frozen=True)
 class Product:
+    """A product: its key, name, dataset (who distributes it), download addresses and whether they need an
+    Earthdata login."""
+
     key: str
     name: str
     dataset: str
-    what: str
-    files: tuple[str, ...]
     urls: tuple[str, ...] = ()
     earthdata: bool = True
 
 
 PRODUCTS: dict[str, Product] = {p.key: p for p in (
     Product("measures-insar", "MEaSUREs InSAR-based Antarctica ice velocity v2", "NSIDC-0484.002",
-            "velocity VX, VY (m/yr) on a 450 m grid", ("antarctica_ice_velocity_450m_v2.nc",),
             ("https://n5eil01u.ecs.nsidc.org/MEASURES/NSIDC-0484.002/1996.01.01/antarctica_ice_velocity_450m_v2.nc",)),
     Product("measures-phase", "MEaSUREs phase-based Antarctica ice velocity", "NSIDC-0754.001",
-            "velocity VX, VY (m/yr) on a 450 m grid", ("antarctic_ice_vel_phase_map_v01.nc",),
             ("https://n5eil01u.ecs.nsidc.org/MEASURES/NSIDC-0754.001/1996.01.01/antarctic_ice_vel_phase_map_v01.nc",)),
     Product("bedmachine", "BedMachine Antarctica v3", "NSIDC-0756.003",
-            "thickness, surface, bed, mask, firn (m) on a 500 m grid", ("BedMachineAntarctica-v3.nc",),
             ("https://n5eil01u.ecs.nsidc.org/MEASURES/NSIDC-0756.003/1970.01.01/BedMachineAntarctica-v3.nc",)),
-    Product("bedmap", "Bedmap 1-3 standardised survey points", "UK Polar Data Centre",
-            "thickness and surface along flight lines (CSV, lon/lat)", ("*_BM1.csv", "*_BM2.csv", "*_BM3.csv"),
-            (), earthdata=False),
+    Product("bedmap", "Bedmap 1-3 standardised survey points", "UK Polar Data Centre", earthdata=False),
 )}
 VELOCITY_PRODUCTS = ("measures-insar", "measures-phase")
+
+
+def interchangeable(found: str, wanted: str) -> bool:
+    """True when a file of product ``found`` serves where ``wanted`` is asked for (the same product, or either
+    velocity mosaic for the other)."""
+    return found == wanted or {found, wanted} <= set(VELOCITY_PRODUCTS)
 
 
 def identify(path: str | os.PathLike, suffix: str | None = None) -> str:
@@ -167,8 +169,7 @@ class Catalog:
                 seen.add(key)
                 try:
                     found = identify(p)
-                    if product is not None and found != product and not (
-                            product in VELOCITY_PRODUCTS and found in VELOCITY_PRODUCTS):
+                    if product is not None and not interchangeable(found, product):
                         raise DataError(f"{p}: given as {product} but it is a {found} file")
                     cat.files.append(describe_file(p, product or found, origin))
                 except DataError as err:
@@ -185,6 +186,10 @@ class Catalog:
         from iceviz.data.region import intersect
 
         return [f for f in self.of(product) if f.footprint is not None and intersect(f.footprint, bounds)]
+
+    def mosaics(self) -> list[DataFile]:
+        """The velocity mosaics, InSAR-based first."""
+        return [f for p in VELOCITY_PRODUCTS for f in self.of(p)]
 
     def velocity(self, bounds: Bounds, prefer: str = "auto") -> DataFile | None:
         """The velocity file for a box: ``prefer`` (a product key) or, for 'auto', InSAR then phase."""

@@ -23,6 +23,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from iceviz.cache import user_dir
 from iceviz.data.problem import DataError
 
 SETTINGS_VERSION = 1
@@ -37,13 +38,7 @@ ENV_VARS = {
 
 def config_dir() -> Path:
     """$ICEVIZ_CONFIG_DIR, else $XDG_CONFIG_HOME/iceviz, else ~/.config/iceviz."""
-    env = os.environ.get("ICEVIZ_CONFIG_DIR")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CONFIG_HOME")
-    if xdg:
-        return Path(xdg).expanduser() / "iceviz"
-    return Path.home() / ".config" / "iceviz"
+    return user_dir("ICEVIZ_CONFIG_DIR", "XDG_CONFIG_HOME", ".config")
 
 
 def settings_path() -> Path:

@@ -209,6 +209,15 @@ def _load_region(arg: str, opts: dict[str, Any], spec: str) -> FluxProblem:
     return build_region_spec(arg, opts, spec).problem
 
 
+def build_region_from_spec(spec: str):
+    """The :class:`~iceviz.data.builder.RegionBuild` (problem and points table) of a ``region:`` spec string
+    (DataError for other kinds)."""
+    parsed = parse_spec(spec)
+    if parsed.kind != "region":
+        raise DataError(f"{spec}: iceviz makes points files from region: specs only (e.g. region:byrd)")
+    return build_region_spec(parsed.arg, parse_options(parsed), parsed.spec)
+
+
 def build_region_spec(arg: str, opts: dict[str, Any], spec: str):
     """The :class:`~iceviz.data.builder.RegionBuild` of a ``region:`` spec (a preset key, or ``box`` + bbox)."""
     from iceviz.data.builder import RegionRecipe, build_region
