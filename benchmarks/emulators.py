@@ -50,9 +50,12 @@ def simulator_seconds(problem: Any, run: int) -> tuple[float, float]:
     return seconds, float(np.abs(result.fields["h"] - problem.fields["h"][run]).max())
 
 
-def train(problem: Any, name: str, epochs: int | None, seconds: float | None, seed: int) -> dict[str, Any]:
+def train(problem: Any, name: str, epochs: int | None, seconds: float | None, seed: int,
+          overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     model, extra = ("egcn", dict(layer="seed")) if name == "egcn-seed" else (name, {})
     budget = dict(epochs=epochs or 1_000_000, seconds=seconds) if name != "persistence" else dict(epochs=1)
+    if name != "persistence":
+        extra.update(overrides or {})
     trainer = make_trainer(model, problem, device="auto", seed=seed, **budget, **extra)
     control = Control(snapshot_every=None)
     result = trainer.fit(control)
@@ -64,6 +67,22 @@ def train(problem: Any, name: str, epochs: int | None, seconds: float | None, se
                emulator_seconds=m["emulator_seconds"], parameters=sum(p.numel() for p in trainer.model.parameters()),
                curve=[dict(epoch=h["epoch"], seconds=h["seconds"], loss_val=h["loss_val"]) for h in history],
                rmse_h_t=rmse_over_time(control.latest().fields), **{k: m[k] for k in KEYS if k in m})
+    return out
+
+
+def parse_overrides(text: str) -> dict[str, Any]:
+    """``KEY=VALUE,...`` -> hyper-parameter overrides (numbers where the value reads as one)."""
+    out: dict[str, Any] = {}
+    for item in filter(None, text.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set: expected KEY=VALUE, got {item!r}")
+        for kind in (int, float, str):
+            try:
+                out[key.strip()] = kind(value)
+                break
+            except ValueError:
+                continue
     return out
 
 
@@ -105,9 +124,12 @@ def main() -> None:
     group.add_argument("--seconds", type=float, help="equal wall-clock training budget for every model [s]")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds, each model trained once per seed")
+    parser.add_argument("--set", default="", help="hyper-parameter overrides for every trained model, "
+                                                   "e.g. average=0.99,weight_decay=0.05 (default: the registry's)")
     parser.add_argument("--json")
     parser.add_argument("--plot")
     args = parser.parse_args()
+    overrides = parse_overrides(args.set)
     torch.set_num_threads(args.threads)
     problem = load_problem(args.data)
     for name in args.models.split(","):
@@ -117,14 +139,14 @@ def main() -> None:
     results = []
     for seed in (int(s) for s in args.seeds.split(",")):
         for name in args.models.split(","):
-            r = dict(train(problem, name, args.epochs, args.seconds, seed), seed=seed)
+            r = dict(train(problem, name, args.epochs, args.seconds, seed, overrides), seed=seed)
             r["speedup"] = sim_seconds / r["emulator_seconds"]
             r["break_even_rollouts"] = break_even(r["train_seconds"], sim_seconds, r["emulator_seconds"])
             results.append(r)
             print(f"{name} (seed {seed}): {r['epochs']} epochs in {r['train_seconds']:.0f} s, rmse_h "
                   f"{r['rmse_h']:.2f} m, rmse_v {r['rmse_v']:.2f} m/a, speed-up {r['speedup']:.0f}x", flush=True)
     mode = f"{args.epochs} epochs each" if args.epochs else f"{args.seconds:g} s each"
-    payload = dict(benchmark="emulators", mode=mode, data=args.data, machine=machine(),
+    payload = dict(benchmark="emulators", mode=mode, data=args.data, overrides=overrides, machine=machine(),
                    ensemble=dict(runs=problem.n_runs, nodes=problem.mesh.n_nodes, snapshots=len(problem.times),
                                  years=float(problem.times[-1]), split={k: [problem.label(i) for i in v]
                                                                         for k, v in problem.split.items()},

@@ -4,9 +4,11 @@ The task is the seed's: (initial state, forcing, time) -> (vx, vy, h) at that ti
 node. The predicted change from the initial state is t̂ times the network's output (t̂ the
 scaled time since the first snapshot), so every emulator reproduces the initial state exactly
 and its change grows from zero, as the simulated one does. Loss: mean squared error of the scaled change from the initial state
-(:mod:`iceviz.training.emulator_data`), Adam with a cosine fall of the rate to a tenth over
-the budget. After every epoch the validation runs are scored; the weights of the best
-validation epoch are kept. Test runs (held-out forcing values) are only ever scored.
+(:mod:`iceviz.training.emulator_data`), AdamW with a cosine fall of the rate to a tenth over
+the budget. With ``average`` > 0 (the EGCN's default) an exponential moving average of the
+weights is kept beside the trained ones, and it is what is validated, kept and scored. After
+every epoch the validation runs are scored; the weights of the best validation epoch are kept.
+Test runs (held-out forcing values) are only ever scored.
 
 Scores, over the test runs and every snapshot after the first (in physical units): RMSE of
 thickness [m] and velocity [m/a], Pearson R, grounding-line and volume-above-flotation errors,
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 import xarray as xr
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from iceviz.data.ensemble import TARGETS, EnsembleProblem
 from iceviz.models.emulators import make_emulator
@@ -71,7 +74,10 @@ class EmulatorTrainer:
         self.train_pairs = self.data.samples(split["train"])
         self.val_pairs = self.data.samples(split["val"], np.arange(1, n_times, 2))
         trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(trainable, lr=params.lr) if trainable else None
+        self.optimizer = (torch.optim.AdamW(trainable, lr=params.lr, weight_decay=params.weight_decay)
+                          if trainable else None)
+        self.averaged = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(params.average))
+                         if trainable and params.average > 0 else None)
         self.flotation = Flotation(problem)
         self.epoch = self.step = self.best_epoch = 0
         self.best_val = math.inf
@@ -106,8 +112,8 @@ class EmulatorTrainer:
         control.start_clock()
         if self.optimizer is not None:
             best_state = self._train(control)
-            if best_state is not None:
-                self.model.load_state_dict(best_state)
+            self.model.load_state_dict(best_state if best_state is not None else self.scored.state_dict())
+            self.averaged = None  # from here on the model holds the weights that are scored
         self.train_seconds = control.elapsed()
         self.model.eval()
         final = self.snapshot(control, final=True)
@@ -138,7 +144,7 @@ class EmulatorTrainer:
             self.losses = dict(total=total / seen, val=val)
             if val < self.best_val:
                 self.best_val, self.best_epoch = val, self.epoch
-                best_state = copy.deepcopy(self.model.state_dict())
+                best_state = copy.deepcopy(self.scored.state_dict())
             control.record(dict(step=self.step, epoch=self.epoch, seconds=control.elapsed(),
                                 progress=self._progress(control), lr=self.optimizer.param_groups[0]["lr"],
                                 loss_total=self.losses["total"], loss_val=val))
@@ -151,10 +157,15 @@ class EmulatorTrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    def forward(self, pairs: np.ndarray) -> torch.Tensor:
-        """Scaled changes [B, N, 3] of (run, snapshot) pairs: t̂ times the network's output."""
+    @property
+    def scored(self) -> torch.nn.Module:
+        """The network that is validated and scored: the moving average of the weights while one is kept."""
+        return self.averaged.module if self.averaged is not None else self.model
+
+    def forward(self, pairs: np.ndarray, model: torch.nn.Module | None = None) -> torch.Tensor:
+        """Scaled changes [B, N, 3] of (run, snapshot) pairs: t̂ times the output of ``model`` (the trained one)."""
         t = self.data.time[torch.as_tensor(pairs[:, 1], device=self.device)]
-        return self.model(*self.data.inputs(pairs)) * t.view(-1, 1, 1)
+        return (model or self.model)(*self.data.inputs(pairs)) * t.view(-1, 1, 1)
 
     def _step(self, pairs: np.ndarray) -> float:
         loss = torch.mean((self.forward(pairs) - self.data.target(pairs)) ** 2)
@@ -163,17 +174,20 @@ class EmulatorTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        if self.averaged is not None:
+            self.averaged.update_parameters(self.model)
         self.step += 1
         return float(loss.detach())
 
     def predict_scaled(self, pairs: np.ndarray) -> torch.Tensor:
         """Scaled changes [K, N, 3] of (run, snapshot) pairs, in chunks, without gradients."""
-        was_training = self.model.training
-        self.model.eval()
+        model = self.scored
+        was_training = model.training
+        model.eval()
         with torch.no_grad():
             chunk = CHUNK.get(self.device.type, CHUNK["cpu"])
-            out = [self.forward(pairs[i:i + chunk]) for i in range(0, len(pairs), chunk)]
-        self.model.train(was_training)
+            out = [self.forward(pairs[i:i + chunk], model) for i in range(0, len(pairs), chunk)]
+        model.train(was_training)
         return torch.cat(out) if out else torch.zeros(0)
 
     def validation_loss(self) -> float:

@@ -57,6 +57,20 @@ def test_egcn_velocity_turns_with_the_mesh_and_thickness_does_not_change(mesh, n
     assert velocity < 1e-5 and thickness < 1e-5
 
 
+def test_egcn_does_not_see_the_size_of_the_mesh(mesh):
+    """Edge lengths enter relative to their mean: the same glacier drawn 3.7 times larger gives the same output
+    (the input scalars and vectors unchanged)."""
+    torch.manual_seed(2)
+    model = make_emulator(dict(architecture="egcn", n_scalars=N_SCALARS, n_vectors=N_VECTORS, width=16, layers=3),
+                          mesh.points, mesh.edges)
+    scalars, vectors, pos = inputs(mesh)
+    with torch.no_grad():
+        out, larger = model(scalars, vectors, pos), model(scalars, vectors, 3.7 * pos)
+        stretched = model(scalars, vectors, pos * torch.tensor([3.7, 1.0]))
+    assert float((larger - out).abs().max() / out.abs().max()) < 1e-5
+    assert float((stretched - out).abs().max() / out.abs().max()) > 1e-3  # a change of shape is seen
+
+
 @pytest.mark.parametrize("architecture", ["egcn-seed", "gcn", "mlp", "cnn"])
 def test_the_seed_layer_and_the_baselines_are_not_equivariant(mesh, architecture):
     """The same check fails for models that take velocity or positions as plain numbers (the test can fail)."""

@@ -72,6 +72,37 @@ def test_best_validation_weights_are_kept(ensemble):
     assert trainer.best_epoch == 1 + int(np.argmin([h["loss_val"] for h in control.history()]))
 
 
+def test_the_moving_average_of_the_weights_is_validated_and_kept(ensemble):
+    """With ``average`` the weights scored and kept are the exponential moving average of the trained ones,
+    as computed here step by step, at the best validation epoch."""
+    decay = 0.8
+    trainer = make_trainer("mlp", ensemble, device="cpu", epochs=4, seed=1, average=decay, **SMALL)
+    steps_per_epoch = -(-len(trainer.train_pairs) // SMALL["batch_size"])
+    averages, mean = [], None
+    step = trainer.optimizer.step
+
+    def step_and_average(*args, **kwargs):
+        nonlocal mean
+        out = step(*args, **kwargs)
+        weights = [p.detach().clone() for p in trainer.model.parameters()]
+        mean = weights if mean is None else [decay * m + (1 - decay) * w for m, w in zip(mean, weights)]
+        if trainer.step % steps_per_epoch == steps_per_epoch - 1:  # the last step of an epoch
+            averages.append(mean)
+        return out
+
+    trainer.optimizer.step = step_and_average
+    control = Control(snapshot_every=None)
+    trainer.fit(control)
+    assert len(averages) == 4
+    kept = averages[trainer.best_epoch - 1]
+    for p, m in zip(trainer.model.parameters(), kept):
+        torch.testing.assert_close(p.detach(), m, rtol=1e-5, atol=1e-6)
+    assert trainer.validation_loss() == pytest.approx(trainer.best_val, rel=1e-5)
+    trained = make_trainer("mlp", ensemble, device="cpu", epochs=4, seed=1, **SMALL)
+    trained.fit(Control(snapshot_every=None))
+    assert trained.best_val != pytest.approx(trainer.best_val, rel=1e-3)  # the average is not the trained weights
+
+
 def test_live_snapshots_score_a_subset_of_times_and_the_final_one_all(ensemble):
     trainer = make_trainer("mlp", ensemble, device="cpu", epochs=2, **SMALL)
     control = Control(snapshot_every=0.0)
