@@ -11,6 +11,8 @@ snapshots, both measured side by side on this machine).
         --json benchmarks/results/emulators_epochs_seeds.json
     python -m benchmarks.emulators --seconds 200 --models mlp,gcn,cnn,egcn \\
         --json benchmarks/results/emulators_seconds.json
+    python -m benchmarks.emulators --epochs 40 --models mlp,gcn --seeds 0,1,2 \\
+        --set weight_decay=0.05,average=0.99 --json benchmarks/results/emulators_epochs_regularised.json
 """
 
 from __future__ import annotations
