@@ -214,7 +214,7 @@ _EMULATOR_DOCS = {
 
 _EMULATOR_DEFAULTS = {
     # Chosen at 12 epochs on the default ensemble (BENCHMARKS.md): the seed's rate 1e-2 suits the graph
-    # networks and the MLP, the CNN did better at 5e-3; 40 epochs of EGCN take about 7 minutes on 2 cores.
+    # networks and the MLP, the CNN did better at 5e-3; 40 epochs of EGCN take about 4.5 minutes on 2 cores.
     # The EGCN alone gains from weight decay and averaged weights (3 seeds; the MLP and GCN lose with them).
     "egcn": dict(epochs=40, lr=1e-2, weight_decay=0.05, average=0.99),
     "gcn": dict(epochs=40, lr=1e-2),
