@@ -12,7 +12,7 @@ snapshots, both measured side by side on this machine).
     python -m benchmarks.emulators --seconds 200 --models mlp,gcn,cnn,egcn \\
         --json benchmarks/results/emulators_seconds.json
     python -m benchmarks.emulators --epochs 40 --models mlp,gcn --seeds 0,1,2 \\
-        --set weight_decay=0.05,average=0.99 --json benchmarks/results/emulators_epochs_regularised.json
+        --set weight_decay=0.05 --set average=0.99 --json benchmarks/results/emulators_epochs_regularised.json
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import machine, write_json
+from iceviz.cli import parse_assignments
 from iceviz.data.specs import load_problem
 from iceviz.models.registry import get_model
 from iceviz.sim.model import Forcing, RunSettings, Simulator
@@ -72,22 +73,6 @@ def train(problem: Any, name: str, epochs: int | None, seconds: float | None, se
     return out
 
 
-def parse_overrides(text: str) -> dict[str, Any]:
-    """``KEY=VALUE,...`` -> hyper-parameter overrides (numbers where the value reads as one)."""
-    out: dict[str, Any] = {}
-    for item in filter(None, text.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set: expected KEY=VALUE, got {item!r}")
-        for kind in (int, float, str):
-            try:
-                out[key.strip()] = kind(value)
-                break
-            except ValueError:
-                continue
-    return out
-
-
 def rmse_over_time(fields: Any) -> list[float]:
     """Thickness RMSE at every snapshot time over the held-out runs, from the final snapshot's maps."""
     return [float(v) for v in np.sqrt((fields["rmse_h_t"].values ** 2).mean(axis=0))]
@@ -126,12 +111,12 @@ def main() -> None:
     group.add_argument("--seconds", type=float, help="equal wall-clock training budget for every model [s]")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds, each model trained once per seed")
-    parser.add_argument("--set", default="", help="hyper-parameter overrides for every trained model, "
-                                                   "e.g. average=0.99,weight_decay=0.05 (default: the registry's)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a hyper-parameter override for every trained model, e.g. average=0.99 (repeatable)")
     parser.add_argument("--json")
     parser.add_argument("--plot")
     args = parser.parse_args()
-    overrides = parse_overrides(args.set)
+    overrides = parse_assignments(args.set)
     torch.set_num_threads(args.threads)
     problem = load_problem(args.data)
     for name in args.models.split(","):

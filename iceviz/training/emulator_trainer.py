@@ -165,7 +165,8 @@ class EmulatorTrainer:
     def forward(self, pairs: np.ndarray, model: torch.nn.Module | None = None) -> torch.Tensor:
         """Scaled changes [B, N, 3] of (run, snapshot) pairs: t̂ times the output of ``model`` (the trained one)."""
         t = self.data.time[torch.as_tensor(pairs[:, 1], device=self.device)]
-        return (model or self.model)(*self.data.inputs(pairs)) * t.view(-1, 1, 1)
+        model = self.model if model is None else model
+        return model(*self.data.inputs(pairs)) * t.view(-1, 1, 1)
 
     def _step(self, pairs: np.ndarray) -> float:
         loss = torch.mean((self.forward(pairs) - self.data.target(pairs)) ** 2)
