@@ -6,7 +6,7 @@ from its initial value, in scaled units (see :mod:`iceviz.training.emulator_data
     forward(scalars [B, N, S], vectors [B, N, V, 2], pos [B, N, 2]) -> [B, N, 3]  (Δvx, Δvy, Δh)
 
 ``scalars`` are rotation-invariant node inputs (initial thickness, bed, speed, floating
-mask, boundary tags and distances, forcing, time), ``vectors`` vector inputs (the initial
+mask, boundary tags and distances, forcing, time, forcing × time), ``vectors`` vector inputs (the initial
 velocity and surface slope), ``pos`` the node positions. Only :class:`EGCN` is
 E(2)-equivariant: it sees positions only through edge vectors x_i − x_j and the vector
 inputs only as vectors and through invariant dot products, so rotating or reflecting the
@@ -148,7 +148,14 @@ class EGCN(nn.Module):
     """Equivariant graph convolutional network: velocity from the vector channels, thickness from the scalars.
 
     The V vector inputs start the first V of C ≥ V vector channels (the rest start at zero); their
-    invariants (squared lengths and mutual dot products) join the scalar inputs.
+    invariants (squared lengths and mutual dot products) join the scalar inputs. The velocity change
+    is a sum of the final channels with weights that vary from node to node::
+
+        Δv_i = Σ_c (w_c + ψ_c(h_i, |V_i|²)) V_ic
+
+    a fixed part w and a part ψ of the node's invariants (zero at the start), so that one node can
+    speed up along its flow while another hardly changes. Weights that are invariants keep the sum
+    equivariant.
     """
 
     def __init__(self, points: np.ndarray, edges: np.ndarray, n_scalars: int, n_vectors: int = 1, width: int = 32,
@@ -160,7 +167,10 @@ class EGCN(nn.Module):
         pairs = n_vectors * (n_vectors + 1) // 2
         self.embed = mlp([n_scalars + pairs, hidden, hidden, width])
         self.layers = nn.ModuleList(EquivariantLayer(width, self.channels, hidden) for _ in range(layers))
-        self.velocity_head = nn.Linear(self.channels, 1, bias=False)  # a weighted sum of vectors: equivariant
+        self.velocity_head = nn.Linear(self.channels, 1, bias=False)  # w
+        self.velocity_weights = mlp([width + self.channels, hidden, self.channels])  # ψ
+        nn.init.zeros_(self.velocity_weights[-1].weight)
+        nn.init.zeros_(self.velocity_weights[-1].bias)
         self.thickness_head = mlp([width + self.channels, hidden, 1])
 
     def forward(self, scalars: torch.Tensor, vectors: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
@@ -175,8 +185,10 @@ class EGCN(nn.Module):
         vx, vy = torch.cat([v[..., 0], zeros], -1), torch.cat([v[..., 1], zeros], -1)  # [M, C]
         for layer in self.layers:
             h, vx, vy = layer(h, vx, vy, edge)
-        dv = torch.cat([self.velocity_head(vx), self.velocity_head(vy)], -1)  # [M, 2]
-        dh = self.thickness_head(torch.cat([h, vx**2 + vy**2], -1))
+        invariants = torch.cat([h, vx**2 + vy**2], -1)
+        w = self.velocity_head.weight + self.velocity_weights(invariants)  # [M, C]
+        dv = torch.stack([(w * vx).sum(-1), (w * vy).sum(-1)], -1)  # [M, 2]
+        dh = self.thickness_head(invariants)
         return torch.cat([dv, dh], -1).reshape(b, n, OUTPUTS)
 
 

@@ -116,5 +116,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
         checkpoint.scale = FluxScale(**meta["scale"])
         checkpoint.bounds, checkpoint.grid_shape = tuple(meta["bounds"]), tuple(meta["grid_shape"])
     elif spec.family == "emulator":
-        checkpoint.scales = EmulatorScales.from_dict(meta["scales"])
+        try:
+            checkpoint.scales = EmulatorScales.from_dict(meta["scales"])
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
     return checkpoint

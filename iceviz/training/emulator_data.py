@@ -1,9 +1,11 @@
 """An ensemble as tensors: scaled emulator inputs and targets, and the scaling that travels with the model.
 
-A sample is one (run, snapshot) pair: the inputs are the run's initial state, its forcing
-and the snapshot's time; the target is the change of (vx, vy, h) from the initial state,
-each divided by its RMS over the training samples (so persistence predicts zero and the
-three targets weigh alike in a mean squared error).
+A sample is one (run, snapshot) pair: the inputs are the run's initial state, its forcing,
+the snapshot's time and the forcing accumulated up to then (forcing × time: for basal melt
+the metres of ice melted, which the shelf's thinning follows at first); the target is the
+change of (vx, vy, h) from the initial state, each divided by its RMS over the training
+samples (so persistence predicts zero and the three targets weigh alike in a mean squared
+error).
 
 Scaling keeps the emulators' symmetries: velocity is divided by one speed (no per-component
 mean), positions are centred and divided by one length, thickness and bed are standardised.
@@ -11,7 +13,7 @@ mean), positions are centred and divided by one length, thickness and bed are st
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
@@ -40,6 +42,8 @@ class EmulatorScales:
     forcing_keys: tuple[str, ...]
     forcing_mean: tuple[float, ...]
     forcing_std: tuple[float, ...]
+    forcing_rms: tuple[float, ...]
+    """Root mean square of each forcing over the training runs: the accumulated forcing F·t̂ is divided by it."""
     duration: float
     """[a]: time is t / duration."""
     dv: float
@@ -65,12 +69,16 @@ class EmulatorScales:
                    h_std=_positive(h0.std()), bed_mean=float(problem.bed.mean()), bed_std=_positive(problem.bed.std()),
                    forcing_keys=problem.forcing_keys, forcing_mean=tuple(map(float, forcing.mean(axis=0))),
                    forcing_std=tuple(float(s) if s > 0 else 1.0 for s in std),
+                   forcing_rms=tuple(_positive(r) for r in np.sqrt(np.mean(forcing**2, axis=0))),
                    duration=_positive(problem.times[-1] - problem.times[0]),
                    dv=_positive(np.sqrt(np.mean(dvx**2 + dvy**2) / 2)), dh=_positive(np.sqrt(np.mean(dh**2))),
                    tags=tuple(sorted(problem.mesh.boundary)))
 
     @classmethod
     def from_dict(cls, d: dict) -> "EmulatorScales":
+        missing = sorted({f.name for f in fields(cls)} - set(d))
+        if missing:
+            raise ValueError(f"the emulator scales lack {', '.join(missing)} (saved by an older iceviz: retrain the model)")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     def as_dict(self) -> dict:
@@ -82,8 +90,8 @@ class EmulatorScales:
     @property
     def n_scalars(self) -> int:
         """Scalar inputs per node: h₀, bed, height above flotation, |u₀|, floating, per boundary tag an
-        indicator and the distance to it, the forcings and time."""
-        return 5 + 2 * len(self.tags) + len(self.forcing_keys) + 1
+        indicator and the distance to it, the forcings, time and the accumulated forcings."""
+        return 5 + 2 * len(self.tags) + 2 * len(self.forcing_keys) + 1
 
 
 def surface_slope(problem: EnsembleProblem, h: np.ndarray) -> np.ndarray:
@@ -122,6 +130,7 @@ class EmulatorData:
         forcing = (problem.forcing - np.array(sc.forcing_mean)) / np.array(sc.forcing_std)
         self.forcing = self._tensor(forcing.reshape(n_runs, -1))  # [R, K]
         self.time = self._tensor((problem.times - problem.times[0]) / sc.duration)  # [S]
+        self.rate = self._tensor((problem.forcing / np.array(sc.forcing_rms)).reshape(n_runs, -1))  # [R, K], 0 at 0
         change = np.stack([(f["vx"] - u0[:, None]) / sc.dv, (f["vy"] - v0[:, None]) / sc.dv,
                            (f["h"] - h0[:, None]) / sc.dh], axis=-1)
         self.targets = self._tensor(change)  # [R, S, N, 3]
@@ -139,7 +148,8 @@ class EmulatorData:
         r = torch.as_tensor(pairs[:, 0], device=self.device)
         s = torch.as_tensor(pairs[:, 1], device=self.device)
         n = self.pos.shape[0]
-        globals_ = torch.cat([self.forcing[r], self.time[s, None]], -1)  # [B, K + 1]
+        t = self.time[s, None]
+        globals_ = torch.cat([self.forcing[r], t, self.rate[r] * t], -1)  # [B, 2K + 1]
         scalars = torch.cat([self.static[r], globals_[:, None, :].expand(-1, n, -1)], -1)
         return scalars, self.vectors[r], self.pos.expand(len(pairs), -1, -1)
 

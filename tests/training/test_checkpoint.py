@@ -145,3 +145,15 @@ def test_weights_not_matching_the_config(trained, tmp_path):
     _rewrite_metadata(good, bad, lambda m: m["config"].update(width=m["config"]["width"] * 2))
     with pytest.raises(ValueError, match="wider.safetensors"):
         load_checkpoint(bad)
+
+
+def test_emulator_scales_from_an_older_version(small_ensemble, tmp_path):
+    """An emulator checkpoint whose scales lack a field (saved before the accumulated forcing input) is refused by
+    name, not fed inputs it was not trained on."""
+    trainer = make_trainer("mlp", f"sim:{small_ensemble}", device="cpu", epochs=1, width=8, layers=1)
+    good = save_checkpoint(tmp_path / "good.safetensors", trainer)
+    assert load_checkpoint(good).scales == trainer.scales
+    bad = tmp_path / "older.safetensors"
+    _rewrite_metadata(good, bad, lambda m: m["scales"].pop("forcing_rms"))
+    with pytest.raises(ValueError, match="older.safetensors.*forcing_rms.*retrain"):
+        load_checkpoint(bad)

@@ -127,6 +127,25 @@ def test_scaling_travels_with_the_checkpoint(ensemble, tmp_path):
                                    trainer.model(*trainer.data.inputs(pairs)).numpy(), atol=1e-6)
 
 
+def test_the_accumulated_forcing_input_is_forcing_times_time(ensemble):
+    """The last K scalar inputs are the forcings times the scaled time, over the forcings' training RMS: zero at the
+    start and for zero forcing, the same at every node, and equal for equal forcing × time."""
+    trainer = make_trainer("mlp", ensemble, device="cpu", epochs=1, **SMALL)
+    data, sc = trainer.data, trainer.scales
+    k = len(sc.forcing_keys)
+    train = ensemble.forcing[ensemble.split["train"]]
+    np.testing.assert_allclose(sc.forcing_rms, np.sqrt(np.mean(train**2, axis=0)))
+    pairs = data.samples(np.arange(ensemble.n_runs))
+    scalars = data.inputs(pairs)[0].numpy()
+    assert scalars.shape[-1] == sc.n_scalars
+    accumulated = scalars[:, :, -k:]
+    assert (accumulated == accumulated[:, :1]).all()
+    t = (ensemble.times[pairs[:, 1]] - ensemble.times[0]) / (ensemble.times[-1] - ensemble.times[0])
+    expected = ensemble.forcing[pairs[:, 0]] * t[:, None] / np.array(sc.forcing_rms)
+    np.testing.assert_allclose(accumulated[:, 0], expected, rtol=1e-6, atol=1e-7)
+    assert expected.max() > 0 and (accumulated[pairs[:, 1] == 0] == 0).all()
+
+
 def test_the_seed_layer_switch_builds_the_seed_egcn(ensemble):
     trainer = make_trainer("egcn", ensemble, device="cpu", epochs=1, layer="seed", **SMALL)
     assert trainer.config["architecture"] == "egcn-seed" and type(trainer.model).__name__ == "SeedEGCN"
