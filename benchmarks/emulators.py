@@ -7,7 +7,7 @@ snapshots, both measured side by side on this machine).
 
     python -m benchmarks.emulators --epochs 40 --json benchmarks/results/emulators_epochs.json \\
         --plot benchmarks/results/emulators_epochs.png
-    python -m benchmarks.emulators --epochs 40 --models egcn,gcn,mlp --seeds 1,2 \\
+    python -m benchmarks.emulators --epochs 40 --models egcn,gcn,mlp --seeds 1,2,3,4 \\
         --json benchmarks/results/emulators_epochs_seeds.json
     python -m benchmarks.emulators --seconds 200 --models mlp,gcn,cnn,egcn \\
         --json benchmarks/results/emulators_seconds.json

@@ -6,8 +6,8 @@ from its initial value, in scaled units (see :mod:`iceviz.training.emulator_data
     forward(scalars [B, N, S], vectors [B, N, V, 2], pos [B, N, 2]) -> [B, N, 3]  (Δvx, Δvy, Δh)
 
 ``scalars`` are rotation-invariant node inputs (initial thickness, bed, speed, floating
-mask, boundary tags and distances, forcing, time, forcing × time), ``vectors`` vector inputs (the initial
-velocity and surface slope), ``pos`` the node positions. Only :class:`EGCN` is
+mask, boundary tags and distances, forcing, time, forcing × time), ``vectors`` vector
+inputs (the initial velocity and surface slope), ``pos`` the node positions. Only :class:`EGCN` is
 E(2)-equivariant: it sees positions only through edge vectors x_i − x_j and the vector
 inputs only as vectors and through invariant dot products, so rotating or reflecting the
 mesh and the vectors rotates or reflects the predicted velocity change and leaves the

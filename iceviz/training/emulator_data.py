@@ -130,7 +130,8 @@ class EmulatorData:
         forcing = (problem.forcing - np.array(sc.forcing_mean)) / np.array(sc.forcing_std)
         self.forcing = self._tensor(forcing.reshape(n_runs, -1))  # [R, K]
         self.time = self._tensor((problem.times - problem.times[0]) / sc.duration)  # [S]
-        self.rate = self._tensor((problem.forcing / np.array(sc.forcing_rms)).reshape(n_runs, -1))  # [R, K], 0 at 0
+        # the forcings in units of their training RMS, 0 for no forcing; times t̂ they are the accumulated forcings
+        self.rate = self._tensor((problem.forcing / np.array(sc.forcing_rms)).reshape(n_runs, -1))  # [R, K]
         change = np.stack([(f["vx"] - u0[:, None]) / sc.dv, (f["vy"] - v0[:, None]) / sc.dv,
                            (f["h"] - h0[:, None]) / sc.dh], axis=-1)
         self.targets = self._tensor(change)  # [R, S, N, 3]
