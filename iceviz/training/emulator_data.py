@@ -61,14 +61,13 @@ class EmulatorScales:
         dvx, dvy = f["vx"][runs] - u0[:, None], f["vy"][runs] - v0[:, None]
         dh = f["h"][runs] - h0[:, None]
         forcing = problem.forcing[runs]
-        std = forcing.std(axis=0)
         slope = surface_slope(problem, h0)
         return cls(pos_mean=tuple(map(float, pts.mean(axis=0))), length=float(pts.std(axis=0).max()),
                    speed=_positive(np.sqrt(np.mean(u0**2 + v0**2))),
                    slope=_positive(np.sqrt(np.mean(np.sum(slope**2, axis=-1)))), h_mean=float(h0.mean()),
                    h_std=_positive(h0.std()), bed_mean=float(problem.bed.mean()), bed_std=_positive(problem.bed.std()),
                    forcing_keys=problem.forcing_keys, forcing_mean=tuple(map(float, forcing.mean(axis=0))),
-                   forcing_std=tuple(float(s) if s > 0 else 1.0 for s in std),
+                   forcing_std=tuple(_positive(s) for s in forcing.std(axis=0)),
                    forcing_rms=tuple(_positive(r) for r in np.sqrt(np.mean(forcing**2, axis=0))),
                    duration=_positive(problem.times[-1] - problem.times[0]),
                    dv=_positive(np.sqrt(np.mean(dvx**2 + dvy**2) / 2)), dh=_positive(np.sqrt(np.mean(dh**2))),
