@@ -86,12 +86,15 @@ def plot(payload: dict[str, Any], path: str) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
     times = payload["times"]
+    colour = {name: f"C{i}" for i, name in enumerate(MODELS)}  # one colour per model in both panels
     for r in payload["results"]:
         if r["seed"] != payload["results"][0]["seed"]:
             continue  # one seed drawn
-        left.plot(times, r["rmse_h_t"], marker=".", label=f"{r['model']} ({r['rmse_h']:.1f} m)")
+        c = colour.get(r["model"])
+        left.plot(times, r["rmse_h_t"], marker=".", color=c, label=f"{r['model']} ({r['rmse_h']:.1f} m)")
         if r["curve"]:
-            right.plot([c["seconds"] for c in r["curve"]], [c["loss_val"] for c in r["curve"]], label=r["model"])
+            right.plot([p["seconds"] for p in r["curve"]], [p["loss_val"] for p in r["curve"]], color=c,
+                       label=r["model"])
     left.set(xlabel="model year", ylabel="thickness RMSE over the held-out runs (m)",
              title=f"{payload['mode']}: error over a 20-year rollout")
     right.set(xlabel="training seconds", ylabel="validation MSE (scaled change)", yscale="log",

@@ -95,6 +95,16 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
         spec = get_model(meta.get("model"))  # the model must still be registered
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
+    scales = None
+    if spec.family == "emulator":  # its inputs must be the ones this iceviz builds from the scales
+        try:
+            scales = EmulatorScales.from_dict(meta.get("scales", {}))
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+        saved = meta.get("config", {}).get("n_scalars")
+        if saved != scales.n_scalars:
+            raise ValueError(f"{path}: the model takes {saved} scalar inputs per node, this iceviz builds "
+                             f"{scales.n_scalars} (saved by an older iceviz: retrain the model)")
     try:
         if spec.family == "viscosity":
             model = ViscosityPINN.from_config(meta["config"])
@@ -115,9 +125,5 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     if spec.family == "flux":
         checkpoint.scale = FluxScale(**meta["scale"])
         checkpoint.bounds, checkpoint.grid_shape = tuple(meta["bounds"]), tuple(meta["grid_shape"])
-    elif spec.family == "emulator":
-        try:
-            checkpoint.scales = EmulatorScales.from_dict(meta["scales"])
-        except ValueError as err:
-            raise ValueError(f"{path}: {err}") from None
+    checkpoint.scales = scales
     return checkpoint

@@ -157,3 +157,14 @@ def test_emulator_scales_from_an_older_version(small_ensemble, tmp_path):
     _rewrite_metadata(good, bad, lambda m: m["scales"].pop("forcing_rms"))
     with pytest.raises(ValueError, match="older.safetensors.*forcing_rms.*retrain"):
         load_checkpoint(bad)
+
+
+def test_emulator_with_fewer_inputs_than_this_version_builds(small_ensemble, tmp_path):
+    """An emulator checkpoint whose network takes another number of scalar inputs than its scales now give (saved
+    before an input was added) is refused by name before it is fed inputs of the wrong width."""
+    trainer = make_trainer("mlp", f"sim:{small_ensemble}", device="cpu", epochs=1, width=8, layers=1)
+    good = save_checkpoint(tmp_path / "good.safetensors", trainer)
+    bad = tmp_path / "narrower.safetensors"
+    _rewrite_metadata(good, bad, lambda m: m["config"].update(n_scalars=m["config"]["n_scalars"] - 1))
+    with pytest.raises(ValueError, match=f"narrower.safetensors.*takes {trainer.scales.n_scalars - 1} scalar.*retrain"):
+        load_checkpoint(bad)
