@@ -88,38 +88,15 @@ class EmulatorScales:
 
     @property
     def n_scalars(self) -> int:
-        """Scalar inputs per node: h₀, bed, height above flotation, |u₀|, floating, the signed distance to the
-        grounding line, per boundary tag an indicator and the distance to it, the forcings, time and the
-        accumulated forcings."""
-        return 6 + 2 * len(self.tags) + 2 * len(self.forcing_keys) + 1
+        """Scalar inputs per node: h₀, bed, height above flotation, |u₀|, floating, per boundary tag an
+        indicator and the distance to it, the forcings, time and the accumulated forcings."""
+        return 5 + 2 * len(self.tags) + 2 * len(self.forcing_keys) + 1
 
 
 def surface_slope(problem: EnsembleProblem, h: np.ndarray) -> np.ndarray:
     """Gradient (..., N, 2) of the surface elevation of thickness fields ``h`` (..., N) [1]: what drives the flow."""
     surface = Geometry(h, problem.bed).surface
     return node_gradients(problem.mesh.points, problem.mesh.triangles, surface)
-
-
-def grounding_line_distance(points: np.ndarray, grounded: np.ndarray) -> np.ndarray:
-    """Signed distance (N,) [m] from each node to the nearest node on the other side of the grounding line.
-
-    Positive on grounded ice, negative on floating ice. It depends on the mesh only through distances, so it is
-    invariant under rotations, reflections and shifts. Where every node is on one side (no grounding line), the
-    size is the mesh's diameter: the grounding line is out of reach.
-
-    Parameters
-    ----------
-    points : (N, 2) node coordinates [m].
-    grounded : (N,) bool, True where the ice is grounded.
-    """
-    grounded = np.asarray(grounded, dtype=bool)
-    sign = np.where(grounded, 1.0, -1.0)
-    if grounded.all() or not grounded.any():
-        return sign * float(np.hypot(*np.ptp(points, axis=0)))
-    distance = np.empty(len(points))
-    for side in (grounded, ~grounded):
-        distance[side] = cKDTree(points[~side]).query(points[side])[0]
-    return sign * distance
 
 
 def _positive(value: float) -> float:
@@ -141,9 +118,8 @@ class EmulatorData:
             distance = cKDTree(mesh.points[on]).query(mesh.points)[0] / sc.length
             tags += [np.isin(np.arange(mesh.n_nodes), on).astype(float), distance]
         n_runs = problem.n_runs
-        gl_distance = np.stack([grounding_line_distance(mesh.points, a >= 0) for a in haf]) / sc.length
         static = [(h0 - sc.h_mean) / sc.h_std, np.broadcast_to((problem.bed - sc.bed_mean) / sc.bed_std, h0.shape),
-                  haf / sc.h_std, np.hypot(u0, v0) / sc.speed, (haf < 0).astype(float), gl_distance,
+                  haf / sc.h_std, np.hypot(u0, v0) / sc.speed, (haf < 0).astype(float),
                   *[np.broadcast_to(t, h0.shape) for t in tags]]
         self.static = self._tensor(np.stack(static, axis=-1))  # [R, N, F0]
         velocity = np.stack([u0, v0], axis=-1) / sc.speed

@@ -9,7 +9,6 @@ import torch
 
 from iceviz.data.specs import load_problem
 from iceviz.training.checkpoint import load_checkpoint, save_checkpoint
-from iceviz.training.emulator_data import grounding_line_distance
 from iceviz.training.emulator_metrics import break_even, pearson, state_scores
 from iceviz.training.job import Control, JobStatus, TrainingFailed
 from iceviz.training.trainers import make_trainer, training_job
@@ -145,36 +144,6 @@ def test_the_accumulated_forcing_input_is_forcing_times_time(ensemble):
     expected = ensemble.forcing[pairs[:, 0]] * t[:, None] / np.array(sc.forcing_rms)
     np.testing.assert_allclose(accumulated[:, 0], expected, rtol=1e-6, atol=1e-7)
     assert expected.max() > 0 and (accumulated[pairs[:, 1] == 0] == 0).all()
-
-
-def test_grounding_line_distance_on_a_known_layout():
-    """Nodes on a line, grounded left of x = 2.5: each node's distance to the nearest node across, signed by side;
-    no grounding line gives the mesh's diameter; moving the mesh rigidly changes nothing."""
-    points = np.stack([np.arange(6.0), np.zeros(6)], axis=1)
-    grounded = points[:, 0] < 2.5
-    np.testing.assert_allclose(grounding_line_distance(points, grounded), [3, 2, 1, -1, -2, -3])
-    np.testing.assert_allclose(grounding_line_distance(points, np.ones(6, bool)), np.full(6, 5.0))
-    np.testing.assert_allclose(grounding_line_distance(points, np.zeros(6, bool)), np.full(6, -5.0))
-    c, s = np.cos(0.7), np.sin(0.7)
-    moved = points @ np.array([[c, s], [-s, c]]) * np.array([1, -1]) + 1e3
-    np.testing.assert_allclose(grounding_line_distance(moved, grounded), [3, 2, 1, -1, -2, -3])
-
-
-def test_the_grounding_line_distance_input_follows_flotation(ensemble):
-    """The sixth scalar input: positive where the initial ice is grounded, negative where it floats, of the size
-    of the distance to the nearest node across the initial grounding line (brute force), over the scaled length."""
-    trainer = make_trainer("mlp", ensemble, device="cpu", epochs=1, **SMALL)
-    data, sc = trainer.data, trainer.scales
-    scalars = data.inputs(data.samples(np.arange(ensemble.n_runs), [0]))[0].numpy().astype(np.float64)
-    distance, floating = scalars[:, :, 5] * sc.length, scalars[:, :, 4]
-    pts = ensemble.mesh.points
-    pairwise = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
-    for r in range(ensemble.n_runs):
-        grounded = floating[r] == 0
-        assert 0 < grounded.sum() < len(pts)  # the ensemble has a grounding line
-        assert (np.sign(distance[r]) == np.where(grounded, 1, -1)).all()
-        across = np.where(grounded[:, None] != grounded[None], pairwise, np.inf).min(axis=1)
-        np.testing.assert_allclose(np.abs(distance[r]), across, rtol=1e-5)
 
 
 def test_the_seed_layer_switch_builds_the_seed_egcn(ensemble):

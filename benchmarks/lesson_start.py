@@ -1,0 +1,85 @@
+"""The teachers' lesson: seconds from "Start the lesson" to visible progress, in the served app.
+
+Serves ``apps/explorer.py`` on a free localhost port, opens the Lesson tab in headless Chromium
+(Playwright), clicks "Start the lesson" and times, from the click, until both lesson job cards
+(dfNN and PINN) show an epoch after the first, and until the second divergence map is drawn;
+then "Reset", and again, ``--repeats`` times in the same page. The target (issue 3): visible
+progress within 10 s on a 2-core CPU. Times are seen from this Python process (polling every
+50 ms), so they include the automation's own round trip.
+
+Usage: python -m benchmarks.lesson_start [--repeats 5] [--json benchmarks/results/lesson_start.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from typing import Callable
+
+from benchmarks.app_speed import CHROMIUM_ARGS
+from benchmarks.common import machine, served_explorer, write_json
+from tests.browser.conftest import DEEP_TEXT_JS
+
+CARDS = ("lesson dfNN", "lesson PINN")
+
+
+def until(predicate: Callable[[], bool], t0: float, timeout: float, what: str) -> float:
+    """Seconds from ``t0`` until ``predicate`` holds (polled every 50 ms); TimeoutError naming ``what``."""
+    while not predicate():
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError(f"no {what} after {timeout:.0f} s")
+        time.sleep(0.05)
+    return time.monotonic() - t0
+
+
+def lesson_starts(repeats: int) -> list[dict[str, float]]:
+    from playwright.sync_api import sync_playwright
+
+    out = []
+    with served_explorer() as url, sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(tempfile.mkdtemp(), executable_path="/usr/bin/chromium",
+                                                   args=CHROMIUM_ARGS, headless=True,
+                                                   viewport={"width": 1500, "height": 1000})
+        page = ctx.new_page()
+        page.goto(url)
+        page.locator(".bk-tab", has_text="Lesson").first.wait_for(timeout=60_000)
+        page.locator(".bk-tab", has_text="Lesson").first.click()
+        page.wait_for_timeout(1500)
+
+        def progressed() -> bool:
+            texts = [c.evaluate(DEEP_TEXT_JS) for c in page.locator(".job-card").all()]
+            return all(any(label in t and "epoch" in t and "epoch 0 ·" not in t for t in texts) for label in CARDS)
+
+        for _ in range(repeats):
+            page.locator("button", has_text="Start the lesson").first.click()
+            t0 = time.monotonic()
+            progress = until(progressed, t0, 120, "progress on both lesson cards")
+            maps = until(lambda: page.locator(".divergence-map").count() >= 2, t0, 120, "two divergence maps")
+            out.append({"progress_s": progress, "maps_s": maps})
+            page.locator("button", has_text="Reset").first.click()
+            until(lambda: page.locator(".job-card").count() == 0, time.monotonic(), 30, "reset")
+            page.wait_for_timeout(1000)
+        ctx.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    runs = lesson_starts(args.repeats)
+    summary = {}
+    for key in ("progress_s", "maps_s"):
+        values = [r[key] for r in runs]
+        summary[key] = {"median": round(statistics.median(values), 2), "max": round(max(values), 2),
+                        "first": round(values[0], 2)}
+    write_json(args.json, {"benchmark": "lesson: Start click to visible progress", "machine": machine(),
+                           "repeats": args.repeats, **summary,
+                           "runs": [{k: round(v, 2) for k, v in r.items()} for r in runs]})
+
+
+if __name__ == "__main__":
+    main()
