@@ -47,6 +47,8 @@ from iceviz.viz.live_figures import cell_bounds, shared_ranges
 from iceviz.viz import maps
 
 POLL_MS = 500
+HOLD_ROWS_POLLS = 4
+"""Polls that new maps wait for the other jobs' first progress (see ``Explorer._poll``)."""
 SIMULATOR_TAB = 5
 VISCOSITY_TAB = 6
 EMULATOR_TAB = 7
@@ -166,6 +168,8 @@ class Explorer:
         self.state = ExplorerState(build_in_background=True)
         self.lesson_queue = JobQueue(slots=2)
         self.rows: dict[int, LiveRow] = {}
+        self.seen: set[int] = set()  # jobs an earlier poll showed with a snapshot and progress (rows are due)
+        self.held = 0  # polls that have held back due rows for jobs still starting
         self.live_ranges: dict[tuple, Any] = {}
         self.cards_by_id: dict[int, JobCard] = {}
         self.jobs: list[tuple[str, Job]] = []
@@ -456,6 +460,7 @@ class Explorer:
         self.cancel_all()
         self.jobs.clear()
         self.rows.clear()
+        self.seen.clear()
         self.live_ranges.clear()
         self.cards_by_id.clear()
         self.cards.clear()
@@ -484,18 +489,26 @@ class Explorer:
         elif self.speed_failed and self.speed_note.object != self.speed_failed:
             self.speed_note.object = self.speed_failed
         snaps = {job.id: job.latest() for _, job in self.jobs}
-        new_plots = any(job.id not in self.rows and snaps[job.id] is not None for _, job in self.jobs)
+        # A job's maps come after its card has shown progress (a snapshot and an epoch done), and after the
+        # cards of the jobs still starting have too, for up to HOLD_ROWS_POLLS: drawing new figures takes the
+        # browser seconds, and every update sent with or after them waits until it is done.
+        pending = self.seen - self.rows.keys()
+        starting = any(job.id not in self.seen and not job.status.finished for _, job in self.jobs)
+        self.held = self.held + 1 if pending and starting else 0
+        due = pending if not starting or self.held > HOLD_ROWS_POLLS else set()
+        progressed = {job.id for _, job in self.jobs if snaps[job.id] is not None and job.history()}
         # Freezing the document makes Bokeh walk its whole model graph once at the end: worth it when
         # plots are added (once instead of once per model), wasted when only data changes.
-        with pn.io.hold(freeze=new_plots):
-            self._refresh_jobs(snaps)
+        with pn.io.hold(freeze=bool(due)):
+            self._refresh_jobs(snaps, due)
+        self.seen |= progressed  # the cards just drawn show at least this progress
 
-    def _refresh_jobs(self, snaps: dict[int, Any]) -> None:
+    def _refresh_jobs(self, snaps: dict[int, Any], due: set[int]) -> None:
         limits = shared_limits(list(snaps.values()))
         for i, (label, job) in enumerate(self.jobs):
             self.cards_by_id[job.id].update()
             snap, row = snaps[job.id], self.rows.get(job.id)
-            if row is None and snap is not None:
+            if row is None and job.id in due:
                 place = sum(j.id in self.rows for _, j in self.jobs[:i])  # rows keep the jobs' order
                 row = self.rows[job.id] = LiveRow(label, snap, limits, job.history(), self._ranges(snap))
                 self.live.insert(place, row.view)
