@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 
 import torch
 
-from benchmarks.common import machine, served_explorer, write_json
+from benchmarks.common import chromium, machine, served_explorer, until, write_json
 from tests.browser.conftest import DEEP_TEXT_JS
 from iceviz.training.trainers import make_trainer
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 CLICK_LATENCY_JS = """async (card, [label, want]) => {
   const text = (n) => {
     let t = n.shadowRoot ? text(n.shadowRoot) : "";
@@ -73,9 +70,7 @@ def app_run(model: str, data: str, seconds: float, clicks: int) -> dict:
 
     with served_explorer() as url:
         with sync_playwright() as p:
-            ctx = p.chromium.launch_persistent_context(tempfile.mkdtemp(), executable_path="/usr/bin/chromium",
-                                                       args=CHROMIUM_ARGS, headless=True,
-                                                       viewport={"width": 1500, "height": 1000})
+            ctx = chromium(p)
             page = ctx.new_page()
             page.goto(url)
             page.locator(".bk-tab", has_text="Map").first.wait_for(timeout=60_000)
@@ -97,21 +92,13 @@ def app_run(model: str, data: str, seconds: float, clicks: int) -> dict:
             def text() -> str:
                 return card.evaluate(DEEP_TEXT_JS)
 
-            def wait(pred, timeout=10.0) -> float:
-                t0 = time.monotonic()
-                while not pred():
-                    if time.monotonic() - t0 > timeout:
-                        raise TimeoutError("no change on the page")
-                    time.sleep(0.01)
-                return time.monotonic() - t0
-
             def click(button: str, shows: str) -> tuple[float, float]:
                 """(in-browser click -> first frame showing ``shows``, the same seen from Python) in seconds."""
                 t0 = time.monotonic()
                 browser_ms = card.evaluate(CLICK_LATENCY_JS, [button, shows])
                 return browser_ms / 1000, time.monotonic() - t0
 
-            wait(lambda: "running" in text(), 60)
+            until(lambda: "running" in text(), 60, "running job")
             page.wait_for_timeout(3000)
             latencies, outside = [], []
             for _ in range(clicks):
@@ -120,7 +107,7 @@ def app_run(model: str, data: str, seconds: float, clicks: int) -> dict:
                     latencies.append(inside)
                     outside.append(seen)
                 page.wait_for_timeout(700)
-            wait(lambda: "done" in text(), seconds + 120)
+            until(lambda: "done" in text(), seconds + 120, "finished job")
             page.wait_for_timeout(1500)
             row = page.locator(".tabulator-row").first
             cells = {f: float(row.locator(f'[tabulator-field="{f}"]').first.evaluate(DEEP_TEXT_JS).replace(",", ""))

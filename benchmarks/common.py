@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts: machine description, medians, output."""
+"""Helpers shared by the benchmark scripts: machine description, medians, output, the served app in Chromium."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -93,3 +94,24 @@ def served_explorer(env: dict[str, str] | None = None, log: Path | None = None,
         server.wait(10)
         if log:
             out.close()
+
+
+def chromium(playwright: Any) -> Any:
+    """A headless Chromium context (fresh profile, 1500 × 1000 viewport) from a sync Playwright instance, with the
+    browser tests' executable and flags."""
+    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    return playwright.chromium.launch_persistent_context(tempfile.mkdtemp(), executable_path=CHROMIUM,
+                                                         args=CHROMIUM_ARGS, headless=True,
+                                                         viewport={"width": 1500, "height": 1000})
+
+
+def until(predicate: Callable[[], bool], timeout: float, what: str, start: float | None = None) -> float:
+    """Seconds from ``start`` (default: now) until ``predicate`` holds, polled every 50 ms; TimeoutError naming
+    ``what`` after ``timeout`` seconds."""
+    start = time.monotonic() if start is None else start
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise TimeoutError(f"no {what} after {timeout:.0f} s")
+        time.sleep(0.05)
+    return time.monotonic() - start

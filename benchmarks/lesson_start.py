@@ -18,24 +18,12 @@ import argparse
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from typing import Callable
 
-from benchmarks.app_speed import CHROMIUM_ARGS
-from benchmarks.common import machine, served_explorer, write_json
+from benchmarks.common import chromium, machine, served_explorer, until, write_json
 from tests.browser.conftest import DEEP_TEXT_JS
 
 CARDS = ("lesson dfNN", "lesson PINN")
-
-
-def until(predicate: Callable[[], bool], t0: float, timeout: float, what: str) -> float:
-    """Seconds from ``t0`` until ``predicate`` holds (polled every 50 ms); TimeoutError naming ``what``."""
-    while not predicate():
-        if time.monotonic() - t0 > timeout:
-            raise TimeoutError(f"no {what} after {timeout:.0f} s")
-        time.sleep(0.05)
-    return time.monotonic() - t0
 
 
 def lesson_starts(repeats: int, busy: int = 0) -> list[dict[str, float]]:
@@ -54,9 +42,7 @@ def _measure(repeats: int) -> list[dict[str, float]]:
 
     out = []
     with served_explorer() as url, sync_playwright() as p:
-        ctx = p.chromium.launch_persistent_context(tempfile.mkdtemp(), executable_path="/usr/bin/chromium",
-                                                   args=CHROMIUM_ARGS, headless=True,
-                                                   viewport={"width": 1500, "height": 1000})
+        ctx = chromium(p)
         page = ctx.new_page()
         page.goto(url)
         lesson_tab = page.locator(".bk-tab", has_text="Lesson").first
@@ -71,12 +57,12 @@ def _measure(repeats: int) -> list[dict[str, float]]:
             page.wait_for_timeout(1500)
             page.locator("button:visible", has_text="Start the lesson").first.click()  # the app turns to its jobs
             t0 = time.monotonic()
-            progress = until(progressed, t0, 120, "progress on both lesson cards")
-            maps = until(lambda: page.locator(".divergence-map").count() >= 2, t0, 120, "two divergence maps")
+            progress = until(progressed, 120, "progress on both lesson cards", start=t0)
+            maps = until(lambda: page.locator(".divergence-map").count() >= 2, 120, "two divergence maps", start=t0)
             out.append({"progress_s": progress, "maps_s": maps})
             lesson_tab.click()
             page.locator("button:visible", has_text="Reset").first.click()
-            until(lambda: page.locator(".job-card").count() == 0, time.monotonic(), 30, "reset")
+            until(lambda: page.locator(".job-card").count() == 0, 30, "reset")
             page.wait_for_timeout(1000)
         ctx.close()
     return out

@@ -496,7 +496,8 @@ class Explorer:
         starting = any(job.id not in self.seen and not job.status.finished for _, job in self.jobs)
         self.held = self.held + 1 if pending and starting else 0
         due = pending if not starting or self.held > HOLD_ROWS_POLLS else set()
-        progressed = {job.id for _, job in self.jobs if snaps[job.id] is not None and job.history()}
+        progressed = {job.id for _, job in self.jobs  # (a job's history is copied only until its first progress)
+                      if job.id not in self.seen and snaps[job.id] is not None and job.history()}
         # Freezing the document makes Bokeh walk its whole model graph once at the end: worth it when
         # plots are added (once instead of once per model), wasted when only data changes.
         with pn.io.hold(freeze=bool(due)):
