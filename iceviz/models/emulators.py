@@ -7,12 +7,12 @@ from its initial value, in scaled units (see :mod:`iceviz.training.emulator_data
 
 ``scalars`` are rotation-invariant node inputs (initial thickness, bed, speed, floating
 mask, boundary tags and distances, forcing, time, forcing × time), ``vectors`` vector
-inputs (the initial velocity and surface slope), ``pos`` the node positions. Only :class:`EGCN` is
-E(2)-equivariant: it sees positions only through edge vectors x_i − x_j and the vector
-inputs only as vectors and through invariant dot products, so rotating or reflecting the
-mesh and the vectors rotates or reflects the predicted velocity change and leaves the
-thickness change as it was; translating changes nothing. The baselines take vector
-components and positions as plain numbers.
+inputs (the initial velocity, surface and bed slope, the direction away from each boundary),
+``pos`` the node positions. Only :class:`EGCN` is E(2)-equivariant: it sees positions only
+through edge vectors x_i − x_j and the vector inputs only as vectors and through invariant
+dot products, so rotating or reflecting the mesh and the vectors rotates or reflects the
+predicted velocity change and leaves the thickness change as it was; translating changes
+nothing. The baselines take vector components and positions as plain numbers.
 """
 
 from __future__ import annotations

@@ -112,7 +112,9 @@ class EmulatorParams(Budget):
     batch_size = param.Integer(8, bounds=(1, 1024), doc="Graphs (run, snapshot pairs) per optimisation step [graphs].")
     width = param.Integer(32, bounds=(4, 512), doc="Hidden features per node (and per edge message) [units].")
     layers = param.Integer(3, bounds=(1, 12), doc="Message-passing, convolution or hidden layers [layers].")
-    channels = param.Integer(2, bounds=(1, 32), doc="EGCN: vector channels per node, the first the initial velocity [channels].")
+    channels = param.Integer(2, bounds=(1, 32),
+                             doc="EGCN: vector channels per node, at least one per vector input (the first the initial "
+                                 "velocity) [channels].")
     layer = param.Selector(default="equivariant", objects=list(EMULATOR_LAYERS),
                            doc="EGCN: 'equivariant' (velocity only as a vector) or the seed's layer (velocity as numbers).")
     cells = param.Integer(2048, bounds=(64, 1_000_000), doc="Grid CNN: raster cells the mesh is interpolated to [cells].")

@@ -101,10 +101,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
             scales = EmulatorScales.from_dict(meta.get("scales", {}))
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
-        saved = meta.get("config", {}).get("n_scalars")
-        if saved != scales.n_scalars:
-            raise ValueError(f"{path}: the model takes {saved} scalar inputs per node, this iceviz builds "
-                             f"{scales.n_scalars} (saved by an older iceviz: retrain the model)")
+        for key, kind in (("n_scalars", "scalar"), ("n_vectors", "vector")):
+            saved, built = meta.get("config", {}).get(key), getattr(scales, key)
+            if saved != built:
+                raise ValueError(f"{path}: the model takes {saved} {kind} inputs per node, this iceviz builds "
+                                 f"{built} (saved by an older iceviz: retrain the model)")
     try:
         if spec.family == "viscosity":
             model = ViscosityPINN.from_config(meta["config"])

@@ -7,8 +7,15 @@ change of (vx, vy, h) from the initial state, each divided by its RMS over the t
 samples (so persistence predicts zero and the three targets weigh alike in a mean squared
 error).
 
+The vector inputs are the initial velocity, the initial surface slope, the bed slope and, per
+boundary tag, the direction away from that boundary (the gradient of the distance to it): every
+one is a gradient or a flow of the geometry, so it rotates and reflects with the mesh. Besides the
+flow they give a node directions that are not along it (across the channel, away from the front),
+in which a velocity change can point.
+
 Scaling keeps the emulators' symmetries: velocity is divided by one speed (no per-component
-mean), positions are centred and divided by one length, thickness and bed are standardised.
+mean), slopes by one RMS each, positions are centred and divided by one length, thickness and bed
+are standardised.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ class EmulatorScales:
     """[m/a]: the initial velocity is divided by it."""
     slope: float
     """[1]: the initial surface slope (gradient of the surface elevation) is divided by it."""
+    bed_slope: float
+    """[1]: the bed slope (gradient of the bed elevation) is divided by it."""
     h_mean: float
     h_std: float
     bed_mean: float
@@ -62,9 +71,10 @@ class EmulatorScales:
         dh = f["h"][runs] - h0[:, None]
         forcing = problem.forcing[runs]
         slope = surface_slope(problem, h0)
+        bed_slope = node_gradients(pts, problem.mesh.triangles, problem.bed)
         return cls(pos_mean=tuple(map(float, pts.mean(axis=0))), length=float(pts.std(axis=0).max()),
                    speed=_positive(np.sqrt(np.mean(u0**2 + v0**2))),
-                   slope=_positive(np.sqrt(np.mean(np.sum(slope**2, axis=-1)))), h_mean=float(h0.mean()),
+                   slope=_rms(slope), bed_slope=_rms(bed_slope), h_mean=float(h0.mean()),
                    h_std=_positive(h0.std()), bed_mean=float(problem.bed.mean()), bed_std=_positive(problem.bed.std()),
                    forcing_keys=problem.forcing_keys, forcing_mean=tuple(map(float, forcing.mean(axis=0))),
                    forcing_std=tuple(_positive(s) for s in forcing.std(axis=0)),
@@ -83,8 +93,11 @@ class EmulatorScales:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    n_vectors = 2
-    """Vector inputs per node: the initial velocity and the initial surface slope."""
+    @property
+    def n_vectors(self) -> int:
+        """Vector inputs per node: the initial velocity, the initial surface slope, the bed slope and per boundary
+        tag the direction away from it."""
+        return 3 + len(self.tags)
 
     @property
     def n_scalars(self) -> int:
@@ -97,6 +110,11 @@ def surface_slope(problem: EnsembleProblem, h: np.ndarray) -> np.ndarray:
     """Gradient (..., N, 2) of the surface elevation of thickness fields ``h`` (..., N) [1]: what drives the flow."""
     surface = Geometry(h, problem.bed).surface
     return node_gradients(problem.mesh.points, problem.mesh.triangles, surface)
+
+
+def _rms(vectors: np.ndarray) -> float:
+    """Root mean square length of vectors (..., 2), or 1 where there is none."""
+    return _positive(np.sqrt(np.mean(np.sum(vectors**2, axis=-1))))
 
 
 def _positive(value: float) -> float:
@@ -112,11 +130,12 @@ class EmulatorData:
         sc, f, mesh = scales, problem.fields, problem.mesh
         u0, v0, h0 = f["vx"][:, 0], f["vy"][:, 0], f["h"][:, 0]  # (R, N)
         haf = height_above_flotation(h0, problem.bed[None, :])
-        tags = []
-        for tag in sc.tags:  # on the tagged side, and how far from it (invariant under rotations and shifts)
+        tags, away = [], []
+        for tag in sc.tags:  # on the tagged side, how far from it and which way away from it (equivariant)
             on = mesh.boundary_nodes(tag)
-            distance = cKDTree(mesh.points[on]).query(mesh.points)[0] / sc.length
-            tags += [np.isin(np.arange(mesh.n_nodes), on).astype(float), distance]
+            distance = cKDTree(mesh.points[on]).query(mesh.points)[0]
+            tags += [np.isin(np.arange(mesh.n_nodes), on).astype(float), distance / sc.length]
+            away.append(node_gradients(mesh.points, mesh.triangles, distance))  # unit length but on ridges
         n_runs = problem.n_runs
         static = [(h0 - sc.h_mean) / sc.h_std, np.broadcast_to((problem.bed - sc.bed_mean) / sc.bed_std, h0.shape),
                   haf / sc.h_std, np.hypot(u0, v0) / sc.speed, (haf < 0).astype(float),
@@ -124,7 +143,9 @@ class EmulatorData:
         self.static = self._tensor(np.stack(static, axis=-1))  # [R, N, F0]
         velocity = np.stack([u0, v0], axis=-1) / sc.speed
         slope = surface_slope(problem, h0) / sc.slope
-        self.vectors = self._tensor(np.stack([velocity, slope], axis=2))  # [R, N, 2 vectors, 2]
+        fixed = [node_gradients(mesh.points, mesh.triangles, problem.bed) / sc.bed_slope, *away]  # the same in every run
+        vectors = [velocity, slope, *[np.broadcast_to(v, velocity.shape) for v in fixed]]
+        self.vectors = self._tensor(np.stack(vectors, axis=2))  # [R, N, V vectors, 2]
         self.pos = self._tensor((mesh.points - np.array(sc.pos_mean)) / sc.length)  # [N, 2]
         forcing = (problem.forcing - np.array(sc.forcing_mean)) / np.array(sc.forcing_std)
         self.forcing = self._tensor(forcing.reshape(n_runs, -1))  # [R, K]

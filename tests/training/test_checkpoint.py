@@ -160,11 +160,13 @@ def test_emulator_scales_from_an_older_version(small_ensemble, tmp_path):
 
 
 def test_emulator_with_fewer_inputs_than_this_version_builds(small_ensemble, tmp_path):
-    """An emulator checkpoint whose network takes another number of scalar inputs than its scales now give (saved
-    before an input was added) is refused by name before it is fed inputs of the wrong width."""
+    """An emulator checkpoint whose network takes another number of scalar or vector inputs than its scales now
+    give (saved before an input was added) is refused by name before it is fed inputs of the wrong width."""
     trainer = make_trainer("mlp", f"sim:{small_ensemble}", device="cpu", epochs=1, width=8, layers=1)
     good = save_checkpoint(tmp_path / "good.safetensors", trainer)
     bad = tmp_path / "narrower.safetensors"
-    _rewrite_metadata(good, bad, lambda m: m["config"].update(n_scalars=m["config"]["n_scalars"] - 1))
-    with pytest.raises(ValueError, match=f"narrower.safetensors.*takes {trainer.scales.n_scalars - 1} scalar.*retrain"):
-        load_checkpoint(bad)
+    for key, kind in (("n_scalars", "scalar"), ("n_vectors", "vector")):
+        _rewrite_metadata(good, bad, lambda m: m["config"].update({key: m["config"][key] - 1}))
+        with pytest.raises(ValueError, match=f"narrower.safetensors.*takes {getattr(trainer.scales, key) - 1} {kind} .*"
+                                             f"builds {getattr(trainer.scales, key)} .*retrain"):
+            load_checkpoint(bad)

@@ -3,12 +3,16 @@ scaling travels with the model, jobs and failures behave."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
+from scipy.spatial import cKDTree
 
 from iceviz.data.specs import load_problem
 from iceviz.training.checkpoint import load_checkpoint, save_checkpoint
+from iceviz.training.emulator_data import EmulatorData, EmulatorScales
 from iceviz.training.emulator_metrics import break_even, pearson, state_scores
 from iceviz.training.job import Control, JobStatus, TrainingFailed
 from iceviz.training.trainers import make_trainer, training_job
@@ -144,6 +148,46 @@ def test_the_accumulated_forcing_input_is_forcing_times_time(ensemble):
     expected = ensemble.forcing[pairs[:, 0]] * t[:, None] / np.array(sc.forcing_rms)
     np.testing.assert_allclose(accumulated[:, 0], expected, rtol=1e-6, atol=1e-7)
     assert expected.max() > 0 and (accumulated[pairs[:, 1] == 0] == 0).all()
+
+
+def _moved(problem, matrix: np.ndarray, shift: np.ndarray):
+    """The ensemble with its mesh and velocities rotated or reflected by ``matrix`` and shifted."""
+    velocity = np.stack([problem.fields["vx"], problem.fields["vy"]], axis=-1) @ matrix.T
+    fields = dict(problem.fields, vx=velocity[..., 0], vy=velocity[..., 1])
+    return replace(problem, mesh=replace(problem.mesh, points=problem.mesh.points @ matrix.T + shift), fields=fields)
+
+
+def test_vector_inputs_turn_with_the_mesh_and_scalar_inputs_do_not(ensemble):
+    """Rotating or reflecting and shifting the ensemble turns every vector input (velocity, surface and bed slope,
+    the directions away from the boundaries) by the same matrix and leaves every scalar input as it was."""
+    scales = EmulatorScales.from_problem(ensemble, ensemble.split["train"])
+    assert scales.n_vectors == 3 + len(ensemble.mesh.boundary)
+    pairs = np.array([[0, 0], [ensemble.n_runs - 1, len(ensemble.times) - 1]])
+    scalars, vectors, _ = EmulatorData(ensemble, scales, torch.device("cpu")).inputs(pairs)
+    assert vectors.shape[2] == scales.n_vectors
+    c, s = np.cos(0.9), np.sin(0.9)
+    for matrix in (np.array([[c, -s], [s, c]]), np.array([[c, s], [s, -c]])):
+        moved = _moved(ensemble, matrix, np.array([3e5, -2e4]))
+        scalars2, vectors2, _ = EmulatorData(moved, scales, torch.device("cpu")).inputs(pairs)
+        torch.testing.assert_close(scalars2, scalars, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(vectors2, vectors @ torch.as_tensor(matrix.T, dtype=torch.float32),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_the_away_from_boundary_inputs_point_away_from_their_boundary(ensemble):
+    """Per boundary tag, the vector input is the gradient of the distance to that boundary: of unit length at most
+    nodes, and a step along it takes a node further from the boundary."""
+    scales = EmulatorScales.from_problem(ensemble, ensemble.split["train"])
+    vectors = EmulatorData(ensemble, scales, torch.device("cpu")).vectors[0].numpy().astype(np.float64)
+    mesh = ensemble.mesh
+    step = 0.05 * np.median(np.linalg.norm(np.diff(mesh.points[mesh.edges], axis=1)[:, 0], axis=1))
+    for k, tag in enumerate(scales.tags):
+        away = vectors[:, 3 + k]
+        boundary = cKDTree(mesh.points[mesh.boundary_nodes(tag)])
+        assert np.median(np.linalg.norm(away, axis=1)) == pytest.approx(1.0, abs=0.02)
+        off = boundary.query(mesh.points)[0] > 0
+        further = boundary.query(mesh.points + step * away)[0] > boundary.query(mesh.points)[0]
+        assert further[off].mean() > 0.9, tag
 
 
 def test_the_seed_layer_switch_builds_the_seed_egcn(ensemble):
