@@ -135,7 +135,7 @@ class EmulatorData:
             on = mesh.boundary_nodes(tag)
             distance = cKDTree(mesh.points[on]).query(mesh.points)[0]
             tags += [np.isin(np.arange(mesh.n_nodes), on).astype(float), distance / sc.length]
-            away.append(node_gradients(mesh.points, mesh.triangles, distance))  # unit vectors, shorter only on ridges of the distance
+            away.append(node_gradients(mesh.points, mesh.triangles, distance))  # unit length except on ridges
         n_runs = problem.n_runs
         static = [(h0 - sc.h_mean) / sc.h_std, np.broadcast_to((problem.bed - sc.bed_mean) / sc.bed_std, h0.shape),
                   haf / sc.h_std, np.hypot(u0, v0) / sc.speed, (haf < 0).astype(float),
