@@ -71,10 +71,9 @@ class EmulatorScales:
         dh = f["h"][runs] - h0[:, None]
         forcing = problem.forcing[runs]
         slope = surface_slope(problem, h0)
-        bed_slope = node_gradients(pts, problem.mesh.triangles, problem.bed)
         return cls(pos_mean=tuple(map(float, pts.mean(axis=0))), length=float(pts.std(axis=0).max()),
                    speed=_positive(np.sqrt(np.mean(u0**2 + v0**2))),
-                   slope=_rms(slope), bed_slope=_rms(bed_slope), h_mean=float(h0.mean()),
+                   slope=_rms(slope), bed_slope=_rms(bed_slope(problem)), h_mean=float(h0.mean()),
                    h_std=_positive(h0.std()), bed_mean=float(problem.bed.mean()), bed_std=_positive(problem.bed.std()),
                    forcing_keys=problem.forcing_keys, forcing_mean=tuple(map(float, forcing.mean(axis=0))),
                    forcing_std=tuple(_positive(s) for s in forcing.std(axis=0)),
@@ -112,6 +111,11 @@ def surface_slope(problem: EnsembleProblem, h: np.ndarray) -> np.ndarray:
     return node_gradients(problem.mesh.points, problem.mesh.triangles, surface)
 
 
+def bed_slope(problem: EnsembleProblem) -> np.ndarray:
+    """Gradient (N, 2) of the bed elevation [1]: the same in every run."""
+    return node_gradients(problem.mesh.points, problem.mesh.triangles, problem.bed)
+
+
 def _rms(vectors: np.ndarray) -> float:
     """Root mean square length of vectors (..., 2), or 1 where there is none."""
     return _positive(np.sqrt(np.mean(np.sum(vectors**2, axis=-1))))
@@ -143,7 +147,7 @@ class EmulatorData:
         self.static = self._tensor(np.stack(static, axis=-1))  # [R, N, F0]
         velocity = np.stack([u0, v0], axis=-1) / sc.speed
         slope = surface_slope(problem, h0) / sc.slope
-        fixed = [node_gradients(mesh.points, mesh.triangles, problem.bed) / sc.bed_slope, *away]  # the same in every run
+        fixed = [bed_slope(problem) / sc.bed_slope, *away]  # the same in every run
         vectors = [velocity, slope, *[np.broadcast_to(v, velocity.shape) for v in fixed]]
         self.vectors = self._tensor(np.stack(vectors, axis=2))  # [R, N, V vectors, 2]
         self.pos = self._tensor((mesh.points - np.array(sc.pos_mean)) / sc.length)  # [N, 2]
