@@ -18,14 +18,14 @@ nothing. The baselines take vector components and positions as plain numbers.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from iceviz.models.graph import (batch_edges, directed_edges, gcn_weights, mesh_to_raster, raster_shape,
-                                 raster_to_mesh, scatter_sum)
+from iceviz.models.graph import (IncomingSum, batch_edges, directed_edges, gcn_weights, mesh_to_raster,
+                                 raster_shape, raster_to_mesh)
 
 OUTPUTS = 3
 """Δvx, Δvy, Δh."""
@@ -40,6 +40,17 @@ def mlp(sizes: list[int], last_activation: bool = False) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class BatchedEdges(NamedTuple):
+    """The directed edges of B copies of a mesh graph, numbered copy by copy and sorted by destination."""
+
+    src: torch.Tensor
+    dst: torch.Tensor
+    weight: torch.Tensor
+    inv_degree: torch.Tensor
+    incoming: IncomingSum
+    """Sum of per-edge values at each destination node."""
+
+
 class MeshGraph(nn.Module):
     """The mesh's directed edges (both ways) and in-degrees, as buffers that travel with the model;
     :meth:`batched` gives the edges of B copies for a flattened batch."""
@@ -51,7 +62,7 @@ class MeshGraph(nn.Module):
         weight = np.ones(len(src))
         if self_loops:  # the GCN's normalised adjacency with self-loops
             src, dst, weight = gcn_weights(src, dst, n)
-        order = np.argsort(dst, kind="stable")  # sums over incoming edges run twice as fast on sorted indices
+        order = np.argsort(dst, kind="stable")  # sums over incoming edges need edges sorted by destination
         src, dst, weight = src[order], dst[order], weight[order]
         self.n = n
         self.register_buffer("src", torch.as_tensor(src, dtype=torch.long))
@@ -59,16 +70,17 @@ class MeshGraph(nn.Module):
         self.register_buffer("weight", torch.as_tensor(weight, dtype=torch.float32))
         degree = np.maximum(np.bincount(dst, minlength=n), 1)
         self.register_buffer("inv_degree", torch.as_tensor(1.0 / degree, dtype=torch.float32))
-        self._cache: dict[tuple[int, str], tuple[torch.Tensor, ...]] = {}
+        self._cache: dict[tuple[int, str], BatchedEdges] = {}
 
-    def batched(self, copies: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(src, dst, edge weight, 1 / in-degree) of ``copies`` copies of the graph, numbered copy by copy."""
+    def batched(self, copies: int) -> BatchedEdges:
+        """The edges of ``copies`` copies of the graph, numbered copy by copy."""
         key = (copies, str(self.src.device))
         if key not in self._cache:
             if len(self._cache) > 8:
                 self._cache.clear()
             src, dst = batch_edges(self.src, self.dst, self.n, copies)
-            self._cache[key] = (src, dst, self.weight.repeat(copies), self.inv_degree.repeat(copies))
+            self._cache[key] = BatchedEdges(src, dst, self.weight.repeat(copies), self.inv_degree.repeat(copies),
+                                            IncomingSum(dst, self.n * copies))
         return self._cache[key]
 
 
@@ -105,43 +117,63 @@ class EquivariantLayer(nn.Module):
         self.coefficients = nn.Linear(self.heads, 2 * channels)
         self.update = mlp([2 * width + channels, hidden, width])
 
-    def forward(self, h: torch.Tensor, vx: torch.Tensor, vy: torch.Tensor, edge: "EdgeGeometry"
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def vector_terms(self, vx: torch.Tensor, vy: torch.Tensor, edge: "EdgeGeometry"
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The per-edge work that depends on the vectors and the geometry alone: the gate's geometric term
+        G [...] [K, H] and the senders' vectors V_j (x and y, [K, C] each)."""
         src, dst = edge.src, edge.dst
-        n, width = h.shape
         xi, yi, xj, yj = vx.index_select(0, dst), vy.index_select(0, dst), vx.index_select(0, src), vy.index_select(0, src)
         ex, ey = edge.ex, edge.ey
         geometry = torch.cat([edge.dist2, xi * ex + yi * ey, xj * ex + yj * ey, xi * xj + yi * yj], -1)
+        return self.gate_geometry(geometry), xj, yj
+
+    def forward(self, h: torch.Tensor, vx: torch.Tensor, vy: torch.Tensor, edge: "EdgeGeometry",
+                terms: tuple[torch.Tensor, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One layer; ``terms`` are :meth:`vector_terms` when already known."""
+        src, dst, ex, ey = edge.src, edge.dst, edge.ex, edge.ey
+        geometric, xj, yj = self.vector_terms(vx, vy, edge) if terms is None else terms
         gate = torch.sigmoid(self.gate_i(h).index_select(0, dst) + self.gate_j(h).index_select(0, src)
-                             + self.gate_geometry(geometry))  # [K, H]
+                             + geometric)  # [K, H]
         value = self.value(h).index_select(0, src)
-        m = (value.view(-1, self.heads, width // self.heads) * gate.unsqueeze(-1)).view(-1, width)
+        k, width = value.shape
+        m = (value.view(k, self.heads, width // self.heads) * gate.unsqueeze(-1)).view(k, width)  # H heads
         a, b = self.coefficients(gate).split(self.channels, dim=-1)
-        vx = vx + edge.mean(a * ex + b * xj, n)
-        vy = vy + edge.mean(a * ey + b * yj, n)
-        h = h + self.update(torch.cat([h, edge.mean(m, n), vx**2 + vy**2], -1))
+        vx = vx + edge.mean(a * ex + b * xj)
+        vy = vy + edge.mean(a * ey + b * yj)
+        h = h + self.update(torch.cat([h, edge.mean(m), vx**2 + vy**2], -1))
         return h, vx, vy
 
 
 class EdgeGeometry:
     """Per-edge invariants of a flattened batch: squared length relative to the mean over the edges, unit
-    vector (ex, ey), and the mean over each node's incoming edges.
+    vector (ex, ey) repeated for each of C vector channels ([K, C] each: products with [K, C] tensors of
+    equal shape run faster than broadcast ones), and the mean over each node's incoming edges.
 
     The relative length keeps the invariant of order one whatever the mesh's size (in scaled positions the
     default glacier's 2-10 km edges have squared lengths of 1e-4 to 3e-3, too small for a gate to use), and
     makes the network blind to a uniform change of scale as well as to rotations, reflections and shifts.
     """
 
-    def __init__(self, x: torch.Tensor, edges: tuple[torch.Tensor, ...]):
-        self.src, self.dst, _, self.inv_degree = edges
-        rel = x.index_select(0, self.dst) - x.index_select(0, self.src)  # x_i − x_j, [K, 2]
+    def __init__(self, edges: BatchedEdges, dist2: torch.Tensor, ex: torch.Tensor, ey: torch.Tensor):
+        self.src, self.dst, self.inv_degree, self.incoming = edges.src, edges.dst, edges.inv_degree, edges.incoming
+        self.dist2, self.ex, self.ey = dist2, ex, ey
+
+    @classmethod
+    def of(cls, x: torch.Tensor, edges: BatchedEdges, channels: int) -> "EdgeGeometry":
+        """The geometry of the flattened batch's node positions ``x`` [M, 2]."""
+        rel = x.index_select(0, edges.dst) - x.index_select(0, edges.src)  # x_i − x_j, [K, 2]
         dist2 = (rel**2).sum(-1, keepdim=True)
         unit = rel / dist2.clamp_min(1e-12).sqrt()
-        self.dist2 = dist2 / dist2.mean().clamp_min(1e-24)  # relative to the mean: of order one on any mesh
-        self.ex, self.ey = unit[:, :1], unit[:, 1:]
+        ex, ey = (unit[:, k:k + 1].expand(-1, channels).contiguous() for k in (0, 1))
+        return cls(edges, dist2 / dist2.mean().clamp_min(1e-24), ex, ey)  # relative length: of order one on any mesh
 
-    def mean(self, values: torch.Tensor, n: int) -> torch.Tensor:
-        return scatter_sum(values, self.dst, n) * self.inv_degree.unsqueeze(-1)
+    def repeated(self, edges: BatchedEdges) -> "EdgeGeometry":
+        """This geometry of one graph for a batch of copies of it with the batch's ``edges``."""
+        copies = len(edges.dst) // len(self.dst)
+        return EdgeGeometry(edges, *(t.repeat(copies, 1) for t in (self.dist2, self.ex, self.ey)))
+
+    def mean(self, values: torch.Tensor) -> torch.Tensor:
+        return self.incoming(values) * self.inv_degree.unsqueeze(-1)
 
 
 class EGCN(nn.Module):
@@ -176,15 +208,22 @@ class EGCN(nn.Module):
     def forward(self, scalars: torch.Tensor, vectors: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         b, n, _ = scalars.shape
         m = b * n
-        edge = EdgeGeometry(pos.reshape(m, 2), self.graph.batched(b))
-        v = vectors.reshape(m, self.n_vectors, 2)
-        i, j = torch.triu_indices(self.n_vectors, self.n_vectors)
-        dots = (v[:, i] * v[:, j]).sum(-1)  # every |v_a|² and v_a·v_b: invariants
-        h = self.embed(torch.cat([scalars.reshape(m, -1), dots], -1))
-        zeros = v.new_zeros(m, self.channels - self.n_vectors)
+        # Vectors and positions shared by the batch (views with stride 0, as for the snapshots of one run): the
+        # geometry, the vectors' invariants and the first layer's vector terms are computed on one graph.
+        g = 1 if b > 1 and vectors.stride(0) == 0 and pos.stride(0) == 0 else b
+        edge = EdgeGeometry.of(pos[:g].reshape(g * n, 2), self.graph.batched(g), self.channels)
+        v = vectors[:g].reshape(g * n, self.n_vectors, 2)
+        dots = torch.cat([(v[:, a:a + 1] * v[:, a:]).sum(-1) for a in range(self.n_vectors)], -1)  # |v_a|², v_a·v_b
+        zeros = v.new_zeros(g * n, self.channels - self.n_vectors)
         vx, vy = torch.cat([v[..., 0], zeros], -1), torch.cat([v[..., 1], zeros], -1)  # [M, C]
-        for layer in self.layers:
-            h, vx, vy = layer(h, vx, vy, edge)
+        terms = None
+        if g < b:
+            terms = tuple(t.repeat(b, 1) for t in self.layers[0].vector_terms(vx, vy, edge))
+            edge = edge.repeated(self.graph.batched(b))
+            dots, vx, vy = (t.repeat(b, 1) for t in (dots, vx, vy))
+        h = self.embed(torch.cat([scalars.reshape(m, -1), dots], -1))
+        for i, layer in enumerate(self.layers):
+            h, vx, vy = layer(h, vx, vy, edge, terms if i == 0 else None)
         invariants = torch.cat([h, vx**2 + vy**2], -1)
         w = self.velocity_head.weight + self.velocity_weights(invariants)  # [M, C]
         dv = torch.stack([(w * vx).sum(-1), (w * vy).sum(-1)], -1)  # [M, 2]
@@ -213,14 +252,14 @@ class SeedEGCN(nn.Module):
 
     def forward(self, scalars: torch.Tensor, vectors: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         b, n, _ = scalars.shape
-        src, dst, _, inv_degree = self.graph.batched(b)
+        src, dst, _, inv_degree, incoming = self.graph.batched(b)
         h = self.embed(torch.cat([scalars, vectors.flatten(2)], -1).reshape(b * n, -1))
         x = pos.reshape(b * n, 2)
         for edge, coord, node in zip(self.edge, self.coord, self.node):
             rel = x.index_select(0, dst) - x.index_select(0, src)
             m = edge(torch.cat([h.index_select(0, dst), h.index_select(0, src), (rel**2).sum(-1, keepdim=True)], -1))
-            x = x + scatter_sum(rel * coord(m), dst, b * n) * inv_degree.unsqueeze(-1)
-            h = h + node(torch.cat([h, scatter_sum(m, dst, b * n)], -1))
+            x = x + incoming(rel * coord(m)) * inv_degree.unsqueeze(-1)
+            h = h + node(torch.cat([h, incoming(m)], -1))
         return self.head(h).reshape(b, n, OUTPUTS)
 
 
@@ -237,11 +276,11 @@ class GCN(nn.Module):
 
     def forward(self, scalars: torch.Tensor, vectors: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         b, n, _ = scalars.shape
-        src, dst, weight, _ = self.graph.batched(b)
+        src, _, weight, _, incoming = self.graph.batched(b)
         h = self.embed(torch.cat([scalars, vectors.flatten(2), pos], -1).reshape(b * n, -1))
         for conv in self.convs:
             z = conv(h)
-            h = h + nn.functional.silu(scatter_sum(z.index_select(0, src) * weight.unsqueeze(-1), dst, b * n))
+            h = h + nn.functional.silu(incoming(z.index_select(0, src) * weight.unsqueeze(-1)))
         return self.head(h).reshape(b, n, OUTPUTS)
 
 

@@ -168,15 +168,21 @@ class EmulatorData:
         s = np.arange(len(self.problem.times)) if snapshots is None else np.asarray(snapshots)
         return np.array([(r, j) for r in runs for j in s], dtype=np.int64).reshape(-1, 2)
 
-    def inputs(self, pairs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(scalars [B, N, F], vectors [B, N, 2, 2], pos [B, N, 2]) of (run, snapshot) pairs."""
+    def inputs(self, pairs: np.ndarray, share: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(scalars [B, N, F], vectors [B, N, V, 2], pos [B, N, 2]) of (run, snapshot) pairs.
+
+        The positions are one view shared by the batch (stride 0); so are the vectors when ``share`` is
+        set and the pairs are of one run, which lets the EGCN compute what depends on them alone once.
+        """
         r = torch.as_tensor(pairs[:, 0], device=self.device)
         s = torch.as_tensor(pairs[:, 1], device=self.device)
         n = self.pos.shape[0]
         t = self.time[s, None]
         globals_ = torch.cat([self.forcing[r], t, self.rate[r] * t], -1)  # [B, 2K + 1]
         scalars = torch.cat([self.static[r], globals_[:, None, :].expand(-1, n, -1)], -1)
-        return scalars, self.vectors[r], self.pos.expand(len(pairs), -1, -1)
+        one_run = share and len(pairs) > 0 and bool(np.all(pairs[:, 0] == pairs[0, 0]))
+        vectors = self.vectors[r[:1]].expand(len(pairs), -1, -1, -1) if one_run else self.vectors[r]
+        return scalars, vectors, self.pos.expand(len(pairs), -1, -1)
 
     def target(self, pairs: np.ndarray) -> torch.Tensor:
         return self.targets[torch.as_tensor(pairs[:, 0], device=self.device),

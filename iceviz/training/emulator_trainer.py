@@ -162,11 +162,12 @@ class EmulatorTrainer:
         """The network that is validated and scored: the moving average of the weights while one is kept."""
         return self.averaged.module if self.averaged is not None else self.model
 
-    def forward(self, pairs: np.ndarray, model: torch.nn.Module | None = None) -> torch.Tensor:
-        """Scaled changes [B, N, 3] of (run, snapshot) pairs: t̂ times the output of ``model`` (the trained one)."""
+    def forward(self, pairs: np.ndarray, model: torch.nn.Module | None = None, share: bool = False) -> torch.Tensor:
+        """Scaled changes [B, N, 3] of (run, snapshot) pairs: t̂ times the output of ``model`` (the trained one);
+        ``share``: let pairs of one run share their vector inputs (see :meth:`EmulatorData.inputs`)."""
         t = self.data.time[torch.as_tensor(pairs[:, 1], device=self.device)]
         model = self.model if model is None else model
-        return model(*self.data.inputs(pairs)) * t.view(-1, 1, 1)
+        return model(*self.data.inputs(pairs, share)) * t.view(-1, 1, 1)
 
     def _step(self, pairs: np.ndarray) -> float:
         loss = torch.mean((self.forward(pairs) - self.data.target(pairs)) ** 2)
@@ -187,7 +188,7 @@ class EmulatorTrainer:
         model.eval()
         with torch.no_grad():
             chunk = CHUNK.get(self.device.type, CHUNK["cpu"])
-            out = [self.forward(pairs[i:i + chunk], model) for i in range(0, len(pairs), chunk)]
+            out = [self.forward(pairs[i:i + chunk], model, share=True) for i in range(0, len(pairs), chunk)]
         model.train(was_training)
         return torch.cat(out) if out else torch.zeros(0)
 

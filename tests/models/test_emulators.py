@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from iceviz.models.emulators import ARCHITECTURES, make_emulator
-from iceviz.models.graph import batch_edges, mesh_to_raster, node_gradients, raster_centres, raster_to_mesh
+from iceviz.models.graph import (IncomingSum, batch_edges, mesh_to_raster, node_gradients, raster_centres,
+                                 raster_to_mesh)
 from iceviz.sim.mesh import mesh_outline
 
 N_SCALARS = 7
@@ -113,6 +114,42 @@ def test_graphs_of_a_batch_do_not_exchange_messages(mesh):
         scalars[1] += 1.0
         again = model(scalars, vectors, pos)
     assert torch.equal(out[0], again[0]) and torch.equal(out[2], again[2]) and not torch.equal(out[1], again[1])
+
+
+@pytest.mark.parametrize("trained", [False, True], ids=["initial", "trained-like"])
+def test_egcn_computes_shared_vectors_once_with_the_same_result(mesh, trained):
+    """Vector inputs and positions shared by the batch (stride-0 views, as for the snapshots of one run) take
+    the shortcut that computes the geometry and the first layer's vector terms on one graph; the output is
+    the one of separate copies."""
+    torch.manual_seed(4)
+    model = make_emulator(dict(architecture="egcn", n_scalars=N_SCALARS, n_vectors=N_VECTORS, width=16, layers=3,
+                               channels=3), mesh.points, mesh.edges)
+    model = trained_like(model) if trained else model
+    scalars, vectors, pos = inputs(mesh, batch=4)
+    shared_vectors, shared_pos = vectors[:1].expand(4, -1, -1, -1), pos[:1].expand(4, -1, -1)
+    assert shared_vectors.stride(0) == 0 and shared_pos.stride(0) == 0
+    with torch.no_grad():
+        copies = model(scalars, shared_vectors.clone(), shared_pos.clone())
+        shared = model(scalars, shared_vectors, shared_pos)
+    torch.testing.assert_close(shared, copies, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(shared[0], shared[1])  # the graphs' scalars differ, and so do their outputs
+
+
+def test_incoming_sums_equal_index_add_and_pass_gradients_back():
+    g = torch.Generator().manual_seed(5)
+    dst = torch.sort(torch.randint(0, 50, (400,), generator=g)).values
+    dst[dst == 7] = 8  # a node with no incoming edge sums to zero
+    values = torch.randn(400, 3, generator=g, requires_grad=True)
+    weights = torch.randn(50, 3, generator=g)
+    total = IncomingSum(dst, 50)(values)
+    expected = torch.zeros(50, 3).index_add_(0, dst, values)
+    torch.testing.assert_close(total, expected)
+    assert torch.equal(total[7], torch.zeros(3))
+    (grad,) = torch.autograd.grad((total * weights).sum(), values)
+    (expected_grad,) = torch.autograd.grad((expected * weights).sum(), values)
+    torch.testing.assert_close(grad, expected_grad)
+    with pytest.raises(ValueError, match="sorted by destination"):
+        IncomingSum(dst.flip(0), 50)
 
 
 def test_batched_edges_number_copies_one_after_another():

@@ -174,6 +174,21 @@ def test_vector_inputs_turn_with_the_mesh_and_scalar_inputs_do_not(ensemble):
                                    atol=1e-5, rtol=1e-5)
 
 
+def test_snapshots_of_one_run_share_their_vector_inputs_when_asked(ensemble):
+    """Evaluation batches of one run share one view of its vector inputs (the EGCN then computes what depends on
+    them once); training batches, and batches that mix runs, get their own copies."""
+    scales = EmulatorScales.from_problem(ensemble, ensemble.split["train"])
+    data = EmulatorData(ensemble, scales, torch.device("cpu"))
+    one_run, mixed = np.array([[1, 2], [1, 3], [1, 4]]), np.array([[1, 2], [2, 3]])
+    shared = data.inputs(one_run, share=True)[1]
+    assert shared.stride(0) == 0 and torch.equal(shared, data.inputs(one_run)[1])
+    assert data.inputs(one_run)[1].stride(0) != 0 and data.inputs(mixed, share=True)[1].stride(0) != 0
+    trainer = make_trainer("egcn", ensemble, device="cpu", seed=0, epochs=1, **SMALL)
+    with torch.no_grad():
+        torch.testing.assert_close(trainer.forward(one_run, share=True), trainer.forward(one_run),
+                                   rtol=1e-5, atol=1e-6)
+
+
 def test_the_away_from_boundary_inputs_point_away_from_their_boundary(ensemble):
     """Per boundary tag, the vector input is the gradient of the distance to that boundary: of unit length at most
     nodes, and a step along it takes a node further from the boundary."""
