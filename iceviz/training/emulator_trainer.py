@@ -187,8 +187,9 @@ class EmulatorTrainer:
         was_training = model.training
         model.eval()
         with torch.no_grad():
-            chunk = CHUNK.get(self.device.type, CHUNK["cpu"])
-            out = [self.forward(pairs[i:i + chunk], model, share=True) for i in range(0, len(pairs), chunk)]
+            chunk = CHUNK.get(self.device.type, CHUNK["cpu"])  # passes over consecutive snapshots of a run share
+            out = [self.forward(pairs[i:i + chunk], model, share=True)  # its vector inputs (training batches mix runs)
+                   for i in range(0, len(pairs), chunk)]
         model.train(was_training)
         return torch.cat(out) if out else torch.zeros(0)
 
