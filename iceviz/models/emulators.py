@@ -215,7 +215,7 @@ class EGCN(nn.Module):
         v = vectors[:g].reshape(g * n, self.n_vectors, 2)
         dots = torch.cat([(v[:, a:a + 1] * v[:, a:]).sum(-1) for a in range(self.n_vectors)], -1)  # |v_a|², v_a·v_b
         zeros = v.new_zeros(g * n, self.channels - self.n_vectors)
-        vx, vy = torch.cat([v[..., 0], zeros], -1), torch.cat([v[..., 1], zeros], -1)  # [M, C]
+        vx, vy = torch.cat([v[..., 0], zeros], -1), torch.cat([v[..., 1], zeros], -1)  # [g·N, C]
         terms = None
         if g < b:
             terms = tuple(t.repeat(b, 1) for t in self.layers[0].vector_terms(vx, vy, edge))

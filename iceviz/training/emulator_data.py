@@ -72,7 +72,7 @@ class EmulatorScales:
         forcing = problem.forcing[runs]
         slope = surface_slope(problem, h0)
         return cls(pos_mean=tuple(map(float, pts.mean(axis=0))), length=float(pts.std(axis=0).max()),
-                   speed=_positive(np.sqrt(np.mean(u0**2 + v0**2))),
+                   speed=_rms(np.stack([u0, v0], axis=-1)),
                    slope=_rms(slope), bed_slope=_rms(bed_slope(problem)), h_mean=float(h0.mean()),
                    h_std=_positive(h0.std()), bed_mean=float(problem.bed.mean()), bed_std=_positive(problem.bed.std()),
                    forcing_keys=problem.forcing_keys, forcing_mean=tuple(map(float, forcing.mean(axis=0))),
