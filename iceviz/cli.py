@@ -48,12 +48,14 @@ def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from iceviz.models.registry import get_model
+
     out = parse_assignments(args.set or [])
     for key in ("epochs", "seconds", "seed"):
         if getattr(args, key) is not None:
             out[key] = getattr(args, key)
-    if args.seconds is not None and args.epochs is None:
-        out["epochs"] = 1_000_000  # a time budget alone: epochs no longer bind
+    if args.seconds is not None and args.epochs is None and get_model(args.model).family != "flux":
+        out["epochs"] = 1_000_000  # a time budget alone: epochs no longer bind (flux runs end by their own plan)
     return out
 
 
@@ -131,7 +133,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"speed-up {summary['speedup']:.0f}x")
     else:
         summary.update({k: result.metrics[k] for k in ("rmse", "mae", "mad", "rmse_phys", "mae_phys", "mad_phys")})
-        summary["units"] = {"rmse": "scaled flux", "mad": "scaled divergence", "rmse_phys": "m2/yr",
+        summary.update({k: result.metrics[k] for k in ("val_rmse", "val_rmse_phys") if k in result.metrics})
+        summary.update(stop_reason=result.stop_reason, train_points=int((~trainer.val_mask).sum()),
+                       val_points=int(trainer.val_mask.sum()))
+        summary["units"] = {"rmse": "scaled flux", "val_rmse": "scaled flux", "val_rmse_phys": "m2/yr",
+                            "mad": "scaled divergence", "rmse_phys": "m2/yr",
                             "mae_phys": "m2/yr", "mad_phys": "m/yr", "flux_scale_m2_per_yr": problem.scale.flux,
                             "divergence_scale_m_per_yr": problem.scale.divergence}
         line = (f"test RMSE {summary['rmse']:.4f} ({summary['rmse_phys']:.4g} m²/yr), MAE {summary['mae']:.4f}, "
@@ -147,12 +153,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 VISCOSITY_KEYS = ("mu_rel_error", "mu_rel_error_interior", "mu_rel_error_boundary", "u_rel_error", "v_rel_error",
-                  "h_rel_error", "residual", "front_residual")
-"""The viscosity family's JSON keys (the mu_* ones only where the true viscosity is known)."""
+                  "h_rel_error", "val_u_rel_error", "val_v_rel_error", "val_h_rel_error", "residual",
+                  "front_residual")
+"""The viscosity family's JSON keys (the mu_* ones only where the true viscosity is known, the val_* ones only
+with a validation set)."""
 VISCOSITY_UNITS = {
     "mu_rel_error": "relative L2 error ||mu - mu_true|| / ||mu_true|| over the shelf",
     "mu_rel_error_boundary": "the same within 5 km of the shelf edge (interior: the rest)",
-    "u_rel_error": "relative L2 misfit of the network's u to the observed u (likewise v, h)",
+    "u_rel_error": "relative L2 misfit of the network's u to the observed u over every cell (likewise v, h)",
+    "val_u_rel_error": "the same over the held-out validation cells only (likewise v, h)",
     "residual": "RMS of the dimensionless SSA momentum residual (1 = driving stress rho g' h0^2 / L)",
     "front_residual": "RMS of the dimensionless calving-front residual",
 }

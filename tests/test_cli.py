@@ -23,7 +23,7 @@ from iceviz.data.specs import load_problem
 from iceviz.training.checkpoint import load_checkpoint
 
 SUMMARY_KEYS = {"model", "data", "epochs", "seconds", "device", "rmse", "mae", "mad", "rmse_phys", "mae_phys",
-                "mad_phys"}
+                "mad_phys", "val_rmse", "val_rmse_phys", "best_epoch", "train_points", "val_points"}
 
 
 
@@ -70,6 +70,10 @@ def test_train_prints_one_json_summary(trained):
     assert summary["rmse_phys"] == pytest.approx(summary["rmse"] * 10_000, rel=1e-12)
     assert summary["mae_phys"] == pytest.approx(summary["mae"] * 10_000, rel=1e-12)
     assert summary["mad_phys"] == pytest.approx(summary["mad"] * 0.1, rel=1e-12)
+    assert summary["val_rmse_phys"] == pytest.approx(summary["val_rmse"] * 10_000, rel=1e-12)
+    # whole flight lines held out of the 198 training points; the epoch cap bound before the plan
+    assert summary["train_points"] + summary["val_points"] == 198 and 15 <= summary["val_points"] <= 60
+    assert summary["stop_reason"] == "epochs" and 1 <= summary["best_epoch"] <= 20
     assert "%" in stderr  # the progress bar went to stderr, not into the JSON line
 
 

@@ -32,6 +32,7 @@ from iceviz.app.paths import RUN_SUFFIXES, allowed_roots, safe_path
 from iceviz.app.state import REPO_ROOT, ExplorerState
 from iceviz.data.overview import SpeedPyramid
 from iceviz.data.problem import DataError
+from iceviz.data.splits import validation_mask
 from iceviz.data.netcdf import grid_dataset, write_netcdf
 from iceviz.geo.basemap import basemap
 from iceviz.geo.crs import format_bounds
@@ -61,6 +62,9 @@ LESSON_TEXT = (
     "blank because mass conservation is built into it, while the PINN only approaches zero divergence as "
     "far as its penalty weight pushes it, trading that against fitting the data."
 )
+
+SPLIT_COLOURS = {"train": "#1a1a1a", "validation": "#ff5a00", "test": "#e0457b"}
+"""Colours of the region tab's points by split, in the order they are drawn and listed."""
 
 OVERVIEW_OPTS = dict(frame_width=620, frame_height=620, xaxis=None, yaxis=None, toolbar="above")
 
@@ -126,25 +130,39 @@ def region_observations(problem: Any) -> hv.Points:
                             np.vstack([problem.train.q, problem.test.q]))
 
 
+def split_points(problem: Any) -> dict[str, np.ndarray]:
+    """Locations (N, 2) per split, :data:`SPLIT_COLOURS`' keys: the training points a flux run fits, those it
+    holds out for validation (a seed-0 run with the default fraction, :func:`~iceviz.data.splits.validation_mask`),
+    the test points."""
+    held, _ = validation_mask(problem.train, problem.bounds)
+    return {"train": problem.train.xy[~held], "validation": problem.train.xy[held], "test": problem.test.xy}
+
+
+def split_text(counts: dict[str, int]) -> str:
+    """Points per split in words: '168 train · 30 validation · 400 test points'."""
+    return " · ".join(f"{counts[name]} {name}" for name in SPLIT_COLOURS) + " points"
+
+
 def region_split(problem: Any) -> hv.Points:
-    """Train and test locations with their split as a category (shaded by the caller)."""
+    """Fitted training, validation and test locations with their split as a category (shaded by the caller)."""
     if problem is None:
         return hv.Points(([], [], []), kdims=maps.KDIMS, vdims=["split"])
-    xy = np.vstack([problem.train.xy, problem.test.xy])
-    split = np.array(["train"] * len(problem.train) + ["test"] * len(problem.test))
+    parts = split_points(problem)
+    xy = np.vstack(list(parts.values()))
+    split = np.repeat(list(parts), [len(v) for v in parts.values()])
     return hv.Points((xy[:, 0], xy[:, 1], split), kdims=maps.KDIMS, vdims=["split"])
 
 
 def region_arrows(problem: Any) -> hv.VectorField:
     if problem is None:
         return hv.VectorField([], kdims=maps.KDIMS, vdims=["angle", "magnitude"])
-    title = f"{problem.spec}: {len(problem.train)} train / {len(problem.test)} test points"
+    title = f"{problem.spec}: {split_text({name: len(xy) for name, xy in split_points(problem).items()})}"
     return maps.binned_arrows(problem.train.xy, problem.train.q, problem.bounds).opts(title=title)
 
 
 def region_view(state: ExplorerState) -> hv.DynamicMap:
-    """Flux magnitude (truth or observations), mean observed flux arrows, train and test points, all
-    rasterised with datashader so that large datasets never travel raw to the browser."""
+    """Flux magnitude (truth or observations), mean observed flux arrows, fitted training, validation and test
+    points with a legend, all rasterised with datashader so that large datasets never travel raw to the browser."""
     problem = state.param.problem
     opts = dict(data_aspect=1, frame_width=620, colorbar=True, tools=["hover"], cmap=maps.SEQUENTIAL,
                 cnorm="eq_hist")
@@ -152,11 +170,13 @@ def region_view(state: ExplorerState) -> hv.DynamicMap:
     truth = hv.DynamicMap(pn.bind(region_truth, problem)).opts(**opts)
     obs = dynspread(rasterize(hv.DynamicMap(pn.bind(region_observations, problem)),
                               aggregator=ds_mean("flux_magnitude"), **size), threshold=0.6).opts(**opts)
+    # every point opaque in its split's colour (by default a pixel's opacity grows with its count, and lone
+    # points, the usual case along a flight line, are all but invisible)
     split = dynspread(datashade(hv.DynamicMap(pn.bind(region_split, problem)), aggregator=ds_count_cat("split"),
-                                color_key={"train": "#1a1a1a", "test": "#e0457b"}, **size), threshold=0.5)
-    layers = [truth, obs, split.opts(alpha=0.5)]
+                                color_key=SPLIT_COLOURS, min_alpha=255, **size), threshold=0.5)
+    layers = [truth, obs, split.opts(alpha=0.8)]
     layers.append(hv.DynamicMap(pn.bind(region_arrows, problem)))
-    return hv.Overlay(layers).collate()
+    return hv.Overlay(layers).collate()  # the legend: datashade's, one entry per split
 
 
 # -- the app ------------------------------------------------------------------------------------
@@ -238,8 +258,11 @@ class Explorer:
         # region tab
         # built on first visit: every plot in the document makes each live update slower
         region_tab = pn.Column(pn.pane.Markdown("Flux magnitude (known truth, else the observations), mean "
-                                                "observed flux arrows, training points (black) and held-out "
-                                                "test points (pink)."))
+                                                "observed flux arrows, and the points by split: training points "
+                                                "the models fit (black), validation points held out of them "
+                                                "as whole flight lines or tiles to choose the kept weights and "
+                                                "when to stop (orange; a seed-0 run's), and held-out test "
+                                                "points (pink)."))
 
         # training tab
         self.cards = pn.Column(sizing_mode="stretch_width")
@@ -335,7 +358,8 @@ class Explorer:
     def _hyper_panel(self, name: str) -> pn.Param:
         params = self.state.hyper[name]
         # wide-ranged integers get a number box: a slider from 1 to a million cannot be set
-        boxes = {k: pn.widgets.IntInput for k in ("epochs", "batch_size", "collocation", "seed") if k in params.param}
+        boxes = {k: pn.widgets.IntInput for k in ("epochs", "planned_epochs", "patience", "batch_size", "collocation",
+                                                  "seed") if k in params.param}
         boxes.update({k: pn.widgets.FloatInput for k in ("lr", "weight_decay") if k in params.param})
         return pn.Param(params, show_name=False, parameters=[k for k in params.param if k not in ("name", "seconds")],
                         widgets=boxes, sizing_mode="stretch_width")
@@ -348,7 +372,7 @@ class Explorer:
         info = s.summary()
         lines = [f"Box: {format_bounds(s.bounds)}", f"Spec: `{info['spec']}`"]
         if "train" in info:
-            lines.append(f"{info['train']} train / {info['test']} test points; fields: {', '.join(info['fields'])}")
+            lines.append(f"{split_text(info)}; fields: {', '.join(info['fields'])}")
         self.summary.object = "\n\n".join(lines)
         self.start.disabled = s.problem is None
 
@@ -434,8 +458,9 @@ class Explorer:
         spec = f"synthetic:{self.lesson_field.value}?noise={self.lesson_noise.value:g}"
         jobs = []
         for name, extra in (("dfnn", {}), ("pinn", {"div_weight": self.lesson_weight.value})):
-            job = training_job(name, spec, device=self.state.device, snapshot_every=SNAPSHOT_EVERY_S, epochs=400,
-                               seconds=60, nice=TRAINING_NICE, isolate=True, **extra)
+            # the plan, patience and batch follow the field's size (problem_defaults); 60 s at most
+            job = training_job(name, spec, device=self.state.device, snapshot_every=SNAPSHOT_EVERY_S, seconds=60,
+                               nice=TRAINING_NICE, isolate=True, **extra)
             jobs.append(self.lesson_queue.submit(job))  # both at once, so they learn side by side
         self.lesson_note.visible = True
         self.tabs.active = 2  # show the tab first, then add plots to it

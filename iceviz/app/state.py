@@ -25,7 +25,7 @@ from iceviz.models.registry import REGISTRY, model_names
 from iceviz.training.device import DEVICES
 from iceviz.training.job import Job
 from iceviz.training.queue import JobQueue
-from iceviz.training.trainers import training_job
+from iceviz.training.trainers import problem_defaults, training_job
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CUSTOM = "custom"
@@ -93,12 +93,14 @@ class ExplorerState(param.Parameterized):
         params.setdefault("recipe", RegionRecipe())
         self._sources = available_sources(params["catalog"])
         self.queue = queue or JobQueue()
+        # registry defaults; what the problem sets follows each load (_on_problem)
         self.hyper: dict[str, param.Parameterized] = {n: REGISTRY[n].make_params() for n in model_names("flux")}
+        self._set_by_problem: dict[str, dict[str, Any]] = {}
+        """Per model, the values the last loaded problem set (see :meth:`_on_problem`)."""
         self.param.source.objects = list(self._sources)
         params.setdefault("source", next(iter(self._sources)))
         super().__init__(**params)
         self.use_source_extent()
-        self.reset_hyper()
         self.recipe.param.watch(lambda e: self.load() if self.is_real else None,
                                 [k for k in RegionRecipe.param if k != "name"])
 
@@ -176,14 +178,31 @@ class ExplorerState(param.Parameterized):
         self.use_source_extent()
         self.reset_hyper()
 
+    def _problem_defaults(self, name: str) -> dict[str, Any]:
+        """What the loaded problem sets for model ``name`` over the registry (nothing while none is loaded)."""
+        return {} if self.problem is None else problem_defaults(REGISTRY[name], self.problem)
+
     def reset_hyper(self) -> None:
-        """Hyper-parameters back to the registry defaults plus the source's hints (in place: widgets follow)."""
-        hints = self.footprint().hints if self.problem is not None and not self.is_real else {}
+        """Hyper-parameters back to the registry defaults, then those the loaded problem sets: for flux
+        models the batch, plan and patience that follow its number of points, and the source's hints
+        (:func:`~iceviz.training.trainers.problem_defaults`). In place: the widgets follow."""
         for name, params in self.hyper.items():
             spec = REGISTRY[name]
             defaults = {k: p.default for k, p in spec.params.param.objects().items() if k != "name"}
-            params.param.update(**{**defaults, **spec.defaults,
-                                   **{k: v for k, v in hints.items() if k in defaults}})
+            self._set_by_problem[name] = self._problem_defaults(name)
+            params.param.update(**{**defaults, **spec.defaults, **self._set_by_problem[name]})
+
+    @param.depends("problem", watch=True)
+    def _on_problem(self) -> None:
+        """A new box loaded: the hyper-parameters it sets differently from the last one (the batch, plan and
+        patience follow the number of points) take its values, since the app passes every widget as an
+        override; the user's other choices stay."""
+        if self.problem is None:
+            return
+        for name, params in self.hyper.items():
+            new, old = self._problem_defaults(name), self._set_by_problem.get(name, {})
+            params.param.update(**{k: v for k, v in new.items() if old.get(k) != v})
+            self._set_by_problem[name] = new
 
     @param.depends("region", watch=True)
     def _on_region(self) -> None:
@@ -261,12 +280,16 @@ class ExplorerState(param.Parameterized):
         return True
 
     def summary(self) -> dict[str, Any]:
-        """What the box holds: size in km, observation counts, fields."""
+        """What the box holds: size in km, observation counts, fields. The training points are counted as a
+        seed-0 flux run uses them: ``train`` fitted, ``validation`` held out (the problem's training points are
+        both)."""
         width, height = box_size_km(self.bounds)
         out: dict[str, Any] = {"width_km": width, "height_km": height, "spec": self.spec}
         if self.problem is not None:
             info = describe(self.problem)
-            out.update(train=info["train_points"], test=info["test_points"], fields=info["fields"], notes=self.problem.notes)
+            held = info["validation_points"]
+            out.update(train=info["train_points"] - held, validation=held, test=info["test_points"],
+                       fields=info["fields"], notes=self.problem.notes)
         return out
 
     # -- training -----------------------------------------------------------------------

@@ -31,6 +31,7 @@ from iceviz.data.grids import BEDMACHINE, GRID_LAYOUTS, GridFile
 from iceviz.data.problem import DataError, DirectionGuidance, FluxObservations, FluxProblem, FluxScale, regular_grid
 from iceviz.data.products import Catalog
 from iceviz.data.region import Bounds, check_bounds, grid_shape_for
+from iceviz.data.splits import split_lines
 from iceviz.geo.crs import format_bounds
 from iceviz.data.synthetic import checkerboard_is_test
 
@@ -121,22 +122,6 @@ def split_tiles(xy: np.ndarray, bounds: Bounds, tile: float, frame: float = 0.0)
     inner = ((xy[:, 0] >= xmin + frame) & (xy[:, 0] < xmax - frame)
              & (xy[:, 1] >= ymin + frame) & (xy[:, 1] < ymax - frame))
     return checkerboard_is_test(xy, tile, (xmin + frame, ymin + frame)) & inner
-
-
-def split_lines(line: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """'Is test' mask holding out whole lines, in a seeded random order, until ``fraction`` of the points."""
-    names, inverse, counts = np.unique(line.astype(str), return_inverse=True, return_counts=True)
-    if len(names) < 2:
-        return np.zeros(len(line), dtype=bool)
-    order = np.random.default_rng(seed).permutation(len(names))
-    test_lines = np.zeros(len(names), dtype=bool)
-    taken = 0
-    for k in order[:-1]:  # at least one line stays for training
-        if taken >= fraction * len(line):
-            break
-        test_lines[k] = True
-        taken += counts[k]
-    return test_lines[inverse]
 
 
 def _missing(what: str, bounds: Bounds, catalog: Catalog, why: str) -> DataError:
@@ -288,8 +273,9 @@ def build_region(bounds: Bounds, recipe: RegionRecipe | None = None, catalog: Ca
     width, height = bounds[1] - bounds[0], bounds[3] - bounds[2]
     problem = FluxProblem(
         spec=spec,
-        train=FluxObservations(xy=xy[train], q=q[train], s=s[train] if has_s else None),
-        test=FluxObservations(xy=xy[is_test], q=q[is_test], s=s[is_test] if has_s else None),
+        train=FluxObservations(xy=xy[train], q=q[train], s=s[train] if has_s else None, line=line[train].astype(str)),
+        test=FluxObservations(xy=xy[is_test], q=q[is_test], s=s[is_test] if has_s else None,
+                              line=line[is_test].astype(str)),
         scale=FluxScale(x0=bounds[0], y0=bounds[2], length=max(width, height), flux=flux, surface=SURFACE_SCALE),
         bounds=bounds,
         direction=direction,

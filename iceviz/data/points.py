@@ -9,6 +9,8 @@ Columns (CSV) or 1-D variables along one dimension (NetCDF), names case-insensit
 ``vx, vy`` m/yr        surface velocity (optional, both or neither); unit vectors
                        where the speed is > 0 become direction guidance
 ``split``  text        ``train`` / ``test`` (optional, case-insensitive)
+``line``   text        flight line of each point (optional); validation holds out
+                       whole lines (empty: on no line, never held out)
 =========  ==========  ==========================================================
 
 Without ``split`` the points are split by a checkerboard of square tiles of
@@ -30,7 +32,7 @@ from iceviz.data.problem import DataError, DirectionGuidance, FluxObservations, 
 from iceviz.data.region import grid_shape_for
 
 REQUIRED = ("x", "y", "qx", "qy")
-OPTIONAL = ("s", "vx", "vy", "split")
+OPTIONAL = ("s", "vx", "vy", "split", "line")
 NUMERIC = ("x", "y", "qx", "qy", "s", "vx", "vy")
 SUFFIXES = (".csv", ".nc")
 DEFAULT_TILE = 15_000.0
@@ -179,6 +181,14 @@ def split_column(table: PointsTable) -> np.ndarray:
     return text == "test"
 
 
+def line_column(table: PointsTable) -> np.ndarray:
+    """The ``line`` column as text labels (numbers and words alike; blank: on no line)."""
+    raw = table.columns["line"]
+    if raw.dtype.kind in "f":
+        return np.array(["" if not np.isfinite(v) else f"{v:g}" for v in raw], dtype=object)
+    return np.array([(v.decode() if isinstance(v, bytes) else str(v)).strip() for v in raw], dtype=object)
+
+
 def checkerboard_split(xy: np.ndarray, tile: float) -> np.ndarray:
     """'Is test' mask of a checkerboard of ``tile``-metre squares anchored at the minimum x, y.
 
@@ -220,6 +230,7 @@ def load_points(path: str | os.PathLike, tile: float = DEFAULT_TILE, spec: str |
     xy = np.column_stack([cols["x"], cols["y"]])
     q = np.column_stack([cols["qx"], cols["qy"]])
     s = cols.get("s")
+    line = line_column(table) if "line" in table.columns else None
     notes: list[str] = []
     if "split" in table.columns:
         is_test = split_column(table)
@@ -259,8 +270,10 @@ def load_points(path: str | os.PathLike, tile: float = DEFAULT_TILE, spec: str |
         raise DataError(f"{p}: the points lie on a line of constant x or y; need a 2-D spread")
     return FluxProblem(
         spec=spec,
-        train=FluxObservations(xy=xy[train], q=q[train], s=None if s is None else s[train]),
-        test=FluxObservations(xy=xy[is_test], q=q[is_test], s=None if s is None else s[is_test]),
+        train=FluxObservations(xy=xy[train], q=q[train], s=None if s is None else s[train],
+                               line=None if line is None else line[train]),
+        test=FluxObservations(xy=xy[is_test], q=q[is_test], s=None if s is None else s[is_test],
+                              line=None if line is None else line[is_test]),
         scale=FluxScale(x0=bounds[0], y0=bounds[2], length=length, flux=flux, surface=SURFACE_SCALE),
         bounds=bounds,
         direction=direction,
@@ -281,8 +294,8 @@ def glacier_points_frame(step: int = 2, noise: float = 0.02, seed: int = 0) -> p
     """
     from iceviz.data import synthetic as syn
 
-    xy, _ = syn.glacier_flight_lines()
-    xy = np.round(xy[::step], 1)
+    xy, line = syn.glacier_flight_lines()
+    xy, line = np.round(xy[::step], 1), line[::step]
     is_test = syn.checkerboard_is_test(xy, syn.GLACIER_TILE, (syn.GLACIER_BOUNDS[0], syn.GLACIER_BOUNDS[2]))
     q = syn.glacier_flux(xy)
     mean_q = float(np.mean(np.hypot(q[is_test, 0], q[is_test, 1])))
@@ -298,6 +311,7 @@ def glacier_points_frame(step: int = 2, noise: float = 0.02, seed: int = 0) -> p
             "vx": np.round(v[:, 0], 3),
             "vy": np.round(v[:, 1], 3),
             "split": np.where(is_test, "test", "train"),
+            "line": line,
         }
     )
 

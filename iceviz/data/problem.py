@@ -61,14 +61,22 @@ class FluxObservations:
     xy : (N, 2) float64, EPSG:3031 metres.
     q : (N, 2) float64, flux (qx, qy) in m²/yr.
     s : (N,) float64 surface elevation in metres, or None.
+    line : (N,) flight-line label of each point (any hashable values; an empty string marks a point on
+        no line, e.g. a gridded stand-in), or None when the source does not know its lines.
     """
 
     xy: np.ndarray
     q: np.ndarray
     s: np.ndarray | None = None
+    line: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.xy.shape[0])
+
+    def subset(self, mask: np.ndarray) -> "FluxObservations":
+        """The observations where ``mask`` (boolean or integer index) selects them."""
+        return FluxObservations(xy=self.xy[mask], q=self.q[mask], s=None if self.s is None else self.s[mask],
+                                line=None if self.line is None else self.line[mask])
 
 
 @dataclass

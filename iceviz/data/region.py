@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from iceviz.data.problem import DataError, DirectionGuidance, FluxObservations, FluxProblem
+from iceviz.data.problem import DataError, DirectionGuidance, FluxProblem
 
 Bounds = tuple[float, float, float, float]
 
@@ -56,10 +56,6 @@ def grid_shape_for(bounds: Bounds, n: int = 100, n_min: int = 10) -> tuple[int, 
     return n, max(n_min, int(round(n * w / h)))
 
 
-def _crop_obs(obs: FluxObservations, mask: np.ndarray) -> FluxObservations:
-    return FluxObservations(xy=obs.xy[mask], q=obs.q[mask], s=None if obs.s is None else obs.s[mask])
-
-
 def _fmt_bounds(b: Bounds | None) -> str:
     if b is None:
         return "no points"
@@ -98,8 +94,8 @@ def crop(problem: FluxProblem, bounds: Bounds) -> FluxProblem:
     ny, nx = problem.grid_shape
     return dataclasses.replace(
         problem,
-        train=_crop_obs(problem.train, m_train),
-        test=_crop_obs(problem.test, m_test),
+        train=problem.train.subset(m_train),
+        test=problem.test.subset(m_test),
         bounds=new_bounds,
         direction=direction,
         grid_shape=grid_shape_for(new_bounds, max(ny, nx)),

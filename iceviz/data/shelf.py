@@ -35,6 +35,7 @@ import numpy as np
 from iceviz.data.locations import data_dirs
 from iceviz.data.problem import DataError
 from iceviz.data.region import Bounds, check_bounds, in_bounds
+from iceviz.data.splits import MIN_VALIDATION_GROUPS, split_lines, tile_labels
 from iceviz.physics.units import SECONDS_PER_YEAR
 
 REQUIRED = ("xd", "yd", "ud", "vd", "xd_h", "yd_h", "hd", "xct", "yct", "nnct")
@@ -140,6 +141,30 @@ class ShelfProblem:
         """(xy (N, 2) [m], h (N,) [m]) at the valid thickness cells."""
         xy, h = self.thickness.points("h")
         return xy, h[:, 0]
+
+
+def validation_split(problem: ShelfProblem, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which observation cells to hold out for validation: masks over the points of
+    :meth:`ShelfProblem.velocity_points` and of :meth:`ShelfProblem.thickness_points`.
+
+    Whole square tiles of the shelf (:func:`~iceviz.data.splits.tile_labels` of its bounds), the same
+    tiles for both rasters whatever their grids, taken in a seeded random order until about ``fraction``
+    of all the velocity and thickness cells (:func:`~iceviz.data.splits.split_lines`). No cell at all
+    when ``fraction`` is 0, when the cells fill fewer than :data:`~iceviz.data.splits.MIN_VALIDATION_GROUPS`
+    tiles, or when a raster would be left with no validation cell or no training cell. The same ``seed``
+    gives the same split.
+    """
+    xy_v, xy_h = problem.velocity_points()[0], problem.thickness_points()[0]
+    n = len(xy_v)
+    none = np.zeros(n, dtype=bool), np.zeros(len(xy_h), dtype=bool)
+    tiles = tile_labels(np.concatenate([xy_v, xy_h]), problem.bounds)
+    if fraction <= 0 or len(np.unique(tiles)) < MIN_VALIDATION_GROUPS:
+        return none
+    held = split_lines(tiles, fraction, seed)
+    held_v, held_h = held[:n], held[n:]
+    if not all(0 < m.sum() < len(m) for m in (held_v, held_h)):
+        return none
+    return held_v, held_h
 
 
 def _axis(coords: np.ndarray, along: int, name: str, source: str) -> np.ndarray:

@@ -27,6 +27,7 @@ from iceviz.data.ensemble import EnsembleProblem
 from iceviz.data.problem import DataError, FluxObservations, FluxProblem
 from iceviz.data.region import crop
 from iceviz.data.shelf import ShelfProblem, crop_shelf
+from iceviz.data.splits import validation_mask
 
 Problem = FluxProblem | ShelfProblem | EnsembleProblem
 
@@ -492,12 +493,17 @@ def describe(problem: Problem) -> dict[str, Any]:
     if problem.surface_truth is not None:
         fields.append("surface_truth")
     sc = problem.scale
+    held, how = validation_mask(problem.train, problem.bounds)
     out: dict[str, Any] = {
         "spec": problem.spec,
         "description": problem.description,
         "kind": problem.kind,
         "train_points": len(problem.train),
         "test_points": len(problem.test),
+        "validation_points": int(held.sum()),
+        "validation_split": f"{how}: carved from the training points; flux models fit the other "
+                            f"{len(held) - int(held.sum())} and choose their kept weights on these",
+        "flight_lines": None if problem.train.line is None else int(len(set(map(str, problem.train.line)) - {""})),
         "direction_points": 0 if problem.direction is None else int(problem.direction.xy.shape[0]),
         "bounds_m": [xmin, xmax, ymin, ymax],
         "size_km": [(xmax - xmin) / 1000.0, (ymax - ymin) / 1000.0],

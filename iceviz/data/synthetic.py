@@ -37,8 +37,8 @@ NOISE_BOUNDS = (0.0, 1.0)
 #: Physical placement of the unit-square benchmarks: a 100 km box, flux unit 10 000 m²/yr.
 BENCHMARK_SCALE = FluxScale(x0=-50_000.0, y0=300_000.0, length=100_000.0, flux=10_000.0, surface=1000.0)
 BENCHMARK_GRID_SHAPE = (50, 50)
-BENCHMARK_HINTS = dict(width=128, depth=3, lr=5e-3, batch_size=32, epochs=400, collocation=1024)
-"""A few hundred points: small batches, a wider shallower net, fewer PINN collocation points (see BENCHMARKS.md)."""
+BENCHMARK_HINTS = dict(width=128, depth=3, lr=5e-3, collocation=1024)
+"""A few hundred points: a wider shallower net, fewer PINN collocation points (see BENCHMARKS.md)."""
 BENCHMARK_DIRECTION_N = 40
 TEST_GRID_N = 20
 DIRECTION_MIN_RELATIVE = 1e-9
@@ -324,6 +324,11 @@ def benchmark_train_points() -> np.ndarray:
     )
 
 
+def benchmark_train_lines() -> np.ndarray:
+    """The flight line (0-8) of each of :func:`benchmark_train_points`, (196,)."""
+    return np.repeat(np.arange(len(BENCHMARK_FLIGHT_LINES)), [n for _, _, n in BENCHMARK_FLIGHT_LINES])
+
+
 def benchmark_test_points(n: int = TEST_GRID_N) -> np.ndarray:
     """The n × n test grid of linspace(0, 1, n)², x₁ fastest, (n², 2)."""
     g = np.linspace(0.0, 1.0, n)
@@ -417,7 +422,7 @@ def benchmark_problem(name: str, noise: float = DEFAULT_NOISE, seed: int = DEFAU
     xdir = grid_points(bounds, BENCHMARK_DIRECTION_N)
     return FluxProblem(
         spec=spec,
-        train=FluxObservations(xy=scale.xy_to_phys(xtr), q=scale.flux * q_train),
+        train=FluxObservations(xy=scale.xy_to_phys(xtr), q=scale.flux * q_train, line=benchmark_train_lines()),
         test=FluxObservations(xy=scale.xy_to_phys(xte), q=scale.flux * f(xte)),
         scale=scale,
         bounds=bounds,
@@ -453,7 +458,7 @@ def benchmark_problem(name: str, noise: float = DEFAULT_NOISE, seed: int = DEFAU
 GLACIER_BOUNDS = (400_000.0, 600_000.0, -950_000.0, -750_000.0)
 GLACIER_SCALE = FluxScale(x0=400_000.0, y0=-950_000.0, length=200_000.0, flux=100_000.0, surface=2000.0)
 GLACIER_GRID_SHAPE = (100, 100)
-GLACIER_HINTS = dict(batch_size=128, epochs=300)
+GLACIER_HINTS: dict = {}
 """A few thousand points: a smaller batch than the Byrd default."""
 GLACIER_DIRECTION_N = 100
 GLACIER_TILE = 20_000.0
@@ -716,7 +721,7 @@ def glacier_problem(noise: float = DEFAULT_NOISE, seed: int = DEFAULT_SEED, spec
     """
     spec = spec or "synthetic:glacier"
     noise = check_noise(noise, spec)
-    xy, _ = glacier_flight_lines()
+    xy, line = glacier_flight_lines()
     is_test = checkerboard_is_test(xy, GLACIER_TILE, (GLACIER_BOUNDS[0], GLACIER_BOUNDS[2]))
     xtr, xte = xy[~is_test], xy[is_test]
     q_test = glacier_flux(xte)
@@ -725,7 +730,7 @@ def glacier_problem(noise: float = DEFAULT_NOISE, seed: int = DEFAULT_SEED, spec
     xdir = grid_points(GLACIER_BOUNDS, GLACIER_DIRECTION_N)
     return FluxProblem(
         spec=spec,
-        train=FluxObservations(xy=xtr, q=q_train, s=glacier_surface(xtr)),
+        train=FluxObservations(xy=xtr, q=q_train, s=glacier_surface(xtr), line=line[~is_test]),
         test=FluxObservations(xy=xte, q=q_test, s=glacier_surface(xte)),
         scale=GLACIER_SCALE,
         bounds=GLACIER_BOUNDS,

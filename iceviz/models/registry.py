@@ -7,6 +7,7 @@ line (units in square brackets), so the app can turn them into widgets.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,17 @@ class FluxParams(TrainingBudget):
                                     doc="+aux dfNN: 'total' is divergence-free in physical space; 'partial' holds s fixed (reference).")
     surface_length = param.Number(0.05, bounds=(0.001, 10.0),
                                   doc="+aux: length scale of the smooth surface fit [scaled length units].")
+    planned_epochs = param.Integer(300, bounds=(1, 1_000_000),
+                                   doc="Length of the learning-rate schedule [epochs]: the run ends there at the "
+                                       "latest; an epoch budget cuts it short, a binding time budget anneals sooner. "
+                                       "Default from the number of training points (flux_size_defaults).")
+    patience = param.Integer(100, bounds=(1, 1_000_000),
+                             doc="From half-way through the schedule on, stop after this many epochs without a lower "
+                                 "validation RMSE [epochs].")
+    val_fraction = param.Number(0.15, bounds=(0.0, 0.5),
+                                doc="Share of the training points held out as whole flight lines (else whole tiles) "
+                                    "to choose the kept weights and when to stop [fraction]; 0 keeps the weights "
+                                    "of the lowest training loss and never stops early.")
 
 
 RESAMPLING = ("uniform", "residual")
@@ -60,7 +72,8 @@ RESAMPLING = ("uniform", "residual")
 class ViscosityParams(Budget):
     """Hyper-parameters of the viscosity PINN (DIFFICE_jax's method; see iceviz.training.viscosity_trainer).
 
-    An epoch is one optimisation step on a fresh batch (Adam) or one L-BFGS iteration.
+    An epoch is one optimisation step on a fresh batch (Adam) or one L-BFGS iteration. The weights kept
+    are those with the lowest validation misfit on held-out tiles of the observations (``val_fraction``).
     """
 
     lr = param.Number(1e-3, bounds=(1e-6, 1.0),
@@ -95,6 +108,10 @@ class ViscosityParams(Budget):
                                     doc="XPINN: weight of the jump of u, v, h, log μ and the velocity gradient "
                                         "across the interfaces [1].")
     interface_points = param.Integer(200, bounds=(1, 100_000), doc="XPINN: points per interface per step [points].")
+    val_fraction = param.Number(0.1, bounds=(0.0, 0.5),
+                                doc="Share of the velocity and thickness cells held out as whole tiles of the shelf, "
+                                    "never trained on, to choose the kept weights [fraction]; 0 keeps the last "
+                                    "weights.")
 
 
 EMULATOR_LAYERS = ("equivariant", "seed")
@@ -164,12 +181,31 @@ _FLUX_DOCS = {
 _VARIANT_DOCS = {"": "", "-dir": ", with directional guidance from velocity", "-aux": ", with surface elevation as input"}
 
 _FLUX_DEFAULTS = {
-    # Tuned on byrd-mcor for a 20 s one-thread budget (see BENCHMARKS.md); data
-    # sources with few points override batch size and epochs through their hints.
-    "dfnn": dict(lr=7e-3, batch_size=512, weight_decay=1e-2, activation="silu"),
-    "pinn": dict(lr=1e-2, batch_size=1024, activation="silu"),
-    "nn": dict(lr=5e-3, batch_size=1024, activation="silu"),
+    # Tuned on byrd-mcor for a 20 s one-thread budget (see BENCHMARKS.md); the
+    # batch, network size and schedule follow the number of training points
+    # (flux_size_defaults). The epoch budget is a cap that binds only when set.
+    "dfnn": dict(lr=7e-3, weight_decay=1e-2, activation="silu", epochs=1_000_000),
+    "pinn": dict(lr=1e-2, activation="silu", epochs=1_000_000),
+    "nn": dict(lr=5e-3, activation="silu", epochs=1_000_000),
 }
+
+SCHEDULE_STEPS = 6000
+"""Optimisation steps a flux run is planned for (flux_size_defaults)."""
+
+
+def flux_size_defaults(n_points: int) -> dict[str, Any]:
+    """Flux hyper-parameters that follow the number of points a run fits (training minus validation).
+
+    - batch: n / 32 rounded down to a power of two, within [32, 512] points, so an epoch
+      is at least about 32 steps (a few hundred points: batch 32; Byrd's 23,000: 512);
+    - planned_epochs: :data:`SCHEDULE_STEPS` optimisation steps, within [100, 2000] epochs;
+    - patience: a quarter of the plan, at least 25 epochs.
+    """
+    n = max(int(n_points), 1)
+    batch = int(min(512, max(32, 2 ** math.floor(math.log2(max(n / 32, 1))))))
+    steps_per_epoch = math.ceil(n / batch)
+    planned = int(min(2000, max(100, round(SCHEDULE_STEPS / steps_per_epoch))))
+    return dict(batch_size=batch, planned_epochs=planned, patience=max(25, planned // 4))
 
 
 _VARIANT_DEFAULTS = {

@@ -10,11 +10,22 @@ Losses, in the problem's scaled units:
   similarity between q and the velocity direction) on a random batch of
   guidance points.
 
-The learning rate is warmed up, then cosine-annealed to zero over the budget,
-measured as the larger of the epoch fraction and the wall-time fraction, so a
-``seconds`` budget ends on a cold learning rate too. The weights kept at the
-end are those with the lowest epoch-mean training data loss: the test set is
-never used for selection.
+Model selection and stopping use a validation set carved from the training
+observations (whole flight lines, else whole tiles: :mod:`iceviz.data.splits`),
+never the test set. After every epoch the validation RMSE is measured; the
+weights with the lowest one are kept, and from half-way through the schedule
+the run stops after ``patience`` epochs without a new lowest. The learning rate is warmed up, then
+cosine-annealed to zero over ``planned_epochs`` (a length set by the number of
+training points, :func:`iceviz.models.registry.flux_size_defaults`), where the
+run ends at the latest.
+
+The budgets are caps, never targets. An epoch cap cuts the planned schedule
+short, so a run with a larger cap follows the same trajectory further and keeps
+the best validation epoch of a longer stretch of it. A wall-clock budget that
+would end the run before its plan anneals the schedule sooner (progress is the
+larger of the epoch fraction and the wall-time fraction), so a short budget
+still ends on a cold learning rate. A run that ends by its plan or its patience
+gives the same weights whatever the budget and however busy the machine.
 """
 
 from __future__ import annotations
@@ -29,15 +40,19 @@ import torch
 import xarray as xr
 
 from iceviz.data.problem import FluxProblem
+from iceviz.data.splits import validation_mask
 from iceviz.models.activations import SMOOTH_ACTIVATIONS
 from iceviz.models.flux import FluxNet, make_flux_model
 from iceviz.models.registry import ModelSpec
 from iceviz.training.device import as_tensor, resolve_device
 from iceviz.training.fields import flux_grid_fields
 from iceviz.training.job import Control, check_finite_loss
-from iceviz.training.metrics import flux_scores, in_chunks
+from iceviz.training.metrics import flux_scores, in_chunks, rmse
 from iceviz.training.snapshot import Snapshot
 
+PATIENCE_FROM = 0.5
+"""Patience ends a run only from this fraction of the schedule on: before it the learning rate is too high
+for a pause in the validation error to mean the fit is done."""
 LIVE_TEST_POINTS = 4000
 """Live snapshots score a fixed random subset of this many test points (the final one scores all)."""
 LIVE_MAD_POINTS = 2000
@@ -57,6 +72,7 @@ class FitResult:
     best_epoch: int
     metrics: dict[str, float]
     losses: dict[str, float] = field(default_factory=dict)
+    stop_reason: str = ""
 
 
 def check_compatible(spec: ModelSpec, problem: FluxProblem, params: Any) -> None:
@@ -92,8 +108,13 @@ class FluxTrainer:
         torch.manual_seed(params.seed)
         self._rng = torch.Generator().manual_seed(params.seed)
         scale, dev = problem.scale, self.device
-        self.x_train = as_tensor(scale.xy_to_scaled(problem.train.xy), dev)
-        self.q_train = as_tensor(problem.train.q / scale.flux, dev)
+        self.val_mask, self.val_description = validation_mask(problem.train, problem.bounds, params.val_fraction,
+                                                              params.seed)
+        fit, val = problem.train.subset(~self.val_mask), problem.train.subset(self.val_mask)
+        self.x_train = as_tensor(scale.xy_to_scaled(fit.xy), dev)
+        self.q_train = as_tensor(fit.q / scale.flux, dev)
+        self.x_val = as_tensor(scale.xy_to_scaled(val.xy), dev)
+        self.q_val = val.q / scale.flux
         self.x_test = as_tensor(scale.xy_to_scaled(problem.test.xy), dev)
         self.q_test = problem.test.q / scale.flux
         self.direction = None
@@ -102,8 +123,9 @@ class FluxTrainer:
             self.direction = (as_tensor(scale.xy_to_scaled(d.xy), dev), as_tensor(d.unit, dev))
         self.config = self._model_config()
         self.model: FluxNet = make_flux_model(self.config)
-        if self.model.surface is not None:
-            self.model.surface.fit(self.x_train, as_tensor(problem.train.s / scale.surface, dev))
+        if self.model.surface is not None:  # s is an input known at every training point, validation ones too
+            self.model.surface.fit(as_tensor(scale.xy_to_scaled(problem.train.xy), dev),
+                                   as_tensor(problem.train.s / scale.surface, dev))
         self.model.to(dev)
         self.surface_train = self.surface_direction = None
         if self.model.surface is not None:  # the fitted surface is frozen: evaluate it once at fixed points
@@ -117,6 +139,8 @@ class FluxTrainer:
         self.epoch = 0
         self.step = 0
         self.best_epoch = 0
+        self.best_val = math.inf
+        self.stop_reason = ""
         self.losses: dict[str, float] = {}
 
     # -- set-up ---------------------------------------------------------------
@@ -199,10 +223,10 @@ class FluxTrainer:
         n = len(self.x_train)
         batch = min(p.batch_size, n)
         steps_per_epoch = math.ceil(n / batch)
-        best_loss, best_state = math.inf, None
+        best_train, best_state = math.inf, None
         control.start_clock()
         progress = 0.0
-        while self.epoch < p.epochs and (p.seconds is None or control.elapsed() < p.seconds):
+        while not self._stop(control):
             perm = torch.randperm(n, generator=self._rng).to(self.device)
             data_sum = 0.0
             self.model.train()
@@ -231,13 +255,19 @@ class FluxTrainer:
                 self.losses["collocation"] = float(loss.detach())
             self.epoch += 1
             epoch_loss = data_sum / steps_per_epoch
-            if epoch_loss < best_loss:
-                best_loss, self.best_epoch = epoch_loss, self.epoch
+            val = self.validation_rmse()
+            # the lowest validation RMSE chooses the kept weights; without a validation set, the training loss
+            better = val < self.best_val if self.has_validation else epoch_loss < best_train
+            if better:
+                best_train, self.best_val, self.best_epoch = epoch_loss, val, self.epoch
                 best_state = copy.deepcopy(self.model.state_dict())
             progress = self._progress(control, 0.0)
-            control.record(dict(step=self.step, epoch=self.epoch, seconds=control.elapsed(), progress=progress,
-                                lr=self.optimizer.param_groups[0]["lr"], epoch_data_loss=epoch_loss,
-                                **{f"loss_{k}": v for k, v in self.losses.items()}))
+            record = dict(step=self.step, epoch=self.epoch, seconds=control.elapsed(), progress=progress,
+                          lr=self.optimizer.param_groups[0]["lr"], epoch_data_loss=epoch_loss,
+                          best_epoch=self.best_epoch, **{f"loss_{k}": v for k, v in self.losses.items()})
+            if self.has_validation:
+                record["val_rmse"] = val
+            control.record(record)
         seconds = control.elapsed()
         if best_state is not None:
             self.model.load_state_dict(best_state)
@@ -245,11 +275,35 @@ class FluxTrainer:
         final = self.snapshot(control, final=True)
         control.publish(final)
         return FitResult(epochs=self.epoch, steps=self.step, seconds=seconds, best_epoch=self.best_epoch,
-                         metrics=dict(final.metrics), losses=dict(self.losses))
+                         metrics=dict(final.metrics), losses=dict(self.losses), stop_reason=self.stop_reason)
+
+    @property
+    def has_validation(self) -> bool:
+        return len(self.q_val) > 0
+
+    def _stop(self, control: Control) -> bool:
+        """Whether the run ends now, with the reason kept in ``stop_reason``."""
+        p = self.params
+        if self.epoch >= p.planned_epochs:
+            self.stop_reason = "schedule"
+        elif self.epoch >= p.epochs:
+            self.stop_reason = "epochs"
+        elif p.seconds is not None and control.elapsed() >= p.seconds:
+            self.stop_reason = "seconds"
+        elif (self.has_validation and self.epoch - self.best_epoch >= p.patience
+              and self._progress(control, 0.0) >= PATIENCE_FROM):
+            self.stop_reason = "patience"
+        return bool(self.stop_reason)
+
+    def validation_rmse(self) -> float:
+        """RMSE over the validation points now, scaled units (NaN without a validation set)."""
+        if not self.has_validation:
+            return math.nan
+        return rmse(self.predict_scaled(self.x_val), self.q_val)
 
     def _progress(self, control: Control, epoch_fraction: float) -> float:
         p = self.params
-        by_epoch = (self.epoch + epoch_fraction) / p.epochs
+        by_epoch = (self.epoch + epoch_fraction) / p.planned_epochs
         by_time = control.elapsed() / p.seconds if p.seconds else 0.0
         return min(1.0, max(by_epoch, by_time))
 
@@ -307,6 +361,9 @@ class FluxTrainer:
         self.model.eval()
         metrics, errors = self._score(live=not final)
         metrics.update(epochs=self.epoch, steps=self.step)
+        if final and self.has_validation:
+            val = self.validation_rmse()
+            metrics.update(val_rmse=val, val_rmse_phys=val * self.problem.scale.flux)
         snap = Snapshot(
             model=self.spec.name, step=self.step, epoch=self.epoch,
             seconds=control.elapsed(), progress=1.0 if final else self._progress(control, 0.0),

@@ -25,8 +25,26 @@ each with its own networks, and the loss gains
 ``interface_weight · mean over interfaces of the mean squared jump`` of
 ũ, ṽ, h̃, log μ̃ and the velocity gradient at points on each interface.
 
+Model selection: a share ``val_fraction`` (10 % by default) of the
+observation cells, whole square tiles of the shelf (a tenth of its longer
+side), the same tiles of both rasters
+(:func:`~iceviz.data.shelf.validation_split`), is held out: no velocity or
+thickness batch draws from it, and the output scales (means and spreads of u,
+v, h) come from the training cells only. Collocation, front and interface
+points are physics, not observations, and still cover the whole shelf. Every
+``RECORD_EVERY`` steps (Adam steps or L-BFGS iterations) and at the end of
+each phase, the validation misfit, the loss's data part
+MSE(û) + MSE(v̂) + w_h MSE(ĥ) (:func:`data_loss`) on the held-out cells, is
+recorded in the history as ``val_misfit`` (comparable with the training
+batches' ``loss_u`` + ``loss_v`` + w_h ``loss_h``). The weights with the lowest one,
+over both phases, are restored at the end: those are scored, snapshotted and
+checkpointed, and ``best_epoch`` is their step. With ``val_fraction`` 0 every
+cell is trained on and the last weights are kept.
+
 Scores: relative L2 errors ‖p − t‖ / ‖t‖ over the valid cells of u, v
-(velocity raster) and h (thickness raster); of μ where the truth is known,
+(velocity raster) and h (thickness raster), training and validation cells
+alike, and over the validation cells only (``val_u_rel_error``,
+``val_v_rel_error``, ``val_h_rel_error``); of μ where the truth is known,
 also split into the interior and the cells within ``BOUNDARY_BAND`` of the
 shelf's edge; ``residual`` is the RMS of the dimensionless momentum residual
 over the shelf (1 is the size of the driving stress ρ g' h₀² / L).
@@ -35,14 +53,14 @@ over the shelf (1 is the size of the driving stress ρ g' h₀² / L).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 import xarray as xr
 from scipy.ndimage import distance_transform_edt
 
-from iceviz.data.shelf import Raster, ShelfProblem
+from iceviz.data.shelf import Raster, ShelfProblem, validation_split
 from iceviz.models.registry import ModelSpec
 from iceviz.models.viscosity import ShelfScales, ViscosityPINN, strip_edges
 from iceviz.physics.ssa import effective_strain_rate, front_residual, momentum_residual
@@ -54,7 +72,9 @@ from iceviz.training.snapshot import Snapshot
 BOUNDARY_BAND = 5000.0
 """Cells closer than this to the shelf's edge [m] are 'near-boundary' in the split viscosity error."""
 RECORD_EVERY = 50
-"""Steps between history records (losses, and the viscosity error on a fixed subset where truth is known)."""
+"""Steps between history records (losses, the validation misfit, and the viscosity error on a fixed subset
+where truth is known), and at the end of each phase. Validating on 10 % of a shelf's cells costs one to two
+Adam steps (shelf:analytic, Amery; one CPU thread): ~2-3 % of the run at this spacing, in either phase."""
 RECORD_MU_POINTS = 5000
 """... scored on this many fixed random cells."""
 RESIDUAL_CANDIDATES = 20_000
@@ -71,6 +91,21 @@ def relative_error(pred: np.ndarray, true: np.ndarray) -> float:
     """‖pred − true‖₂ / ‖true‖₂ over the entries where both are finite."""
     ok = np.isfinite(pred) & np.isfinite(true)
     return float(np.linalg.norm(pred[ok] - true[ok]) / np.linalg.norm(true[ok]))
+
+
+def data_loss(terms: Mapping[str, Any], thickness_weight: float) -> Any:
+    """The loss's data part, MSE(û) + MSE(v̂) + w_h MSE(ĥ), from its terms (tensors or numbers).
+
+    On the validation cells it is the validation misfit that chooses the kept weights: the
+    objective the training minimises, so no component is favoured over the loss's own balance
+    (relative L2 misfits would be, as ‖v‖ is small beside ‖u‖ on a shelf flowing along x).
+    """
+    return terms["u"] + terms["v"] + thickness_weight * terms["h"]
+
+
+def state_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of every weight (both networks of every sub-domain)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def near_boundary(valid: np.ndarray, x: np.ndarray, y: np.ndarray, band: float = BOUNDARY_BAND) -> np.ndarray:
@@ -100,6 +135,11 @@ class ViscosityTrainer:
     params : hyper-parameters (``spec.make_params(...)``).
     device : ``auto``, ``cpu``, ``cuda``...
     grid_shape : unused (maps are on the shelf's own rasters); accepted for the common trainer signature.
+
+    Attributes
+    ----------
+    val_v, val_h : masks of the validation cells over the problem's velocity and thickness points.
+    best_epoch, best_val : the step and the validation misfit of the lowest one yet.
     """
 
     def __init__(self, spec: ModelSpec, problem: ShelfProblem, params: Any, device: str = "auto",
@@ -110,11 +150,18 @@ class ViscosityTrainer:
         self._rng = torch.Generator().manual_seed(params.seed)
         xy_v, uv = problem.velocity_points()
         xy_h, h = problem.thickness_points()
-        self.scales = sc = ShelfScales.from_data(xy_v, uv, h)
+        val_v, val_h = validation_split(problem, params.val_fraction, params.seed)
+        self.val_v, self.val_h = val_v, val_h  # masks over the velocity and thickness points: held out
+        # the cells' positions make the domain; the observed values scale from the training cells only
+        self.scales = sc = ShelfScales.from_data(xy_v, uv[~val_v], h[~val_h])
         uv_hat, h_hat = sc.normalise(uv, h)
-        x_vel = sc.to_input(xy_v)
-        self.x_vel, self.uv_hat = as_tensor(x_vel, dev), as_tensor(uv_hat, dev)
-        self.x_thk, self.h_hat = as_tensor(sc.to_input(xy_h), dev), as_tensor(h_hat, dev)
+        x_vel, x_thk = sc.to_input(xy_v), sc.to_input(xy_h)
+        self.x_vel = as_tensor(x_vel, dev)  # every valid velocity cell: where collocation points are drawn
+        self.x_uv, self.uv_hat = as_tensor(x_vel[~val_v], dev), as_tensor(uv_hat[~val_v], dev)
+        self.x_thk, self.h_hat = as_tensor(x_thk[~val_h], dev), as_tensor(h_hat[~val_h], dev)
+        self.x_val_uv, self.uv_val_hat = as_tensor(x_vel[val_v], dev), as_tensor(uv_hat[val_v], dev)
+        self.x_val_h, self.h_val_hat = as_tensor(x_thk[val_h], dev), as_tensor(h_hat[val_h], dev)
+        self._val_rms = dict(u=_rms(uv[val_v, 0]), v=_rms(uv[val_v, 1]), h=_rms(h[val_h]))  # [m/a], [m]
         self.x_front, self.normals = as_tensor(sc.to_input(problem.front), dev), as_tensor(problem.normals, dev)
         edges, axis = strip_edges(x_vel, params.subdomains, sc)
         self.model = ViscosityPINN(sc, params.width, params.depth, params.mu_width, params.mu_depth,
@@ -136,6 +183,15 @@ class ViscosityTrainer:
         self.phase = "adam"
         self.losses: dict[str, float] = {}
         self.lbfgs_failed = False
+        self.best_val = math.inf
+        self.best_epoch = 0
+        self._best_state: dict[str, torch.Tensor] | None = None
+        self._recorded_step: int | None = None
+
+    @property
+    def has_validation(self) -> bool:
+        """Whether observation cells are held out (``val_fraction`` > 0 and a split was possible)."""
+        return bool(self.val_v.any())
 
     @property
     def config(self) -> dict[str, Any]:
@@ -168,13 +224,14 @@ class ViscosityTrainer:
         self._candidates, self._weights = cand, r2 / r2.mean().clamp_min(1e-30) + 1.0
 
     def batch(self) -> dict[str, torch.Tensor]:
-        """One fresh batch: velocity, thickness, collocation and front points (normalised inputs and targets)."""
+        """One fresh batch: velocity and thickness observations (training cells only), collocation and
+        front points (normalised inputs and targets)."""
         p = self.params
-        iv, ih = self._pick(len(self.x_vel), p.batch_size), self._pick(len(self.x_thk), p.batch_size)
+        iv, ih = self._pick(len(self.x_uv), p.batch_size), self._pick(len(self.x_thk), p.batch_size)
         jf = self._pick(len(self.x_front), p.front_points)
         interfaces = {f"x_interface_{k}": x[self._pick(len(x), p.interface_points)]
                       for k, x in enumerate(self.x_interfaces)}
-        return dict(x_vel=self.x_vel[iv], uv=self.uv_hat[iv], x_thk=self.x_thk[ih], h=self.h_hat[ih],
+        return dict(x_vel=self.x_uv[iv], uv=self.uv_hat[iv], x_thk=self.x_thk[ih], h=self.h_hat[ih],
                     x_col=self._collocation(), x_front=self.x_front[jf], normals=self.normals[jf], **interfaces)
 
     # -- loss ------------------------------------------------------------------------
@@ -197,7 +254,7 @@ class ViscosityTrainer:
 
     def total_loss(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         p = self.params
-        loss = (terms["u"] + terms["v"] + p.thickness_weight * terms["h"] + p.equation_weight * terms["equation"]
+        loss = (data_loss(terms, p.thickness_weight) + p.equation_weight * terms["equation"]
                 + p.front_weight * terms["front"])
         if "interface" in terms:
             loss = loss + p.interface_weight * terms["interface"]
@@ -219,7 +276,8 @@ class ViscosityTrainer:
         return min(1.0, max(by_steps, by_time))
 
     def fit(self, control: Control | None = None) -> FitResult:
-        """Adam on fresh batches, then (``lbfgs_fraction`` > 0) L-BFGS on a fixed batch, until the budget is spent."""
+        """Adam on fresh batches, then (``lbfgs_fraction`` > 0) L-BFGS on a fixed batch, until the budget is
+        spent; then back to the weights of the lowest validation misfit, if there is a validation set."""
         control = control or Control(snapshot_every=None)
         p = self.params
         control.start_clock()
@@ -227,6 +285,7 @@ class ViscosityTrainer:
         while self._progress(control) < 1.0:
             control.tick()
             if self.phase == "adam" and p.lbfgs_fraction > 0 and not self.lbfgs_failed and self._progress(control) >= 1 - p.lbfgs_fraction:
+                self._end_phase(control)
                 self._start_lbfgs()
             before = self.step
             if self.phase == "adam":
@@ -234,16 +293,25 @@ class ViscosityTrainer:
             terms = self._adam_step() if self.phase == "adam" else self._lbfgs_step()
             self.losses = {k: float(v.detach()) for k, v in terms.items()}
             self.epoch = self.step
-            if self.step // RECORD_EVERY > before // RECORD_EVERY or self.phase == "lbfgs":
+            if self.step // RECORD_EVERY > before // RECORD_EVERY:
                 control.record(self._record(control))
             if control.snapshot_due():
                 control.publish(self.snapshot(control))
+        self._end_phase(control)
         seconds = control.elapsed()
+        if self._best_state is not None:
+            self.model.load_state_dict(self._best_state)
         self.model.eval()
         final = self.snapshot(control, final=True)
         control.publish(final)
-        return FitResult(epochs=self.epoch, steps=self.step, seconds=seconds, best_epoch=self.epoch,
+        return FitResult(epochs=self.epoch, steps=self.step, seconds=seconds,
+                         best_epoch=self.best_epoch if self.has_validation else self.epoch,
                          metrics=dict(final.metrics), losses=dict(self.losses))
+
+    def _end_phase(self, control: Control) -> None:
+        """Record (and validate) the weights at the end of a phase, unless this step was just recorded."""
+        if self._recorded_step != self.step:
+            control.record(self._record(control))
 
     def _set_lr(self, progress: float) -> None:
         """Constant ``lr``, then (``anneal`` > 0) a cosine fall to zero over the last ``anneal`` of the Adam phase."""
@@ -275,7 +343,7 @@ class ViscosityTrainer:
     def _lbfgs_step(self) -> dict[str, torch.Tensor]:
         """One L-BFGS call (up to LBFGS_ITERATIONS iterations). A non-finite loss restores the weights from
         before the call and goes back to Adam for the rest of the budget (noted as ``lbfgs_failed``)."""
-        saved = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        saved = state_copy(self.model)
         last: dict[str, torch.Tensor] = {}
 
         def closure() -> torch.Tensor:
@@ -305,13 +373,44 @@ class ViscosityTrainer:
         return last
 
     def _record(self, control: Control) -> dict[str, Any]:
+        """The history record of this step; with a validation set, validates (:meth:`_validate`) too."""
+        self._recorded_step = self.step
         record = dict(step=self.step, epoch=self.epoch, phase=self.phase, seconds=control.elapsed(),
                       progress=self._progress(control), **{f"loss_{k}": v for k, v in self.losses.items()})
+        if self.has_validation:
+            record["val_misfit"] = self._validate()
+            record["best_epoch"] = self.best_epoch
         if self._truth is not None:
             with torch.no_grad():
                 mu = self.model.physical(self._truth[0])["mu"].double().cpu().numpy()
             record["mu_rel_error"] = relative_error(mu, self._truth[1])
         return record
+
+    def _validate(self) -> float:
+        """The validation misfit now; a copy of the weights is kept when it is the lowest yet."""
+        misfit = data_loss(self.validation_terms(), self.params.thickness_weight)
+        if misfit < self.best_val:
+            self.best_val, self.best_epoch, self._best_state = misfit, self.step, state_copy(self.model)
+        return misfit
+
+    def validation_terms(self) -> dict[str, float]:
+        """The loss's data terms MSE(û), MSE(v̂), MSE(ĥ) over the validation cells (scaled units)."""
+        with torch.no_grad():
+            duv = (self.model.flow_values(self.x_val_uv)[:, :2] - self.uv_val_hat).double()
+            dh = (self.model.flow_values(self.x_val_h)[:, 2] - self.h_val_hat).double()
+        return dict(u=float(duv[:, 0].square().mean()), v=float(duv[:, 1].square().mean()),
+                    h=float(dh.square().mean()))
+
+    def validation_errors(self, terms: Mapping[str, float]) -> dict[str, float]:
+        """Relative L2 misfits ‖p − t‖ / ‖t‖ of u, v, h [1] over the validation cells, from their
+        :meth:`validation_terms`.
+
+        Physical and scaled differences differ by the output's scale s (u_r, v_r or h₀; the means
+        cancel): over n cells ‖p − t‖ = s √(n MSE) and ‖t‖ = √n RMS(t), so the ratio is s √MSE / RMS(t).
+        """
+        sc = self.scales
+        scale = dict(u=sc.u_r, v=sc.v_r, h=sc.h0)
+        return {k: scale[k] * math.sqrt(terms[k]) / self._val_rms[k] for k in ("u", "v", "h")}
 
     def _check_finite(self, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
         check_finite_loss(loss, terms, f"{self.spec.name} on {self.problem.spec}", f"step {self.step}", self.params.lr)
@@ -397,12 +496,19 @@ class ViscosityTrainer:
         fields, metrics = self.grid_fields(stride)
         self.model.train(was_training)
         metrics.update(epochs=self.epoch, steps=self.step)
+        if self.has_validation:
+            errors = self.validation_errors(self.validation_terms())
+            metrics.update({f"val_{k}_rel_error": e for k, e in errors.items()})
         if self.lbfgs_failed:
             metrics["lbfgs_failed"] = 1.0
         points = {"x": self.problem.front[:, 0], "y": self.problem.front[:, 1]}
         return Snapshot(model=self.spec.name, step=self.step, epoch=self.epoch, seconds=seconds,
                         progress=1.0 if final else self._progress(control), losses=dict(self.losses),
                         metrics=metrics, fields=fields, points=points, device=str(self.device), final=final)
+
+
+def _rms(values: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(values)))) if len(values) else math.nan
 
 
 def _every(raster: Raster, stride: int) -> Raster:

@@ -12,12 +12,12 @@ live and static views look the same. Nothing here imports Panel.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import xarray as xr
-from bokeh.models import (Arrow, BasicTickFormatter, ColorBar, ColumnDataSource, HoverTool, LinearColorMapper,
-                          NumeralTickFormatter, Range1d, VeeHead)
+from bokeh.models import (Arrow, BasicTickFormatter, ColorBar, ColumnDataSource, HoverTool, Label, Legend, LegendItem,
+                          LinearColorMapper, NumeralTickFormatter, Range1d, Span, VeeHead)
 from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 from holoviews.plotting.util import process_cmap
@@ -140,24 +140,59 @@ class FieldFigure:
             self.arrows.data = arrows
 
 
-class LossFigure:
-    """One line per loss term against epoch on a log axis; every term is in the legend from the start."""
+LOSS_LABELS = {maps.EPOCH_LOSS: "data (epoch mean)"}
+"""Legend labels of the history keys that are not ``loss_*`` terms (those lose the prefix)."""
 
-    def __init__(self, title: str, keys: Sequence[str]):
-        self.figure = figure(title=title, y_axis_type="log", width=FRAME_WIDTH + 80, height=260,
+
+class LossFigure:
+    """One line per loss term against epoch on a log axis, the validation error beside them (when the run holds
+    out a validation set) and a vertical line at the epoch whose weights are kept; every curve is in the
+    legend from the start.
+
+    Parameters
+    ----------
+    title : fixed title.
+    keys : the history's loss terms to draw (see :func:`iceviz.viz.maps.loss_terms`).
+    validation : draw the validation RMSE² (see :func:`iceviz.viz.maps.validation_series`).
+    """
+
+    def __init__(self, title: str, keys: Sequence[str], validation: bool = False):
+        # the legend goes below the plot: inside, it would hide a third of so small a plot
+        self.figure = figure(title=title, y_axis_type="log", width=FRAME_WIDTH + 80, height=320,
                              tools=TOOLS, toolbar_location="above", x_axis_label="epoch", y_axis_label="loss")
         self.figure.title.text_font_size = "9pt"
+        self.legend = Legend(ncols=2, label_text_font_size="8pt", spacing=12, padding=4, margin=4,
+                             border_line_alpha=0)
+        self.figure.add_layout(self.legend, "below")
         self.sources: dict[str, ColumnDataSource] = {}
-        for key, colour in zip(keys, Category10_10 * (len(keys) // 10 + 1)):
-            source = ColumnDataSource(dict(epoch=[], loss=[]))
-            self.figure.line("epoch", "loss", source=source, color=colour, line_width=1.5,
-                             legend_label=key.removeprefix("loss_"))
-            self.sources[key] = source
-        self.figure.legend.location = "top_right"
-        self.figure.legend.label_text_font_size = "8pt"
+        # the epoch means (training data loss, validation) last and thicker: the last batch's terms are noisy
+        last = sorted(keys, key=lambda k: k == maps.EPOCH_LOSS)
+        for key, colour in zip(last, Category10_10 * (len(keys) // 10 + 1)):
+            self.sources[key] = self._line(LOSS_LABELS.get(key, key.removeprefix("loss_")), colour,
+                                           line_width=2.0 if key == maps.EPOCH_LOSS else 1.0)
+        self.validation = (self._line("validation (RMSE²)", "black", line_width=2.0, line_dash="dashed")
+                           if validation else None)
+        self.kept = Span(dimension="height", line_color="#555555", line_dash="dotted", line_width=1.5, visible=False)
+        self.kept_label = Label(x=0, y=4, y_units="screen", x_offset=3, text="kept", text_font_size="8pt",
+                                text_color="#555555", visible=False)
+        self.figure.add_layout(self.kept)
+        self.figure.add_layout(self.kept_label)
         self.figure.add_tools(HoverTool(tooltips=[("epoch", "@epoch"), ("loss", "@loss{0.000e}")]))
+
+    def _line(self, label: str, colour: str, **style: Any) -> ColumnDataSource:
+        source = ColumnDataSource(dict(epoch=[], loss=[]))
+        line = self.figure.line("epoch", "loss", source=source, color=colour, **style)
+        self.legend.items.append(LegendItem(label=label, renderers=[line]))
+        return source
 
     def update(self, history: Sequence[dict]) -> None:
         for key, source in self.sources.items():
             epochs, values = maps.loss_series(history, key)
             source.data = dict(epoch=epochs, loss=values)
+        if self.validation is not None:
+            epochs, values = maps.validation_series(history)
+            self.validation.data = dict(epoch=epochs, loss=values)
+        kept = maps.kept_epoch(history)
+        if kept is not None:
+            self.kept.update(location=kept, visible=True)
+            self.kept_label.update(x=kept, text=f"kept: epoch {kept}", visible=True)

@@ -103,11 +103,17 @@ def binned_mean(points: dict[str, np.ndarray], bounds: tuple[float, float, float
     return (ex[:-1] + ex[1:]) / 2, (ey[:-1] + ey[1:]) / 2, mean
 
 
+EPOCH_LOSS = "epoch_data_loss"
+"""The history key of the epoch-mean training data loss (a mean square error, like the validation RMSE²)."""
+VALIDATION_KEY = "val_rmse"
+"""The history key of a flux run's validation RMSE (scaled units; absent without a validation set)."""
+
+
 def loss_terms(history: Sequence[dict]) -> list[str]:
     """The loss keys present in a training history (``loss_*`` terms and the epoch-mean data loss)."""
     keys: set[str] = set()
     for record in history:
-        keys.update(k for k in record if k.startswith("loss_") or k == "epoch_data_loss")
+        keys.update(k for k in record if k.startswith("loss_") or k == EPOCH_LOSS)
     return sorted(keys)
 
 
@@ -117,6 +123,19 @@ def loss_series(history: Sequence[dict], key: str) -> tuple[np.ndarray, np.ndarr
     values = np.array([h.get(key, np.nan) for h in history], dtype=float)
     ok = np.isfinite(values) & (values > 0)
     return epochs[ok], values[ok]
+
+
+def validation_series(history: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Epochs and validation RMSE² (:data:`VALIDATION_KEY`): a mean square error like the data loss, so the
+    two curves compare on one axis (empty without a validation set)."""
+    epochs, rmse = loss_series(history, VALIDATION_KEY)
+    return epochs, rmse**2
+
+
+def kept_epoch(history: Sequence[dict]) -> int | None:
+    """The epoch whose weights a run keeps so far (``best_epoch`` of the last record), None before the first."""
+    kept = history[-1].get("best_epoch") if history else None
+    return int(kept) if kept else None
 
 
 def boxes(bounds: Sequence[tuple[float, float, float, float]], labels: Sequence[str], color: str = "#ffcc00"):

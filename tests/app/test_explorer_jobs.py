@@ -48,3 +48,23 @@ def test_maps_wait_a_few_polls_for_a_job_still_starting(data_home):
     assert "epoch 5" in app.cards_by_id[second.id].info.object and len(app.live) == 1
     app._poll()
     assert set(app.rows) == {first.id, second.id} and len(app.live) == 2
+
+
+def test_the_lesson_leaves_the_plan_to_the_fields_size_and_caps_only_the_time(data_home, monkeypatch):
+    """Flux runs end by their plan, patience or seconds: the lesson must not cap them at a small epoch count."""
+    from iceviz.app import explorer as ex
+    from iceviz.data.specs import load_problem
+    from iceviz.data.splits import validation_mask
+    from iceviz.models.registry import flux_size_defaults
+
+    app = ex.Explorer()
+    submitted = []
+    monkeypatch.setattr(app.lesson_queue, "submit", lambda job: submitted.append(job) or job)  # built, not run
+    app._on_lesson()
+    assert [job.name for job in submitted] == ["dfnn", "pinn"]
+    problem = load_problem(f"synthetic:{app.lesson_field.value}?noise={app.lesson_noise.value:g}")
+    held, _ = validation_mask(problem.train, problem.bounds)
+    planned = flux_size_defaults(int((~held).sum()))["planned_epochs"]
+    for job in submitted:
+        params = job._make_trainer().params  # the recipe the worker would build
+        assert params.seconds == 60 and params.epochs >= planned and params.planned_epochs == planned

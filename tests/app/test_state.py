@@ -3,7 +3,9 @@
 import pytest
 
 from iceviz.app.state import CUSTOM, ExplorerState
+from iceviz.data.splits import validation_mask
 from iceviz.geo.regions import PRESET_REGIONS
+from iceviz.models.registry import flux_size_defaults
 from iceviz.training.job import JobStatus
 
 
@@ -21,8 +23,42 @@ def test_source_sets_the_box_and_loads_its_data():
     assert state.problem is not None and state.message == ""
     info = state.summary()
     assert info["width_km"] == pytest.approx(200) and info["train"] > 1000 and "s" in info["fields"]
-    # the source's size hints reach the hyper-parameter widgets
-    assert state.hyper["dfnn"].batch_size == 128
+    # the training points as a seed-0 run uses them: fitted, and held out for validation
+    held, _ = validation_mask(state.problem.train, state.problem.bounds)
+    assert (info["train"], info["validation"]) == (len(held) - held.sum(), held.sum()) and held.sum() > 100
+
+
+def _size_defaults(state: ExplorerState) -> dict:
+    """What flux_size_defaults gives for the points a seed-0 run fits on the state's problem."""
+    held, _ = validation_mask(state.problem.train, state.problem.bounds)
+    return flux_size_defaults(int((~held).sum()))
+
+
+def _size_params(state: ExplorerState, name: str) -> dict:
+    return {k: getattr(state.hyper[name], k) for k in ("batch_size", "planned_epochs", "patience")}
+
+
+def test_hyper_parameters_follow_the_size_of_the_source_and_its_hints():
+    state = _state("synthetic:curve")
+    expected = _size_defaults(state)
+    assert expected["planned_epochs"] != 300 and expected["batch_size"] != 1024  # not the registry's
+    for name in ("dfnn", "pinn", "nn-dir"):
+        assert _size_params(state, name) == expected
+        assert state.hyper[name].width == 128  # the benchmark's hint
+        assert state.hyper[name].epochs == 1_000_000  # a cap: the plan, patience or seconds end the run
+
+
+def test_a_new_box_refreshes_the_size_defaults_and_keeps_the_users_other_choices():
+    state = _state("synthetic:curve")
+    whole = _size_defaults(state)
+    state.hyper["dfnn"].lr = 1e-4  # the source's hint is 5e-3
+    state.set_bounds((-50_000, 0, 300_000, 400_000))  # half the points
+    half = _size_defaults(state)
+    assert half["planned_epochs"] > whole["planned_epochs"]  # fewer points: more epochs for the same steps
+    assert _size_params(state, "dfnn") == _size_params(state, "pinn") == half
+    assert state.hyper["dfnn"].lr == 1e-4
+    state.source = next(k for k, v in state._sources.items() if v == "synthetic:glacier")  # a new source: all reset
+    assert state.hyper["dfnn"].lr == 7e-3 and _size_params(state, "dfnn") == _size_defaults(state)
 
 
 def test_a_box_without_data_is_refused_with_a_message_not_an_exception():
@@ -111,6 +147,7 @@ def test_a_background_build_applies_only_the_newest_box(glacier_products, data_h
         assert time.monotonic() < deadline, "the background build did not finish"
         time.sleep(0.05)
     assert state.message == "" and state.problem.bounds == (450_000.0, 550_000.0, -900_000.0, -800_000.0)
+    assert _size_params(state, "dfnn") == _size_defaults(state)  # the widgets follow the box built in a thread
     time.sleep(1.0)
     assert not state.finish_build()  # the first request's result, if it came late, is dropped
     assert state.problem.bounds == (450_000.0, 550_000.0, -900_000.0, -800_000.0)

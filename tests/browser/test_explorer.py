@@ -70,7 +70,8 @@ def test_map_presets_and_a_box_without_data(page):
     shot(page, "map")
     select(page, "Data", "Synthetic outlet glacier (Byrd box)")
     summary = page.locator(".region-summary").first
-    assert "2372 train" in deep_text(summary)
+    counts = re.search(r"(\d+) train · (\d+) validation · (\d+) test points", deep_text(summary))
+    assert counts and int(counts[1]) + int(counts[2]) == 2372 and int(counts[2]) > 0  # validation: from train
     select(page, "Region", "amery")
     message = page.locator(".app-message").first
     message.wait_for(state="visible", timeout=10_000)
@@ -87,9 +88,8 @@ def test_training_updates_live_and_obeys_pause_and_cancel(page, tmp_path):
     select(page, "Data", "Synthetic outlet glacier (Byrd box)")
     keep_models(page, ["nn"])
     select(page, "Hyper-parameters of", "nn")
-    epochs = page.locator(".bk-input-group", has_text="Epochs").locator("input").first
-    epochs.fill("100000")  # the 30 s budget ends it, not the epochs
-    epochs.press("Enter")
+    for label in ("Planned epochs", "Patience"):  # the 30 s budget ends it, not the plan or the patience
+        number(page, label, "100000")
     page.wait_for_timeout(500)
     page.locator("button", has_text="Start training").first.click()
     label = "nn #"

@@ -237,7 +237,7 @@ def test_flux_job_runs_to_done_with_final_snapshot_and_history(jobs):
     assert job.start().wait(30) is JobStatus.DONE, job.error
     result = job.result
     assert isinstance(result, FitResult)
-    n, batch = len(job.trainer.problem.train), job.trainer.params.batch_size
+    n, batch = len(job.trainer.q_train), job.trainer.params.batch_size  # the points fitted: validation held out
     assert result.epochs == 25 and result.steps == 25 * math.ceil(n / min(batch, n))
     assert 1 <= result.best_epoch <= 25
     assert {"rmse", "mae", "mad", "rmse_phys", "mae_phys", "mad_phys"} <= set(result.metrics)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
+from iceviz.data.shelf import Raster, validation_split
 from iceviz.data.specs import load_problem
+from iceviz.data.splits import tile_labels
 from iceviz.models.registry import get_model
 from iceviz.training.checkpoint import load_checkpoint, save_checkpoint
 from iceviz.training.job import Control, JobStatus, TrainingFailed
 from iceviz.training.trainers import make_trainer, training_job
-from iceviz.training.viscosity_trainer import near_boundary, relative_error
+from iceviz.training.viscosity_trainer import data_loss, near_boundary, relative_error
 
 from tests.training.conftest import wait_until
 
@@ -96,11 +100,18 @@ def test_live_snapshot_is_coarser_and_cheap(shelf):
 def test_lbfgs_phase_follows_adam_and_lowers_the_loss_on_its_batch(shelf):
     trainer = make_trainer("viscosity-pinn", shelf, device="cpu", epochs=400, seed=1, **{**SMALL, "lbfgs_fraction": 0.5})
     control = Control(snapshot_every=None)
-    trainer.fit(control)
-    phases = [r["phase"] for r in control.history()]
+    result = trainer.fit(control)
+    history = control.history()
+    phases = [r["phase"] for r in history]
     assert phases[0] == "adam" and phases[-1] == "lbfgs" and not trainer.lbfgs_failed
-    lbfgs = [r["loss_total"] for r in control.history() if r["phase"] == "lbfgs"]
+    lbfgs = [r["loss_total"] for r in history if r["phase"] == "lbfgs"]
     assert len(lbfgs) >= 2 and lbfgs[-1] < lbfgs[0]
+    # both phases are validated, the Adam phase at its last step too; the kept weights are the best of either
+    switch = next(i for i, r in enumerate(history) if r["phase"] == "lbfgs")
+    assert history[switch - 1]["step"] == 200 and history[-1]["step"] == result.steps == 400
+    val = [r["val_misfit"] for r in history]
+    assert result.best_epoch == history[int(np.argmin(val))]["step"]
+    assert data_loss(trainer.validation_terms(), trainer.params.thickness_weight) == pytest.approx(min(val), rel=1e-9)
 
 
 def test_residual_based_sampling_favours_large_residuals(shelf):
@@ -168,6 +179,94 @@ def test_checkpoint_round_trip_predicts_the_same_viscosity(shelf, tmp_path):
     x = torch.randn(20, 2)
     assert torch.equal(ck.model(x), trainer.model(x))
     assert ck.params["collocation"] == 200
+
+
+def rows(x: torch.Tensor) -> set[tuple[float, float]]:
+    return {tuple(r) for r in x.tolist()}
+
+
+def test_validation_holds_out_whole_tiles_the_same_on_both_rasters(shelf):
+    # a thickness raster on its own, coarser grid: the held-out tiles are places, not cell indices
+    thk = shelf.thickness
+    problem = dataclasses.replace(shelf, thickness=Raster(thk.x[::3], thk.y[::3], {"h": thk.fields["h"][::3, ::3]}))
+    held_v, held_h = validation_split(problem, 0.1, seed=4)
+    assert 0.05 < held_v.mean() < 0.2 and 0.05 < held_h.mean() < 0.2
+    tiles_v = tile_labels(problem.velocity_points()[0], problem.bounds)
+    tiles_h = tile_labels(problem.thickness_points()[0], problem.bounds)
+    held_tiles = set(tiles_v[held_v])
+    assert len(held_tiles) >= 3 and set(tiles_h[held_h]) == held_tiles
+    np.testing.assert_array_equal(held_v, np.isin(tiles_v, list(held_tiles)))  # whole tiles, every cell of them
+    np.testing.assert_array_equal(held_h, np.isin(tiles_h, list(held_tiles)))
+    # the same seed, the same split; another seed, another
+    again = validation_split(problem, 0.1, seed=4)
+    np.testing.assert_array_equal(again[0], held_v)
+    np.testing.assert_array_equal(again[1], held_h)
+    assert not np.array_equal(validation_split(problem, 0.1, seed=5)[0], held_v)
+    assert not any(m.any() for m in validation_split(problem, 0.0, seed=4))
+
+
+def test_no_validation_cell_is_ever_trained_on(shelf):
+    trainer = make_trainer("viscosity-pinn", shelf, device="cpu", seed=2, **SMALL)
+    assert trainer.has_validation
+    np.testing.assert_array_equal(trainer.val_v, validation_split(shelf, 0.1, seed=2)[0])
+    val_v, val_h = rows(trainer.x_val_uv), rows(trainer.x_val_h)
+    assert len(val_v) == trainer.val_v.sum() and len(trainer.x_uv) + len(val_v) == len(trainer.x_vel)
+    batches = [trainer.batch() for _ in range(30)]
+    assert not val_v & set().union(*(rows(b["x_vel"]) for b in batches))
+    assert not val_h & set().union(*(rows(b["x_thk"]) for b in batches))
+    # collocation points are physics, not observations: they still cover the held-out tiles
+    assert val_v & set().union(*(rows(b["x_col"]) for b in batches))
+
+
+def twin_weights(shelf, steps: int, **params) -> dict[str, torch.Tensor]:
+    """The weights after exactly ``steps`` Adam steps of a fresh trainer with the same parameters."""
+    twin = make_trainer("viscosity-pinn", shelf, device="cpu", **params)
+    for _ in range(steps):
+        twin._adam_step()
+    return twin.model.state_dict()
+
+
+def assert_weights_equal(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    state = model.state_dict()
+    assert state.keys() == weights.keys() and all(torch.equal(state[k], weights[k]) for k in state)
+
+
+def test_the_kept_weights_are_those_of_the_lowest_validation_misfit(shelf, tmp_path):
+    params = dict(SMALL, epochs=210, lr=0.03, seed=0)  # a high rate: the last weights are not the best here
+    trainer = make_trainer("viscosity-pinn", shelf, device="cpu", **params)
+    control = Control(snapshot_every=None)
+    result = trainer.fit(control)
+    history = control.history()
+    assert [r["step"] for r in history] == [50, 100, 150, 200, 210]  # and the phase's (and run's) last step
+    val = [r["val_misfit"] for r in history]
+    best = int(np.argmin(val))
+    assert val[-1] > 1.2 * val[best] and result.best_epoch == history[best]["step"] == 200
+    assert_weights_equal(trainer.model, twin_weights(shelf, 200, **params))
+    terms = trainer.validation_terms()
+    assert data_loss(terms, trainer.params.thickness_weight) == pytest.approx(val[best], rel=1e-9)
+    # the scores, the final snapshot and a checkpoint are of the kept weights
+    xy, uv = shelf.velocity_points()
+    pred = trainer.predict(xy[trainer.val_v])
+    m = control.latest().metrics
+    assert m["val_u_rel_error"] == pytest.approx(relative_error(pred["u"], uv[trainer.val_v, 0]), rel=1e-4)
+    assert m["val_v_rel_error"] == pytest.approx(relative_error(pred["v"], uv[trainer.val_v, 1]), rel=1e-4)
+    assert m["val_h_rel_error"] == result.metrics["val_h_rel_error"] > 0
+    np.testing.assert_allclose(control.latest().fields["u"].values[np.isfinite(shelf.velocity.fields["u"])],
+                               trainer.predict(xy)["u"])
+    ck = load_checkpoint(save_checkpoint(tmp_path / "m.safetensors", trainer))
+    assert_weights_equal(ck.model, trainer.model.state_dict())
+
+
+def test_without_validation_every_cell_is_trained_on_and_the_last_weights_kept(shelf):
+    params = dict(SMALL, epochs=60, lr=0.03, seed=0, val_fraction=0.0)
+    trainer = make_trainer("viscosity-pinn", shelf, device="cpu", **params)
+    assert not trainer.has_validation and len(trainer.x_uv) == len(trainer.x_vel)
+    control = Control(snapshot_every=None)
+    result = trainer.fit(control)
+    assert result.best_epoch == result.steps == 60
+    assert not any("val_misfit" in r for r in control.history())
+    assert not any(k.startswith("val_") for k in result.metrics)
+    assert_weights_equal(trainer.model, twin_weights(shelf, 60, **params))
 
 
 def test_registry_defaults_are_the_reference_weights():

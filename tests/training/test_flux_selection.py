@@ -1,0 +1,90 @@
+"""Model selection on validation data: the kept weights, patience, budgets as caps, a test set never looked at."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from iceviz.data.problem import FluxObservations, FluxProblem, FluxScale
+from iceviz.data.specs import load_problem
+from iceviz.training.job import Control
+from iceviz.training.trainers import make_trainer
+
+
+def _recording_fit(trainer):
+    control = Control(snapshot_every=None)
+    result = trainer.fit(control)
+    return result, control.history()
+
+
+def noise_problem(n_lines=12, per_line=40, seed=0) -> FluxProblem:
+    """Flux that is pure noise on straight lines: fitting the training lines can only hurt the held-out ones."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0.0, 1.0, per_line)
+    xy = np.concatenate([np.column_stack([np.full(per_line, (k + 0.5) / n_lines), t]) for k in range(n_lines)])
+    line = np.repeat(np.arange(n_lines), per_line)
+    q = rng.normal(size=(len(xy), 2))
+    test = rng.uniform(0, 1, size=(200, 2))
+    return FluxProblem(spec="noise", train=FluxObservations(xy=xy, q=q, line=line),
+                       test=FluxObservations(xy=test, q=rng.normal(size=(200, 2))),
+                       scale=FluxScale(0.0, 0.0, 1.0, 1.0), bounds=(0.0, 1.0, 0.0, 1.0), grid_shape=(10, 10))
+
+
+def test_early_stopping_restores_the_best_validation_weights_while_training_still_improves():
+    trainer = make_trainer("nn", noise_problem(), device="cpu", seed=0, width=128, depth=3, lr=1e-2,
+                           planned_epochs=400, patience=40, weight_decay=0.0)
+    result, history = _recording_fit(trainer)
+    val = np.array([h["val_rmse"] for h in history])
+    train = np.array([h["epoch_data_loss"] for h in history])
+    # patience counts from half-way through the schedule on
+    assert result.stop_reason == "patience" and result.epochs == max(result.best_epoch + 40, 200)
+    assert train[-1] < train[result.best_epoch - 1]  # training kept improving past the kept epoch ...
+    assert val[-1] > val.min()  # ... while validation got worse
+    assert val[result.best_epoch - 1] == val.min()
+    assert trainer.validation_rmse() == pytest.approx(val.min(), rel=1e-6)  # the kept weights are those
+    assert result.metrics["val_rmse"] == pytest.approx(val.min(), rel=1e-6)
+    assert all(h["best_epoch"] <= h["epoch"] for h in history)
+
+
+def test_the_test_set_is_never_looked_at_before_the_final_score():
+    p = load_problem("synthetic:curve")
+    kwargs = dict(device="cpu", seed=2, planned_epochs=60)
+    a = make_trainer("dfnn", p, **kwargs).fit()
+    scrambled = dataclasses.replace(p, test=FluxObservations(xy=p.test.xy, q=-3 * p.test.q))
+    b = make_trainer("dfnn", scrambled, **kwargs).fit()
+    assert (a.best_epoch, a.epochs, a.stop_reason) == (b.best_epoch, b.epochs, b.stop_reason)
+    assert a.metrics["val_rmse"] == b.metrics["val_rmse"] and a.metrics["rmse"] != b.metrics["rmse"]
+
+
+def test_budgets_beyond_the_plan_change_nothing():
+    p = load_problem("synthetic:ridges")
+    kwargs = dict(device="cpu", seed=1, planned_epochs=80)
+    base = make_trainer("dfnn", p, **kwargs).fit()
+    for budget in (dict(epochs=320), dict(seconds=3600.0)):
+        other = make_trainer("dfnn", p, **kwargs, **budget).fit()
+        assert other.metrics["rmse"] == base.metrics["rmse"] and other.best_epoch == base.best_epoch, budget
+    assert base.stop_reason in ("schedule", "patience")
+
+
+SMALL = ("synthetic:curve", "synthetic:branching", "synthetic:glacier?bbox=400000,500000,-950000,-850000")
+
+
+@pytest.mark.parametrize("spec", SMALL)
+def test_a_larger_budget_is_never_worse(spec):
+    """4x the epoch cap: the mean test RMSE of 3 seeds is not above the 1x mean beyond 10 %, no seed beyond 30 %.
+
+    The caps are a quarter of the default plan and the plan itself, so the larger run is the smaller one
+    continued (the same weights up to the smaller cap), and it keeps the best validation epoch of the whole."""
+    p = load_problem(spec)
+    assert len(p.train) < 1000  # small problems: a few hundred points
+    small, large = [], []
+    for seed in range(3):
+        plan = make_trainer("dfnn", p, device="cpu", seed=seed).params.planned_epochs
+        small.append(make_trainer("dfnn", p, device="cpu", seed=seed, epochs=plan // 4).fit())
+        large.append(make_trainer("dfnn", p, device="cpu", seed=seed, epochs=plan).fit())
+    assert all(r.epochs <= plan // 4 for r in small)
+    assert all(b.metrics["val_rmse"] <= a.metrics["val_rmse"] for a, b in zip(small, large))
+    rmse_small = np.array([r.metrics["rmse"] for r in small])
+    rmse_large = np.array([r.metrics["rmse"] for r in large])
+    assert rmse_large.mean() <= 1.10 * rmse_small.mean(), (rmse_small, rmse_large)
+    assert (rmse_large <= 1.30 * rmse_small).all(), (rmse_small, rmse_large)
