@@ -169,7 +169,7 @@ def recipe_fit(problem: FluxProblem, seed: int, max_epochs: int = 2000, patience
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         epoch += 1
         if total / n < best:
             best, wait = total / n, 0

@@ -142,6 +142,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                             "divergence_scale_m_per_yr": problem.scale.divergence}
         line = (f"test RMSE {summary['rmse']:.4f} ({summary['rmse_phys']:.4g} m²/yr), MAE {summary['mae']:.4f}, "
                 f"MAD {summary['mad']:.3g} ({summary['mad_phys']:.3g} m/yr)")
+        if "val_rmse" in summary:
+            line += (f"; validation RMSE {summary['val_rmse']:.4f} on {summary['val_points']} held-out points, "
+                     f"weights of epoch {summary['best_epoch']} kept, stopped by {STOP_REASONS[result.stop_reason]}")
     if args.out:
         summary["out"] = str(_write_outputs(Path(args.out), job, summary, save_checkpoint))
     if args.json:
@@ -150,6 +153,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"{args.model} on {args.data}: {line} after {result.epochs} epochs, {result.seconds:.1f} s "
               f"on {summary['device']}", file=sys.stderr)
     return 0
+
+
+STOP_REASONS = {"schedule": "the end of its planned schedule", "patience": "patience (no better validation)",
+                "epochs": "the epoch budget", "seconds": "the time budget"}
+"""Why a flux run ended, in words (``stop_reason`` in the JSON line)."""
 
 
 VISCOSITY_KEYS = ("mu_rel_error", "mu_rel_error_interior", "mu_rel_error_boundary", "u_rel_error", "v_rel_error",

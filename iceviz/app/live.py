@@ -54,7 +54,8 @@ def format_seconds(s: float | None) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
-TABLE_FORMATS = {"rmse": "0.0000", "mae": "0.0000", "rmse_m2_per_yr": "0,0", "seconds": "0.0"}
+TABLE_FORMATS = {"rmse": "0.0000", "mae": "0.0000", "rmse_m2_per_yr": "0,0", "val_rmse_m2_per_yr": "0,0",
+                 "seconds": "0.0"}
 """Number formats (numbro) for the metrics table; the MAD columns are scientific (dfNN's is ~1e-7)."""
 TABLE_SCIENTIFIC = ("mad", "mad_m_per_yr")
 
@@ -122,14 +123,14 @@ class LiveRow:
         # every term the trainer reports, known from the first snapshot (the PINN's collocation term
         # joins after its first epoch), so the legend never changes
         terms = [f"loss_{k}" for k in snapshot.losses] + (["loss_collocation"] if "div" in snapshot.losses else [])
-        keys = sorted(set(maps.loss_terms(history)) | set(terms) | {"epoch_data_loss"})
+        keys = sorted(set(maps.loss_terms(history)) | set(terms) | {maps.EPOCH_LOSS})
         truth = "error" in snapshot.fields
         self.flux = FieldFigure(f"{label}: predicted flux |q|", maps.SEQUENTIAL, "|q| (m²/yr)", ranges, arrows=True)
         self.divergence = FieldFigure(f"{label}: divergence ∇·q, shared scale", maps.DIVERGING, "∇·q (m/yr)",
                                       ranges, compact=False)
         self.error = FieldFigure(f"{label}: |error| vs known truth" if truth else
                                  f"{label}: mean |error| at held-out points", maps.ERROR, "|error| (m²/yr)", ranges)
-        self.loss = LossFigure(f"{label}: loss terms", keys)
+        self.loss = LossFigure(f"{label}: loss terms", keys, validation=any(maps.VALIDATION_KEY in h for h in history))
         self.last_snapshot: Snapshot | None = None
         self.last_limits: tuple[float, float, float] | None = None
         self.last_history = -1
@@ -186,7 +187,8 @@ def shared_limits(snapshots: list[Snapshot]) -> dict[str, float]:
 
 
 def metrics_frame(jobs: list[tuple[str, Job]]) -> pd.DataFrame:
-    """One row per job: status, epochs, seconds and test metrics, ranked by RMSE."""
+    """One row per job: status, epochs, seconds and test metrics, ranked by RMSE, with the RMSE on the
+    held-out validation points beside the test RMSE (once a run with a validation set ends; NaN before)."""
     rows = []
     for label, job in jobs:
         snap = job.latest()
@@ -194,7 +196,8 @@ def metrics_frame(jobs: list[tuple[str, Job]]) -> pd.DataFrame:
         rows.append(dict(model=label, status=job.status.value, epochs=snap.epoch if snap else 0,
                          seconds=round(snap.seconds, 1) if snap else 0.0,
                          rmse=m.get("rmse", np.nan), mae=m.get("mae", np.nan), mad=m.get("mad", np.nan),
-                         rmse_m2_per_yr=m.get("rmse_phys", np.nan), mad_m_per_yr=m.get("mad_phys", np.nan)))
+                         rmse_m2_per_yr=m.get("rmse_phys", np.nan), val_rmse_m2_per_yr=m.get("val_rmse_phys", np.nan),
+                         mad_m_per_yr=m.get("mad_phys", np.nan)))
     frame = pd.DataFrame(rows, columns=["model", "status", "epochs", "seconds", "rmse", "mae", "mad",
-                                        "rmse_m2_per_yr", "mad_m_per_yr"])
+                                        "rmse_m2_per_yr", "val_rmse_m2_per_yr", "mad_m_per_yr"])
     return frame.sort_values("rmse", na_position="last").reset_index(drop=True)

@@ -9,7 +9,8 @@ background (a worker process in a server); a periodic callback copies its
 latest snapshot into Bokeh figures made once per shelf
 (:mod:`iceviz.viz.shelf_figures`): μ on a log scale, the truth and the relative
 error where known, the SSA residual, the strain rate and the misfits, plus the
-loss terms. At the end: a metrics table and the final fields as NetCDF.
+loss terms beside the validation misfit (on the held-out cells, which choose the
+kept weights: marked). At the end: a metrics table and the final fields as NetCDF.
 
 Loading a shelf (seconds for a synthetic one: it solves an SSA) and the
 least-squares preview run in a thread, off the server's event loop; the poll
@@ -57,7 +58,8 @@ LABELS = {"epochs": "Steps", "lr": "Learning rate", "batch_size": "Batch size", 
           "front_points": "Front points", "thickness_weight": "Thickness weight", "equation_weight": "SSA weight",
           "front_weight": "Front weight", "lbfgs_fraction": "L-BFGS fraction", "resampling": "Sampling",
           "resample_every": "Re-score every", "seed": "Seed", "anneal": "Anneal fraction",
-          "subdomains": "Sub-domains", "interface_weight": "Interface weight", "interface_points": "Interface points"}
+          "subdomains": "Sub-domains", "interface_weight": "Interface weight", "interface_points": "Interface points",
+          "val_fraction": "Validation fraction"}
 LSQ_LABEL = "Instant μ preview (noise-sensitive)"
 INTRO = ("Pick an ice shelf, optionally drag a box on its observed speed (box-select tool) to invert only a part "
          "of it (the box must contain calving front: the front condition is what makes the viscosity "
@@ -68,9 +70,12 @@ METRIC_ROWS = (
     ("mu_rel_error", "viscosity μ: relative L2 error vs the truth", "percent"),
     ("mu_rel_error_interior", "… in the interior", "percent"),
     ("mu_rel_error_boundary", "… within 5 km of the shelf's edge", "percent"),
-    ("u_rel_error", "u: relative L2 misfit to the observations", "percent"),
-    ("v_rel_error", "v: relative L2 misfit to the observations", "percent"),
-    ("h_rel_error", "h: relative L2 misfit to the observations", "percent"),
+    ("u_rel_error", "u: relative L2 misfit to the observations (all cells)", "percent"),
+    ("v_rel_error", "v: relative L2 misfit to the observations (all cells)", "percent"),
+    ("h_rel_error", "h: relative L2 misfit to the observations (all cells)", "percent"),
+    ("val_u_rel_error", "u: relative L2 misfit on the held-out validation cells", "percent"),
+    ("val_v_rel_error", "v: relative L2 misfit on the held-out validation cells", "percent"),
+    ("val_h_rel_error", "h: relative L2 misfit on the held-out validation cells", "percent"),
     ("residual", "RMS SSA momentum residual (× driving stress)", "number"),
     ("front_residual", "RMS calving-front residual (scaled)", "number"),
     ("steps", "optimisation steps", "integer"),

@@ -37,8 +37,8 @@ NOISE_BOUNDS = (0.0, 1.0)
 #: Physical placement of the unit-square benchmarks: a 100 km box, flux unit 10 000 m²/yr.
 BENCHMARK_SCALE = FluxScale(x0=-50_000.0, y0=300_000.0, length=100_000.0, flux=10_000.0, surface=1000.0)
 BENCHMARK_GRID_SHAPE = (50, 50)
-BENCHMARK_HINTS = dict(width=128, depth=3, lr=5e-3, collocation=1024)
-"""A few hundred points: a wider shallower net, fewer PINN collocation points (see BENCHMARKS.md)."""
+BENCHMARK_HINTS = dict(width=128, depth=3, lr=5e-3)
+"""A few hundred points: a wider, shallower net (see BENCHMARKS.md)."""
 BENCHMARK_DIRECTION_N = 40
 TEST_GRID_N = 20
 DIRECTION_MIN_RELATIVE = 1e-9

@@ -196,16 +196,19 @@ SCHEDULE_STEPS = 6000
 def flux_size_defaults(n_points: int) -> dict[str, Any]:
     """Flux hyper-parameters that follow the number of points a run fits (training minus validation).
 
-    - batch: n / 32 rounded down to a power of two, within [32, 512] points, so an epoch
-      is at least about 32 steps (a few hundred points: batch 32; Byrd's 23,000: 512);
+    - batch: n / 32 rounded down to a power of two, within [32, 512] points: a few hundred points
+      take batches of 32 (the published small-data recipe's), Byrd's 23,000 take 512;
     - planned_epochs: :data:`SCHEDULE_STEPS` optimisation steps, within [100, 2000] epochs;
-    - patience: a quarter of the plan, at least 25 epochs.
+    - patience: a quarter of the plan, at least 25 epochs;
+    - collocation (PINN): n rounded up to a power of two, within [1024, 10240] points, so that the
+      once-per-epoch divergence step costs about what the epoch's data steps cost.
     """
     n = max(int(n_points), 1)
     batch = int(min(512, max(32, 2 ** math.floor(math.log2(max(n / 32, 1))))))
     steps_per_epoch = math.ceil(n / batch)
     planned = int(min(2000, max(100, round(SCHEDULE_STEPS / steps_per_epoch))))
-    return dict(batch_size=batch, planned_epochs=planned, patience=max(25, planned // 4))
+    collocation = int(min(10240, max(1024, 2 ** math.ceil(math.log2(n)))))
+    return dict(batch_size=batch, planned_epochs=planned, patience=max(25, planned // 4), collocation=collocation)
 
 
 _VARIANT_DEFAULTS = {

@@ -140,6 +140,37 @@ class FieldFigure:
             self.arrows.data = arrows
 
 
+KEPT_COLOUR = "#555555"
+"""The kept epoch's (or step's) line and label."""
+
+
+class KeptMarker:
+    """A dotted vertical line, labelled, at the epoch or step whose weights a run keeps (``best_epoch`` of the
+    last history record, :func:`iceviz.viz.maps.kept_epoch`); hidden without one."""
+
+    def __init__(self, fig: figure, unit: str = "epoch"):
+        self.unit = unit
+        self.span = Span(dimension="height", line_color=KEPT_COLOUR, line_dash="dotted", line_width=1.5,
+                         visible=False)
+        self.label = Label(x=0, y=4, y_units="screen", x_offset=3, text="kept", text_font_size="8pt",
+                           text_color=KEPT_COLOUR, background_fill_color="white", background_fill_alpha=0.7,
+                           visible=False)
+        fig.add_layout(self.span)
+        fig.add_layout(self.label)
+
+    def update(self, history: Sequence[dict], steps: np.ndarray) -> None:
+        """Mark the kept epoch or step of ``history``, whose records are drawn at ``steps``."""
+        kept = maps.kept_epoch(history)
+        if kept is None or len(steps) == 0:
+            self.span.visible = self.label.visible = False
+            return
+        # the label on the side of the line with room: the kept epoch is often the last one
+        right = kept > (np.nanmin(steps) + np.nanmax(steps)) / 2
+        self.span.update(location=kept, visible=True)
+        self.label.update(x=kept, text=f"kept: {self.unit} {kept:,}", visible=True,
+                          text_align="right" if right else "left", x_offset=-3 if right else 3)
+
+
 LOSS_LABELS = {maps.EPOCH_LOSS: "data (epoch mean)"}
 """Legend labels of the history keys that are not ``loss_*`` terms (those lose the prefix)."""
 
@@ -172,11 +203,7 @@ class LossFigure:
                                            line_width=2.0 if key == maps.EPOCH_LOSS else 1.0)
         self.validation = (self._line("validation (RMSE²)", "black", line_width=2.0, line_dash="dashed")
                            if validation else None)
-        self.kept = Span(dimension="height", line_color="#555555", line_dash="dotted", line_width=1.5, visible=False)
-        self.kept_label = Label(x=0, y=4, y_units="screen", x_offset=3, text="kept", text_font_size="8pt",
-                                text_color="#555555", visible=False)
-        self.figure.add_layout(self.kept)
-        self.figure.add_layout(self.kept_label)
+        self.kept = KeptMarker(self.figure)
         self.figure.add_tools(HoverTool(tooltips=[("epoch", "@epoch"), ("loss", "@loss{0.000e}")]))
 
     def _line(self, label: str, colour: str, **style: Any) -> ColumnDataSource:
@@ -192,7 +219,4 @@ class LossFigure:
         if self.validation is not None:
             epochs, values = maps.validation_series(history)
             self.validation.data = dict(epoch=epochs, loss=values)
-        kept = maps.kept_epoch(history)
-        if kept is not None:
-            self.kept.update(location=kept, visible=True)
-            self.kept_label.update(x=kept, text=f"kept: epoch {kept}", visible=True)
+        self.kept.update(history, np.array([h["epoch"] for h in history]))

@@ -6,8 +6,9 @@ a logarithmic colour scale [Pa·s], beside it the true μ and the relative error
 residual, the effective strain rate (log scale), and the network-minus-data
 misfits of u, v (velocity raster) and h (thickness raster). Every map draws the
 calving-front points and zooms with the others. A loss chart shows every loss
-term against the optimisation step on a log axis, and the viscosity error when
-the truth is known.
+term against the optimisation step on a log axis, the validation misfit and the
+step whose weights are kept (when the run holds out cells), and the viscosity
+error when the truth is known.
 
 As in :mod:`iceviz.viz.live_figures` an update only replaces the columns of a
 ``ColumnDataSource`` and, when they change by more than rounding, the colour
@@ -27,12 +28,12 @@ from typing import Sequence
 import holoviews as hv
 import numpy as np
 import xarray as xr
-from bokeh.models import (BasicTickFormatter, ColorBar, ColumnDataSource, CustomJSTickFormatter, HoverTool, Legend,
-                          LegendItem, LinearColorMapper, LogColorMapper, NumeralTickFormatter, Range1d)
+from bokeh.models import (BasicTickFormatter, ColorBar, ColumnDataSource, CustomJSTickFormatter, HoverTool,
+                          Legend, LegendItem, LinearColorMapper, LogColorMapper, NumeralTickFormatter, Range1d)
 from bokeh.plotting import figure
 
 from iceviz.viz import maps
-from iceviz.viz.live_figures import TOOLS, ascending, image_columns, palette, round2, shared_ranges
+from iceviz.viz.live_figures import TOOLS, KeptMarker, ascending, image_columns, palette, round2, shared_ranges
 from iceviz.viz.mesh_figures import frame_size, map_figure
 
 FRAME_WIDTH = 230
@@ -55,7 +56,12 @@ LOSS_LINES = (
     ("loss_interface", "interface jumps (XPINN)", "#8c564b", "solid", 1.4),
 )
 """The loss chart's lines (unweighted terms in scaled units, and the weighted total relative to its start)."""
+VALIDATION_LINE = ("val_misfit", "validation misfit", "#000000", "dashed", 2.0)
+"""The data part of the loss, MSE(û) + MSE(v̂) + w_h MSE(ĥ), on the held-out cells: dashed black, as the
+validation curve of the flux models' loss charts (:class:`iceviz.viz.live_figures.LossFigure`)."""
 MU_ERROR_LINE = ("mu_rel_error", "μ rel. error", "#ff7f0e", "dashed", 2.5)
+OPTIONAL_LINES = ("loss_interface", "val_misfit")
+"""Lines in the legend only once the history has them (runs with sub-domains, runs holding out cells)."""
 
 
 # -- pure functions ------------------------------------------------------------------------------
@@ -195,7 +201,8 @@ class ShelfMap:
 
 
 class LossChart:
-    """Every loss term against the optimisation step on a log axis (and μ's relative error when known)."""
+    """Every loss term against the optimisation step on a log axis, the validation misfit and the kept step
+    (when the run holds out cells), and μ's relative error when known."""
 
     def __init__(self, truth: bool, width: int = 620, height: int = 280):
         self.figure = figure(title="Loss terms (scaled units) and viscosity error" if truth else
@@ -207,24 +214,27 @@ class LossChart:
         for key, legend, colour, dash, width_px in self.lines(truth):
             line = self.figure.line("step", key, source=self.source, color=colour, line_dash=dash,
                                     line_width=width_px)
-            self.items[key] = LegendItem(label=legend, renderers=[line])
-        self.items["loss_interface"].visible = False  # until a run with sub-domains records it
+            self.items[key] = LegendItem(label=legend, renderers=[line], visible=key not in OPTIONAL_LINES)
         # outside the frame: the curves may run through any corner
         self.figure.add_layout(Legend(items=list(self.items.values()), label_text_font_size="8pt", click_policy="hide", spacing=0,
                                       padding=4, margin=4), "right")
-        self.figure.add_tools(HoverTool(tooltips=[("step", "@step"), ("total", "@loss_total{%0.3e}")]
+        self.kept = KeptMarker(self.figure, unit="step")
+        self.figure.add_tools(HoverTool(tooltips=[("step", "@step"), ("total", "@loss_total{%0.3e}"),
+                                                  ("validation", "@val_misfit{%0.3e}")]
                                         + ([("μ rel. error", "@mu_rel_error{0.0%}")] if truth else []),
-                                        formatters={"@loss_total": "printf"}, mode="vline"))
+                                        formatters={"@loss_total": "printf", "@val_misfit": "printf"}, mode="vline"))
 
     @staticmethod
     def lines(truth: bool) -> tuple[tuple, ...]:
-        return LOSS_LINES + ((MU_ERROR_LINE,) if truth else ())
+        return LOSS_LINES + (VALIDATION_LINE,) + ((MU_ERROR_LINE,) if truth else ())
 
     def update(self, history: Sequence[dict]) -> None:
         self.source.data = columns = loss_columns(history, list(self.items))
-        shown = bool(np.isfinite(columns["loss_interface"]).any())
-        if self.items["loss_interface"].visible != shown:
-            self.items["loss_interface"].visible = shown
+        for key in OPTIONAL_LINES:
+            shown = bool(np.isfinite(columns[key]).any())
+            if self.items[key].visible != shown:
+                self.items[key].visible = shown
+        self.kept.update(history, columns["step"])
 
 
 def loss_columns(history: Sequence[dict], keys: Sequence[str]) -> dict[str, np.ndarray]:

@@ -1,7 +1,7 @@
 """Job cards and live rows: what the user reads about a job, drawn from its snapshots."""
 
 
-from iceviz.app.live import JobCard, LiveRow, shared_limits
+from iceviz.app.live import TABLE_FORMATS, JobCard, LiveRow, metrics_frame, shared_limits
 from iceviz.training.job import JobStatus
 from iceviz.training.trainers import training_job
 from iceviz.viz.live_figures import shared_ranges
@@ -28,6 +28,23 @@ def test_live_row_draws_the_snapshot_and_follows_new_ones():
     limit = shared_limits([final])["div_limit"]
     assert (row.divergence.mapper.low, row.divergence.mapper.high) == (-limit, limit)  # symmetric
     assert len(row.loss.sources["loss_data"].data["epoch"]) > 0
+    # the run held out validation points: their error beside the loss, and the kept epoch marked
+    history = job.history()
+    assert len(row.loss.validation.data["epoch"]) == len(history) == 30
+    assert row.loss.kept.span.location == history[-1]["best_epoch"] == job.result.best_epoch
+    # the metrics table: the validation RMSE [m²/yr] beside the test RMSE, formatted like it
+    frame = metrics_frame([("pinn", job)])
+    columns = list(frame.columns)
+    assert columns.index("val_rmse_m2_per_yr") == columns.index("rmse_m2_per_yr") + 1
+    assert frame.loc[0, "val_rmse_m2_per_yr"] == final.metrics["val_rmse_phys"] > 0
+    assert frame.loc[0, "rmse_m2_per_yr"] == final.metrics["rmse_phys"]
+    assert TABLE_FORMATS["val_rmse_m2_per_yr"] == TABLE_FORMATS["rmse_m2_per_yr"]
     # a wider shared limit (another model diverges more) redraws with the new scale
     row.push(final, {**shared_limits([final]), "div_limit": 10 * limit}, job.history())
     assert row.divergence.mapper.high == 10 * limit
+
+
+def test_the_metrics_table_leaves_the_validation_rmse_blank_until_a_run_reports_it():
+    job = training_job("dfnn", "synthetic:curve")  # not started: no snapshot yet
+    frame = metrics_frame([("dfnn #1", job)])
+    assert frame.loc[0, "epochs"] == 0 and frame["val_rmse_m2_per_yr"].isna().all()

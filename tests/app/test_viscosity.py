@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 
 from iceviz.app.shelf_presets import PRESETS, ViscosityState, missing_file_message, preset_for_region
-from iceviz.app.viscosity import LSQ_LABEL, ViscosityView, metrics_markdown, status_text
+from iceviz.app.viscosity import LABELS, LSQ_LABEL, ViscosityView, metrics_markdown, status_text
 from iceviz.app.widgets import param_label
 from iceviz.models.registry import ViscosityParams
 from iceviz.training.job import JobStatus
@@ -106,6 +106,11 @@ def test_an_inversion_streams_maps_and_losses_then_reports_and_exports(view):
     assert view.metrics.visible and "viscosity μ: relative L2 error" in view.metrics.object
     assert not view.download.disabled and not view.start_button.disabled
     assert len(view.figures.loss.source.data["step"]) >= 2
+    # cells were held out (val_fraction 0.1): their misfit beside the losses, the kept step marked, scored
+    history = job.history()
+    np.testing.assert_array_equal(view.figures.loss.source.data["val_misfit"], [h["val_misfit"] for h in history])
+    assert view.figures.loss.kept.span.location == history[-1]["best_epoch"] == job.result.best_epoch > 0
+    assert "on the held-out validation cells" in view.metrics.object
     ds = _read_netcdf(view._netcdf_bytes())
     assert ds["mu"].attrs["units"] == "Pa s" and 0 < ds.attrs["mu_rel_error"] < 10
     assert np.nanmin(ds["mu"].values) > 0
@@ -125,3 +130,18 @@ def test_status_and_metrics_text():
     assert "No inversion yet" in status_text(None, None)
     table = metrics_markdown({"mu_rel_error": 0.0312, "residual": 0.05, "steps": 1200}, 61.0)
     assert "3.1 %" in table and "1,200" in table and "61 s" in table
+    assert "validation" not in table  # a run without held-out cells
+
+
+def test_the_metrics_show_the_misfits_on_the_held_out_cells():
+    table = metrics_markdown({"u_rel_error": 0.011, "val_u_rel_error": 0.023, "val_v_rel_error": 0.041,
+                              "val_h_rel_error": 0.005}, 10.0)
+    rows = {row.split(" | ")[0].strip("| "): row.split(" | ")[1].strip(" |") for row in table.splitlines()[2:]}
+    assert rows["u: relative L2 misfit to the observations (all cells)"] == "1.1 %"
+    assert rows["u: relative L2 misfit on the held-out validation cells"] == "2.3 %"
+    assert rows["v: relative L2 misfit on the held-out validation cells"] == "4.1 %"
+    assert rows["h: relative L2 misfit on the held-out validation cells"] == "0.5 %"
+
+
+def test_the_validation_fraction_has_a_label():
+    assert param_label(ViscosityParams.param.val_fraction, LABELS) == "Validation fraction [fraction]"

@@ -65,20 +65,20 @@ def _history(val_rmse: list[float], best: list[int]) -> list[dict]:
 
 def test_loss_figure_draws_the_validation_error_beside_the_loss_and_marks_the_kept_epoch():
     fig = LossFigure("losses", ["loss_data"], validation=True)
-    assert not fig.kept.visible  # nothing kept before the first epoch
+    assert not fig.kept.span.visible  # nothing kept before the first epoch
     fig.update(_history([0.4, 0.2, 0.3, 0.35], best=[1, 2, 2, 2]))
     assert list(fig.validation.data["epoch"]) == [1, 2, 3, 4]
     assert np.allclose(fig.validation.data["loss"], [0.16, 0.04, 0.09, 0.1225])  # RMSE²: a mean square, as the loss
-    assert fig.kept.visible and fig.kept.location == 2 and fig.kept.dimension == "height"
-    assert fig.kept_label.x == 2 and "kept" in fig.kept_label.text
+    assert fig.kept.span.visible and fig.kept.span.location == 2 and fig.kept.span.dimension == "height"
+    assert fig.kept.label.x == 2 and "kept" in fig.kept.label.text
     labels = [item.label["value"] for item in fig.figure.legend[0].items]
     assert labels == ["data", "validation (RMSE²)"] and fig.legend in fig.figure.below  # not over the curves
     fig.update(_history([0.4, 0.2, 0.3, 0.35, 0.1], best=[1, 2, 2, 2, 5]))
-    assert fig.kept.location == 5 and fig.kept_label.x == 5
+    assert fig.kept.span.location == 5 and fig.kept.label.x == 5
 
 
 def test_loss_figure_without_a_validation_set_draws_no_validation_curve():
     fig = LossFigure("losses", ["loss_data"])
     fig.update([{"epoch": 1, "loss_data": 0.5, "best_epoch": 1}])
-    assert fig.validation is None and fig.kept.location == 1
+    assert fig.validation is None and fig.kept.span.location == 1
     assert [item.label["value"] for item in fig.figure.legend[0].items] == ["data"]

@@ -94,3 +94,23 @@ def test_the_interface_loss_shows_only_for_runs_with_subdomains():
     assert not chart.items["loss_interface"].visible and chart.source.data["mu_rel_error"][0] == 0.3
     figs.update_losses([{"step": 50, "loss_total": 0.5, "loss_interface": 0.01}])
     assert chart.items["loss_interface"].visible
+
+
+def test_the_validation_misfit_and_the_kept_step_show_for_runs_holding_out_cells():
+    figs = ShelfFigures((0, 8000, 0, 5000), np.zeros((0, 2)), truth=False)
+    chart = figs.loss
+    assert not chart.items["val_misfit"].visible and not chart.kept.span.visible
+    history = [{"step": 50, "loss_total": 1.0, "val_misfit": 0.4, "best_epoch": 50},
+               {"step": 100, "loss_total": 0.5, "val_misfit": 0.2, "best_epoch": 100},
+               {"step": 150, "loss_total": 0.3, "val_misfit": 0.3, "best_epoch": 100}]
+    figs.update_losses(history)
+    np.testing.assert_array_equal(chart.source.data["val_misfit"], [0.4, 0.2, 0.3])
+    assert chart.items["val_misfit"].visible
+    assert chart.kept.span.visible and chart.kept.span.location == 100
+    assert chart.kept.label.x == 100 and chart.kept.label.text == "kept: step 100"
+    assert chart.kept.label.text_align == "left"  # the room is right of the line
+    figs.update_losses([*history, {"step": 200, "loss_total": 0.2, "val_misfit": 0.1, "best_epoch": 200}])
+    assert chart.kept.span.location == 200 and chart.kept.label.text_align == "right"  # the last step: left of it
+    # the same shelf's figures, a later run without a validation set: no curve, no marker
+    figs.update_losses([{"step": 50, "loss_total": 1.0}])
+    assert not chart.items["val_misfit"].visible and not chart.kept.span.visible and not chart.kept.label.visible
