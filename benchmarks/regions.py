@@ -9,6 +9,8 @@ The suite (``--list`` prints it with its point counts):
   5 and 20: lines at the golden angle, points 0.035 apart), 2 % noise, the noise-free 20 x 20 grid as
   test, in the field's own units;
 - ``glacier-dD-nN``: the synthetic glacier keeping every D-th survey point, noise N % (test exact);
+  ``glacier-dense``: the glacier surveyed by 120 lines with points 250 m apart (about 47,000 training
+  points), noise 2 %;
 - ``real-*``: the region builder on product files written from the synthetic glacier (MEaSUREs,
   BedMachine, Bedmap layouts), split by tiles and by whole flight lines.
 
@@ -62,6 +64,7 @@ BYRD_WINDOWS = (  # (name, centre x, centre y, width, thinning spacing), metres
 SYNTHETIC_LINES = (5, 9, 20)
 LINE_SPACING = 0.035  # unit-square spacing of points along the generated lines (the published lines' ~0.035)
 GLACIER_CASES = ((1, 0.02), (3, 0.02), (9, 0.02), (1, 0.1), (3, 0.1), (9, 0.1))
+GLACIER_DENSE = dict(n_lines=120, spacing=250.0)
 REAL_BOXES = (  # (name, bounds, recipe options)
     ("real-glacier-tiles", syn.GLACIER_BOUNDS, dict(spacing=1000.0, split="tiles")),
     ("real-lower-lines", (420_000.0, 560_000.0, -940_000.0, -800_000.0), dict(spacing=2000.0, split="lines")),
@@ -123,6 +126,8 @@ def suite() -> dict[str, Callable[[], FluxProblem]]:
             out[f"{field}-{n}l"] = functools.partial(_field_on_lines, field, n)
     for step, noise in GLACIER_CASES:
         out[f"glacier-d{step}-n{round(100 * noise)}"] = functools.partial(_glacier, step, noise)
+    out["glacier-dense"] = functools.partial(syn.glacier_problem, spec="synthetic:glacier, 120 lines, 250 m",
+                                             **GLACIER_DENSE)
     for name, bounds, options in REAL_BOXES:
         out[name] = functools.partial(_real, bounds, options)
     return out

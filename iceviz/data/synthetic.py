@@ -37,8 +37,6 @@ NOISE_BOUNDS = (0.0, 1.0)
 #: Physical placement of the unit-square benchmarks: a 100 km box, flux unit 10 000 m²/yr.
 BENCHMARK_SCALE = FluxScale(x0=-50_000.0, y0=300_000.0, length=100_000.0, flux=10_000.0, surface=1000.0)
 BENCHMARK_GRID_SHAPE = (50, 50)
-BENCHMARK_HINTS = dict(width=128, depth=3, lr=5e-3)
-"""A few hundred points: a wider, shallower net (see BENCHMARKS.md)."""
 BENCHMARK_DIRECTION_N = 40
 TEST_GRID_N = 20
 DIRECTION_MIN_RELATIVE = 1e-9
@@ -435,7 +433,6 @@ def benchmark_problem(name: str, noise: float = DEFAULT_NOISE, seed: int = DEFAU
             "test = noise-free 20 × 20 grid; scaled units are the field's own units (flux unit 10 000 m²/yr)",
             "direction guidance = exact unit flux on a 40 × 40 grid covering the whole box, test points included",
         ],
-        hints=dict(BENCHMARK_HINTS),
     )
 
 
@@ -458,8 +455,6 @@ def benchmark_problem(name: str, noise: float = DEFAULT_NOISE, seed: int = DEFAU
 GLACIER_BOUNDS = (400_000.0, 600_000.0, -950_000.0, -750_000.0)
 GLACIER_SCALE = FluxScale(x0=400_000.0, y0=-950_000.0, length=200_000.0, flux=100_000.0, surface=2000.0)
 GLACIER_GRID_SHAPE = (100, 100)
-GLACIER_HINTS: dict = {}
-"""A few thousand points: a smaller batch than the Byrd default."""
 GLACIER_DIRECTION_N = 100
 GLACIER_TILE = 20_000.0
 GLACIER_SPACING = 800.0
@@ -711,8 +706,10 @@ def checkerboard_is_test(xy: np.ndarray, tile: float, origin: tuple[float, float
     return (i + j) % 2 == 0
 
 
-def glacier_problem(noise: float = DEFAULT_NOISE, seed: int = DEFAULT_SEED, spec: str | None = None) -> FluxProblem:
-    """synthetic:glacier as a :class:`FluxProblem`.
+def glacier_problem(noise: float = DEFAULT_NOISE, seed: int = DEFAULT_SEED, spec: str | None = None,
+                    n_lines: int = GLACIER_N_LINES, spacing: float = GLACIER_SPACING) -> FluxProblem:
+    """synthetic:glacier as a :class:`FluxProblem` (surveyed by ``n_lines`` flight lines, points ``spacing``
+    metres apart along them).
 
     Flight-line points are split by a checkerboard of 20 km tiles anchored at the
     box's lower-left corner: (i + j) even -> test, odd -> train. Train flux
@@ -721,7 +718,7 @@ def glacier_problem(noise: float = DEFAULT_NOISE, seed: int = DEFAULT_SEED, spec
     """
     spec = spec or "synthetic:glacier"
     noise = check_noise(noise, spec)
-    xy, line = glacier_flight_lines()
+    xy, line = glacier_flight_lines(n_lines, spacing)
     is_test = checkerboard_is_test(xy, GLACIER_TILE, (GLACIER_BOUNDS[0], GLACIER_BOUNDS[2]))
     xtr, xte = xy[~is_test], xy[is_test]
     q_test = glacier_flux(xte)
@@ -740,13 +737,12 @@ def glacier_problem(noise: float = DEFAULT_NOISE, seed: int = DEFAULT_SEED, spec
         grid_shape=GLACIER_GRID_SHAPE,
         description="synthetic outlet glacier in the Byrd box: a trunk fed by 4 tributaries, narrowing through a fjord",
         notes=[
-            f"{GLACIER_N_LINES} straight flight lines, {GLACIER_SPACING:g} m point spacing; "
+            f"{n_lines} straight flight lines, {spacing:g} m point spacing; "
             f"checkerboard of {GLACIER_TILE / 1000:g} km tiles: (i + j) even -> test, odd -> train",
             f"Gaussian noise on train: std = {noise:g} × mean |q| ({mean_q:.4g} m²/yr), seed {seed}; test flux exact",
             "direction guidance = exact unit flux on a 100 × 100 grid covering the whole box, test tiles included",
             "surface elevation is exact (analytic) at train and test points",
         ],
-        hints=dict(GLACIER_HINTS),
     )
 
 

@@ -61,8 +61,8 @@ class FluxParams(TrainingBudget):
                                  "validation RMSE [epochs].")
     val_fraction = param.Number(0.15, bounds=(0.0, 0.5),
                                 doc="Share of the training points held out as whole flight lines (else whole tiles) "
-                                    "to choose the kept weights and when to stop [fraction]; 0 keeps the weights "
-                                    "of the lowest training loss and never stops early.")
+                                    "to choose the kept weights and when to stop, at most 2,000 points [fraction]; "
+                                    "0 keeps the weights of the lowest training loss and never stops early.")
 
 
 RESAMPLING = ("uniform", "residual")

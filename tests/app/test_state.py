@@ -35,23 +35,22 @@ def _size_defaults(state: ExplorerState) -> dict:
 
 
 def _size_params(state: ExplorerState, name: str) -> dict:
-    return {k: getattr(state.hyper[name], k) for k in ("batch_size", "planned_epochs", "patience")}
+    return {k: getattr(state.hyper[name], k) for k in ("batch_size", "planned_epochs", "patience", "collocation")}
 
 
-def test_hyper_parameters_follow_the_size_of_the_source_and_its_hints():
+def test_hyper_parameters_follow_the_size_of_the_source():
     state = _state("synthetic:curve")
     expected = _size_defaults(state)
     assert expected["planned_epochs"] != 300 and expected["batch_size"] != 1024  # not the registry's
     for name in ("dfnn", "pinn", "nn-dir"):
         assert _size_params(state, name) == expected
-        assert state.hyper[name].width == 128  # the benchmark's hint
         assert state.hyper[name].epochs == 1_000_000  # a cap: the plan, patience or seconds end the run
 
 
 def test_a_new_box_refreshes_the_size_defaults_and_keeps_the_users_other_choices():
     state = _state("synthetic:curve")
     whole = _size_defaults(state)
-    state.hyper["dfnn"].lr = 1e-4  # the source's hint is 5e-3
+    state.hyper["dfnn"].lr = 1e-4  # the registry's is 7e-3
     state.set_bounds((-50_000, 0, 300_000, 400_000))  # half the points
     half = _size_defaults(state)
     assert half["planned_epochs"] > whole["planned_epochs"]  # fewer points: more epochs for the same steps

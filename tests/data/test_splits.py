@@ -93,3 +93,11 @@ def test_points_files_with_and_without_line_and_split_columns(tmp_path, columns)
         assert p.train.line is None and "tiles" in how
     info = describe(p)
     assert info["validation_points"] == int(held.sum()) and info["train_points"] == len(p.train)
+
+
+def test_large_sets_hold_out_at_most_about_two_thousand_points():
+    lines = np.repeat(np.arange(200), 150).astype(str)  # 30,000 points on 200 lines of 150
+    held, _ = validation_mask(_obs(n=30_000, lines=lines), BOX, 0.15, seed=0)
+    assert 2000 <= held.sum() <= 2150  # whole lines up to the cap: one line over it at most
+    small, _ = validation_mask(_obs(n=3000, lines=lines[:3000]), BOX, 0.15, seed=0)
+    assert 0.15 * 3000 <= small.sum() <= 0.15 * 3000 + 150  # below the cap, the share

@@ -97,9 +97,11 @@ def test_size_defaults_then_problem_hints_apply_and_user_settings_win(curve, gla
     from iceviz.models.registry import flux_size_defaults
 
     small = make_trainer("dfnn", curve, device="cpu")
-    assert small.params.width == curve.hints["width"]  # the source's hint over the registry default
     sized = flux_size_defaults(len(small.q_train))  # the points fitted, validation held out
     assert {k: getattr(small.params, k) for k in sized} == sized
+    hinted = dataclasses.replace(curve, hints=dict(width=128, batch_size=64))
+    assert make_trainer("dfnn", hinted, device="cpu").params.width == 128  # a source's hint over the defaults
+    assert make_trainer("dfnn", hinted, device="cpu").params.batch_size == 64
     large = make_trainer("dfnn", glacier, device="cpu")
     assert large.params.planned_epochs < small.params.planned_epochs  # more steps per epoch, same steps in all
     assert make_trainer("dfnn", curve, device="cpu", batch_size=64).params.batch_size == 64
