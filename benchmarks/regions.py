@@ -23,7 +23,8 @@ its wall time on the largest problems; the results say when the cap bound).
 
 Usage: python -m benchmarks.regions [--problems all|NAME,...] [--models dfnn,...] [--budgets 10,30,120]
                                     [--seeds 3] [--other-models pinn,...] [--other-budget 30]
-                                    [--other-seeds 2] [--recipe-seeds 3] [--recipe-seconds 300]
+                                    [--other-seeds 2] [--recipe-seeds 3] [--recipe-seeds-large 3]
+                                    [--recipe-seconds 300]
                                     [--recipe-from JSON] [--workers 2] [--set KEY=VALUE ...] [--json OUT]
                                     [--list]
 
@@ -65,6 +66,8 @@ SYNTHETIC_LINES = (5, 9, 20)
 LINE_SPACING = 0.035  # unit-square spacing of points along the generated lines (the published lines' ~0.035)
 GLACIER_CASES = ((1, 0.02), (3, 0.02), (9, 0.02), (1, 0.1), (3, 0.1), (9, 0.1))
 GLACIER_DENSE = dict(n_lines=120, spacing=250.0)
+LARGE = 4000
+"""Problems with more training points than this are 'large' (``--recipe-seeds-large``)."""
 REAL_BOXES = (  # (name, bounds, recipe options)
     ("real-glacier-tiles", syn.GLACIER_BOUNDS, dict(spacing=1000.0, split="tiles")),
     ("real-lower-lines", (420_000.0, 560_000.0, -940_000.0, -800_000.0), dict(spacing=2000.0, split="lines")),
@@ -225,8 +228,9 @@ def tasks(args: argparse.Namespace, names: list[str], overrides: dict[str, Any],
         for model in filter(None, args.other_models.split(",")):
             out += [dict(problem=name, model=model, budget=args.other_budget, seed=s, overrides=overrides)
                     for s in range(args.other_seeds)]
+        seeds = args.recipe_seeds if len(load(name).train) <= LARGE else min(args.recipe_seeds, args.recipe_seeds_large)
         out += [dict(problem=name, model="recipe", seed=s, recipe_seconds=args.recipe_seconds)
-                for s in range(args.recipe_seeds) if (name, s) not in reused]
+                for s in range(seeds) if (name, s) not in reused]
     # the longest first, so that two workers finish together
     return sorted(out, key=lambda t: -(t.get("budget") or args.recipe_seconds or 0))
 
@@ -281,6 +285,8 @@ def main() -> None:
     parser.add_argument("--other-seeds", type=int, default=2)
     parser.add_argument("--recipe-seeds", type=int, default=3)
     parser.add_argument("--recipe-seconds", type=float, default=300.0)
+    parser.add_argument("--recipe-seeds-large", type=int, default=3,
+                        help=f"recipe seeds on problems of more than {LARGE:,} training points")
     parser.add_argument("--recipe-from", help="reuse the recipe's runs from this earlier --json file")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
