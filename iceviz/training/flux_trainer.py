@@ -14,10 +14,11 @@ Model selection and stopping use a validation set carved from the training
 observations (whole flight lines, else whole tiles: :mod:`iceviz.data.splits`),
 never the test set. After every epoch the validation RMSE is measured; the
 weights with the lowest one are kept, and from half-way through the schedule
-the run stops after ``patience`` epochs without a new lowest. The learning rate is warmed up, then
-cosine-annealed to zero over ``planned_epochs`` (a length set by the number of
-training points, :func:`iceviz.models.registry.flux_size_defaults`), where the
-run ends at the latest.
+the run stops after ``patience`` epochs without a new lowest. The learning
+rate is warmed up, then cosine-annealed to zero over ``planned_epochs`` (a
+length set by the number of training points,
+:func:`iceviz.models.registry.flux_size_defaults`), where the run ends at the
+latest.
 
 The budgets are caps, never targets. An epoch cap cuts the planned schedule
 short, so a run with a larger cap follows the same trajectory further and keeps
