@@ -213,6 +213,7 @@ def run_one(task: dict[str, Any]) -> dict[str, Any]:
     m = result.metrics
     return {**task, "rmse": m["rmse"], "mad": m["mad"], "mae": m["mae"], "val_rmse": m.get("val_rmse"),
             "epochs": result.epochs, "best_epoch": result.best_epoch, "stop_reason": result.stop_reason,
+            "refit": result.refit,
             "seconds": result.seconds, "train_points": int(len(trainer.q_train)), "val_points": int(len(trainer.q_val)),
             "wall": time.perf_counter() - t0}
 

@@ -135,7 +135,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary.update({k: result.metrics[k] for k in ("rmse", "mae", "mad", "rmse_phys", "mae_phys", "mad_phys")})
         summary.update({k: result.metrics[k] for k in ("val_rmse", "val_rmse_phys") if k in result.metrics})
         summary.update(stop_reason=result.stop_reason, train_points=int((~trainer.val_mask).sum()),
-                       val_points=int(trainer.val_mask.sum()))
+                       val_points=int(trainer.val_mask.sum()), refit=result.refit)
         summary["units"] = {"rmse": "scaled flux", "val_rmse": "scaled flux", "val_rmse_phys": "m2/yr",
                             "mad": "scaled divergence", "rmse_phys": "m2/yr",
                             "mae_phys": "m2/yr", "mad_phys": "m/yr", "flux_scale_m2_per_yr": problem.scale.flux,
@@ -145,6 +145,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if "val_rmse" in summary:
             line += (f"; validation RMSE {summary['val_rmse']:.4f} on {summary['val_points']} held-out points, "
                      f"weights of epoch {summary['best_epoch']} kept, stopped by {STOP_REASONS[result.stop_reason]}")
+            if result.refit:
+                line += f", then refitted on all {summary['train_points'] + summary['val_points']} points to that epoch"
     if args.out:
         summary["out"] = str(_write_outputs(Path(args.out), job, summary, save_checkpoint))
     if args.json:

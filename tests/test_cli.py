@@ -23,7 +23,7 @@ from iceviz.data.specs import load_problem
 from iceviz.training.checkpoint import load_checkpoint
 
 SUMMARY_KEYS = {"model", "data", "epochs", "seconds", "device", "rmse", "mae", "mad", "rmse_phys", "mae_phys",
-                "mad_phys", "val_rmse", "val_rmse_phys", "best_epoch", "train_points", "val_points"}
+                "mad_phys", "val_rmse", "val_rmse_phys", "best_epoch", "train_points", "val_points", "refit"}
 
 
 
@@ -74,6 +74,7 @@ def test_train_prints_one_json_summary(trained):
     # whole flight lines held out of the 198 training points; the epoch cap bound before the plan
     assert summary["train_points"] + summary["val_points"] == 198 and 15 <= summary["val_points"] <= 60
     assert summary["stop_reason"] == "epochs" and 1 <= summary["best_epoch"] <= 20
+    assert summary["refit"] is False  # the epoch cap cut the schedule short: the kept weights are those
     assert "%" in stderr  # the progress bar went to stderr, not into the JSON line
 
 

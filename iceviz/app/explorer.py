@@ -38,6 +38,7 @@ from iceviz.geo.basemap import basemap
 from iceviz.geo.crs import format_bounds
 from iceviz.geo.graticule import graticule, graticule_labels
 from iceviz.geo.regions import PRESET_REGIONS
+from iceviz.models.registry import get_model
 from iceviz.training.checkpoint import load_checkpoint
 from iceviz.training.fields import flux_grid_fields
 from iceviz.training.job import Job
@@ -287,8 +288,8 @@ class Explorer:
         # lesson tab
         self.lesson_field = pn.widgets.Select(name="Field", options=["curve", "branching", "deflection", "ridges",
                                                                      "edge"], value="curve")
-        self.lesson_weight = pn.widgets.FloatSlider(name="PINN penalty weight", start=0.0, end=0.9, step=0.05,
-                                                    value=0.2)
+        self.lesson_weight = pn.widgets.FloatSlider(name="PINN penalty weight", start=0.0, end=0.5, step=0.01,
+                                                    value=get_model("pinn").make_params().div_weight)
         self.lesson_noise = pn.widgets.FloatSlider(name="Observation noise (× mean |q|)", start=0.0, end=0.2,
                                                    step=0.01, value=0.02)
         lesson_start = pn.widgets.Button(name="Start the lesson", button_type="primary")

@@ -91,7 +91,8 @@ class JobCard:
         device = job.device or "…"
         self.progress.value = int(1000 * progress)
         self.progress.bar_color = STATUS_COLOURS[status]
-        text = (f"**{self.label}** · {status.value} · {device} · epoch {last.get('epoch', 0)} · "
+        phase = " (refit on all points)" if last.get("phase") == "refit" else ""
+        text = (f"**{self.label}** · {status.value} · {device} · epoch {last.get('epoch', 0)}{phase} · "
                 f"{format_seconds(elapsed)} elapsed · ETA {format_seconds(eta)}")
         if status is JobStatus.FAILED:
             text += f"\n\n<span style='color:#b00020'>Failed: {job.error}</span>"
@@ -123,14 +124,16 @@ class LiveRow:
         # every term the trainer reports, known from the first snapshot (the PINN's collocation term
         # joins after its first epoch), so the legend never changes
         terms = [f"loss_{k}" for k in snapshot.losses] + (["loss_collocation"] if "div" in snapshot.losses else [])
-        keys = sorted(set(maps.loss_terms(history)) | set(terms) | {maps.EPOCH_LOSS})
+        validation = any(maps.VALIDATION_KEY in h for h in history)
+        keys = sorted(set(maps.loss_terms(history)) | set(terms) | {maps.EPOCH_LOSS}
+                      | ({maps.REFIT_LOSS} if validation else set()))
         truth = "error" in snapshot.fields
         self.flux = FieldFigure(f"{label}: predicted flux |q|", maps.SEQUENTIAL, "|q| (m²/yr)", ranges, arrows=True)
         self.divergence = FieldFigure(f"{label}: divergence ∇·q, shared scale", maps.DIVERGING, "∇·q (m/yr)",
                                       ranges, compact=False)
         self.error = FieldFigure(f"{label}: |error| vs known truth" if truth else
                                  f"{label}: mean |error| at held-out points", maps.ERROR, "|error| (m²/yr)", ranges)
-        self.loss = LossFigure(f"{label}: loss terms", keys, validation=any(maps.VALIDATION_KEY in h for h in history))
+        self.loss = LossFigure(f"{label}: loss terms", keys, validation=validation)
         self.last_snapshot: Snapshot | None = None
         self.last_limits: tuple[float, float, float] | None = None
         self.last_history = -1

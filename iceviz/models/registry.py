@@ -59,6 +59,9 @@ class FluxParams(TrainingBudget):
     patience = param.Integer(100, bounds=(1, 1_000_000),
                              doc="From half-way through the schedule on, stop after this many epochs without a lower "
                                  "validation RMSE [epochs].")
+    refit = param.Boolean(True, doc="Once validation has chosen the kept epoch, train again from the same initial "
+                                    "weights on every training point (validation ones too) up to that epoch, on the "
+                                    "same schedule, if the time budget leaves room.")
     val_fraction = param.Number(0.15, bounds=(0.0, 0.5),
                                 doc="Share of the training points held out as whole flight lines (else whole tiles) "
                                     "to choose the kept weights and when to stop, at most 2,000 points [fraction]; "
@@ -185,7 +188,10 @@ _FLUX_DEFAULTS = {
     # batch, network size and schedule follow the number of training points
     # (flux_size_defaults). The epoch budget is a cap that binds only when set.
     "dfnn": dict(lr=7e-3, weight_decay=1e-2, activation="silu", epochs=1_000_000),
-    "pinn": dict(lr=1e-2, activation="silu", epochs=1_000_000),
+    # The reference's 0.2 on mean |div| outweighs the data term in these scaled units: on nine problems of the
+    # region suite (30 s, validation RMSE) 0.02 beat 0.2 on all nine and 0.05 on eight; 0.005 tied with it
+    # at twice the divergence (BENCHMARKS.md).
+    "pinn": dict(lr=1e-2, activation="silu", epochs=1_000_000, div_weight=0.02),
     "nn": dict(lr=5e-3, activation="silu", epochs=1_000_000),
 }
 

@@ -20,6 +20,14 @@ length set by the number of training points,
 :func:`iceviz.models.registry.flux_size_defaults`), where the run ends at the
 latest.
 
+Then, with ``refit`` on, when the schedule ended by its plan or the patience
+and the time budget leaves room for it, the run trains again from the same initial weights on every training point, the
+validation ones included, for as many epochs as validation chose, on the
+same schedule compressed to that length: the held-out points chose *how
+long* to train, and then they are used as data. On sparse surveys that matters: with five
+flight lines the validation line is a fifth of the data. The reported
+validation RMSE stays the held-out one of the chosen epoch.
+
 The budgets are caps, never targets. An epoch cap cuts the planned schedule
 short, so a run with a larger cap follows the same trajectory further and keeps
 the best validation epoch of a longer stretch of it. A wall-clock budget that
@@ -34,7 +42,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -58,6 +66,9 @@ LIVE_TEST_POINTS = 4000
 """Live snapshots score a fixed random subset of this many test points (the final one scores all)."""
 LIVE_MAD_POINTS = 2000
 """... and the divergence on this many of them (it needs a backward pass)."""
+REFIT_SAFETY = 1.25
+"""A refit starts only if this many times its estimated duration (the first phase's seconds per epoch, scaled by
+the point count, up to the kept epoch) fits in what is left of the time budget."""
 LIVE_GRID_MAX = 50
 """Live snapshots map the fields on at most this many cells a side (the final one on the full grid),
 so that making them costs a few per cent of training time."""
@@ -74,6 +85,7 @@ class FitResult:
     metrics: dict[str, float]
     losses: dict[str, float] = field(default_factory=dict)
     stop_reason: str = ""
+    refit: bool = False
 
 
 def check_compatible(spec: ModelSpec, problem: FluxProblem, params: Any) -> None:
@@ -114,6 +126,8 @@ class FluxTrainer:
         fit, val = problem.train.subset(~self.val_mask), problem.train.subset(self.val_mask)
         self.x_train = as_tensor(scale.xy_to_scaled(fit.xy), dev)
         self.q_train = as_tensor(fit.q / scale.flux, dev)
+        self.x_all = as_tensor(scale.xy_to_scaled(problem.train.xy), dev)
+        self.q_all = as_tensor(problem.train.q / scale.flux, dev)
         self.x_val = as_tensor(scale.xy_to_scaled(val.xy), dev)
         self.q_val = val.q / scale.flux
         self.x_test = as_tensor(scale.xy_to_scaled(problem.test.xy), dev)
@@ -128,13 +142,16 @@ class FluxTrainer:
             self.model.surface.fit(as_tensor(scale.xy_to_scaled(problem.train.xy), dev),
                                    as_tensor(problem.train.s / scale.surface, dev))
         self.model.to(dev)
-        self.surface_train = self.surface_direction = None
+        self.surface_train = self.surface_all = self.surface_direction = None
         if self.model.surface is not None:  # the fitted surface is frozen: evaluate it once at fixed points
-            self.surface_train = self._surface_at(self.x_train)
+            self.surface_all = self._surface_at(self.x_all)
+            keep = torch.as_tensor(~self.val_mask, device=dev)
+            self.surface_train = (self.surface_all[0][keep], self.surface_all[1][keep])
             if self.direction is not None:
                 self.surface_direction = self._surface_at(self.direction[0])
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=params.lr, weight_decay=params.weight_decay,
-                                           **({"fused": True} if dev.type in ("cpu", "cuda") else {}))
+        self._initial_state = copy.deepcopy(self.model.state_dict())
+        self._data = (self.x_train, self.q_train, self.surface_train)  # what the current phase fits
+        self.optimizer = self._make_optimizer()
         n_test = len(self.q_test)
         self._live_test = np.sort(np.random.default_rng(params.seed).permutation(n_test)[:LIVE_TEST_POINTS])
         self.epoch = 0
@@ -142,9 +159,15 @@ class FluxTrainer:
         self.best_epoch = 0
         self.best_val = math.inf
         self.stop_reason = ""
+        self.refitted = False
         self.losses: dict[str, float] = {}
 
     # -- set-up ---------------------------------------------------------------
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        p = self.params
+        return torch.optim.AdamW(self.model.parameters(), lr=p.lr, weight_decay=p.weight_decay,
+                                 **({"fused": True} if self.device.type in ("cpu", "cuda") else {}))
+
     def _scaled_corners(self) -> tuple[np.ndarray, np.ndarray]:
         """Lower-left and upper-right corners of the domain in scaled units."""
         xmin, xmax, ymin, ymax = self.problem.bounds
@@ -176,9 +199,10 @@ class FluxTrainer:
     # -- losses -----------------------------------------------------------------
     def _batch_loss(self, idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         p, options = self.params, self.spec.options
-        x, q = self.x_train[idx], self.q_train[idx]
+        x_fit, q_fit, s_fit = self._data
+        x, q = x_fit[idx], q_fit[idx]
         n = len(x)
-        surface = None if self.surface_train is None else (self.surface_train[0][idx], self.surface_train[1][idx])
+        surface = None if s_fit is None else (s_fit[0][idx], s_fit[1][idx])
         if self.direction is not None:
             # one network pass over the data batch and a batch of guidance points together
             xd, ud = self.direction
@@ -220,63 +244,111 @@ class FluxTrainer:
     # -- the loop ---------------------------------------------------------------
     def fit(self, control: Control | None = None) -> FitResult:
         control = control or Control(snapshot_every=None)
-        p = self.params
-        n = len(self.x_train)
-        batch = min(p.batch_size, n)
-        steps_per_epoch = math.ceil(n / batch)
-        best_train, best_state = math.inf, None
         control.start_clock()
-        progress = 0.0
+        self._select(control)
+        if self._refit_due(control):
+            self._refit(control)
+        seconds = control.elapsed()
+        self.model.eval()
+        final = self.snapshot(control, final=True)
+        control.publish(final)
+        return FitResult(epochs=self.epoch, steps=self.step, seconds=seconds, best_epoch=self.best_epoch,
+                         metrics=dict(final.metrics), losses=dict(self.losses), stop_reason=self.stop_reason,
+                         refit=self.refitted)
+
+    def _select(self, control: Control) -> None:
+        """The first phase: fit the points outside the validation set, keep the weights of the lowest validation
+        RMSE, stop by the schedule, a budget or the patience."""
+        best_train, best_state = math.inf, None
         while not self._stop(control):
-            perm = torch.randperm(n, generator=self._rng).to(self.device)
-            data_sum = 0.0
-            self.model.train()
-            for i in range(steps_per_epoch):
-                control.tick()
-                progress = self._progress(control, i / steps_per_epoch)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = p.lr * self._lr_factor(progress)
-                loss, terms = self._batch_loss(perm[i * batch:(i + 1) * batch])
-                self._check_finite(loss, terms)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                self.step += 1
-                data_sum += float(terms["data"].detach())
-                self.losses = {k: float(v.detach()) for k, v in terms.items()}
-                if control.snapshot_due():
-                    control.publish(self.snapshot(control))
-            if self.spec.options["constraint"] == "soft" and p.collocation > 0:
-                control.tick()
-                loss = self._collocation_loss()
-                self._check_finite(loss, {"collocation": loss})
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                self.losses["collocation"] = float(loss.detach())
+            epoch_loss = self._epoch(control, lambda fraction: self._progress(control, fraction))
             self.epoch += 1
-            epoch_loss = data_sum / steps_per_epoch
             val = self.validation_rmse()
             # the lowest validation RMSE chooses the kept weights; without a validation set, the training loss
             better = val < self.best_val if self.has_validation else epoch_loss < best_train
             if better:
                 best_train, self.best_val, self.best_epoch = epoch_loss, val, self.epoch
                 best_state = copy.deepcopy(self.model.state_dict())
-            progress = self._progress(control, 0.0)
-            record = dict(step=self.step, epoch=self.epoch, seconds=control.elapsed(), progress=progress,
-                          lr=self.optimizer.param_groups[0]["lr"], epoch_data_loss=epoch_loss,
-                          best_epoch=self.best_epoch, **{f"loss_{k}": v for k, v in self.losses.items()})
+            record = dict(step=self.step, epoch=self.epoch, seconds=control.elapsed(),
+                          progress=self._progress(control, 0.0), lr=self.optimizer.param_groups[0]["lr"],
+                          epoch_data_loss=epoch_loss, best_epoch=self.best_epoch,
+                          **{f"loss_{k}": v for k, v in self.losses.items()})
             if self.has_validation:
                 record["val_rmse"] = val
             control.record(record)
-        seconds = control.elapsed()
         if best_state is not None:
             self.model.load_state_dict(best_state)
-        self.model.eval()
-        final = self.snapshot(control, final=True)
-        control.publish(final)
-        return FitResult(epochs=self.epoch, steps=self.step, seconds=seconds, best_epoch=self.best_epoch,
-                         metrics=dict(final.metrics), losses=dict(self.losses), stop_reason=self.stop_reason)
+
+    def _refit_due(self, control: Control) -> bool:
+        """Whether to train again on every training point: ``refit`` is on, validation chose an epoch, the
+        schedule ran its course (its plan or the patience ended it: an epoch cap leaves the kept epoch at a
+        high learning rate, where replaying it without a validation set to choose is a gamble), and the
+        time budget (if any) leaves :data:`REFIT_SAFETY` times the refit's estimated duration."""
+        p = self.params
+        if not (p.refit and self.has_validation and self.best_epoch > 0
+                and self.stop_reason in ("schedule", "patience")):
+            return False
+        if p.seconds is None:
+            return True
+        per_epoch = control.elapsed() / max(self.epoch, 1) * len(self.x_all) / len(self.x_train)
+        return control.elapsed() + REFIT_SAFETY * per_epoch * self.best_epoch <= p.seconds
+
+    def _refit(self, control: Control) -> None:
+        """The second phase: from the same initial weights, every training point, as many epochs as the kept
+        epoch, on the same warm-up and cosine schedule compressed to that length, so that it ends on a cold
+        learning rate (the kept epoch of an early patience stop was at a high one: replaying it to there gave
+        a noisy end point). If the time budget runs out first, the first phase's weights stay."""
+        p = self.params
+        selected = copy.deepcopy(self.model.state_dict())
+        self.model.load_state_dict(self._initial_state)
+        self.optimizer = self._make_optimizer()
+        self._data = (self.x_all, self.q_all, self.surface_all)
+        try:
+            for e in range(self.best_epoch):
+                if p.seconds is not None and control.elapsed() >= p.seconds:
+                    self.model.load_state_dict(selected)
+                    return
+                epoch_loss = self._epoch(control, lambda fraction: (e + fraction) / self.best_epoch)
+                control.record(dict(step=self.step, epoch=e + 1, seconds=control.elapsed(),
+                                    progress=(e + 1) / self.best_epoch, lr=self.optimizer.param_groups[0]["lr"],
+                                    refit_data_loss=epoch_loss, best_epoch=self.best_epoch, phase="refit"))
+        finally:
+            self._data = (self.x_train, self.q_train, self.surface_train)
+        self.refitted = True
+
+    def _epoch(self, control: Control, progress_at: Callable[[float], float]) -> float:
+        """One pass over the current phase's points (and, for the PINN, a collocation step); the learning rate
+        follows ``progress_at(fraction of the epoch done)``. Returns the epoch-mean data loss."""
+        p = self.params
+        n = len(self._data[0])
+        batch = min(p.batch_size, n)
+        steps = math.ceil(n / batch)
+        perm = torch.randperm(n, generator=self._rng).to(self.device)
+        data_sum = 0.0
+        self.model.train()
+        for i in range(steps):
+            control.tick()
+            for group in self.optimizer.param_groups:
+                group["lr"] = p.lr * self._lr_factor(progress_at(i / steps))
+            loss, terms = self._batch_loss(perm[i * batch:(i + 1) * batch])
+            self._check_finite(loss, terms)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.step += 1
+            data_sum += float(terms["data"].detach())
+            self.losses = {k: float(v.detach()) for k, v in terms.items()}
+            if control.snapshot_due():
+                control.publish(self.snapshot(control))
+        if self.spec.options["constraint"] == "soft" and p.collocation > 0:
+            control.tick()
+            loss = self._collocation_loss()
+            self._check_finite(loss, {"collocation": loss})
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.losses["collocation"] = float(loss.detach())
+        return data_sum / steps
 
     @property
     def has_validation(self) -> bool:
@@ -362,9 +434,8 @@ class FluxTrainer:
         self.model.eval()
         metrics, errors = self._score(live=not final)
         metrics.update(epochs=self.epoch, steps=self.step)
-        if final and self.has_validation:
-            val = self.validation_rmse()
-            metrics.update(val_rmse=val, val_rmse_phys=val * self.problem.scale.flux)
+        if final and self.has_validation:  # the kept epoch's, held out (a refit has fitted these points since)
+            metrics.update(val_rmse=self.best_val, val_rmse_phys=self.best_val * self.problem.scale.flux)
         snap = Snapshot(
             model=self.spec.name, step=self.step, epoch=self.epoch,
             seconds=control.elapsed(), progress=1.0 if final else self._progress(control, 0.0),

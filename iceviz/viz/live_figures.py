@@ -171,7 +171,7 @@ class KeptMarker:
                           text_align="right" if right else "left", x_offset=-3 if right else 3)
 
 
-LOSS_LABELS = {maps.EPOCH_LOSS: "data (epoch mean)"}
+LOSS_LABELS = {maps.EPOCH_LOSS: "data (epoch mean)", maps.REFIT_LOSS: "refit on all points (epoch mean)"}
 """Legend labels of the history keys that are not ``loss_*`` terms (those lose the prefix)."""
 
 
@@ -197,10 +197,10 @@ class LossFigure:
         self.figure.add_layout(self.legend, "below")
         self.sources: dict[str, ColumnDataSource] = {}
         # the epoch means (training data loss, validation) last and thicker: the last batch's terms are noisy
-        last = sorted(keys, key=lambda k: k == maps.EPOCH_LOSS)
+        last = sorted(keys, key=lambda k: k in (maps.EPOCH_LOSS, maps.REFIT_LOSS))
         for key, colour in zip(last, Category10_10 * (len(keys) // 10 + 1)):
             self.sources[key] = self._line(LOSS_LABELS.get(key, key.removeprefix("loss_")), colour,
-                                           line_width=2.0 if key == maps.EPOCH_LOSS else 1.0)
+                                           line_width=2.0 if key in (maps.EPOCH_LOSS, maps.REFIT_LOSS) else 1.0)
         self.validation = (self._line("validation (RMSE²)", "black", line_width=2.0, line_dash="dashed")
                            if validation else None)
         self.kept = KeptMarker(self.figure)

@@ -105,6 +105,9 @@ def binned_mean(points: dict[str, np.ndarray], bounds: tuple[float, float, float
 
 EPOCH_LOSS = "epoch_data_loss"
 """The history key of the epoch-mean training data loss (a mean square error, like the validation RMSE²)."""
+REFIT_LOSS = "refit_data_loss"
+"""The history key of the epoch-mean data loss while a flux run refits on every training point (its epochs count
+from 1 again, so the curve overlays the first phase's)."""
 VALIDATION_KEY = "val_rmse"
 """The history key of a flux run's validation RMSE (scaled units; absent without a validation set)."""
 
@@ -113,7 +116,7 @@ def loss_terms(history: Sequence[dict]) -> list[str]:
     """The loss keys present in a training history (``loss_*`` terms and the epoch-mean data loss)."""
     keys: set[str] = set()
     for record in history:
-        keys.update(k for k in record if k.startswith("loss_") or k == EPOCH_LOSS)
+        keys.update(k for k in record if k.startswith("loss_") or k in (EPOCH_LOSS, REFIT_LOSS))
     return sorted(keys)
 
 

@@ -17,7 +17,7 @@ def test_a_failed_worker_job_shows_its_message_on_the_card():
 
 
 def test_live_row_draws_the_snapshot_and_follows_new_ones():
-    job = training_job("pinn", "synthetic:curve", snapshot_every=0.05, epochs=30).start()
+    job = training_job("pinn", "synthetic:curve", snapshot_every=0.05, planned_epochs=30).start()
     assert job.wait(60) is JobStatus.DONE, job.error
     final = job.latest()
     ds = final.fields
@@ -30,7 +30,11 @@ def test_live_row_draws_the_snapshot_and_follows_new_ones():
     assert len(row.loss.sources["loss_data"].data["epoch"]) > 0
     # the run held out validation points: their error beside the loss, and the kept epoch marked
     history = job.history()
-    assert len(row.loss.validation.data["epoch"]) == len(history) == 30
+    first = [h for h in history if "phase" not in h]
+    assert len(row.loss.validation.data["epoch"]) == len(first) == 30
+    # then the refit on every point, up to the kept epoch, drawn over the same epochs
+    refit = row.loss.sources["refit_data_loss"].data["epoch"]
+    assert list(refit) == list(range(1, job.result.best_epoch + 1)) and len(history) == 30 + len(refit)
     assert row.loss.kept.span.location == history[-1]["best_epoch"] == job.result.best_epoch
     # the metrics table: the validation RMSE [m²/yr] beside the test RMSE, formatted like it
     frame = metrics_frame([("pinn", job)])

@@ -32,8 +32,9 @@ def noise_problem(n_lines=12, per_line=40, seed=0) -> FluxProblem:
 
 def test_early_stopping_restores_the_best_validation_weights_while_training_still_improves():
     trainer = make_trainer("nn", noise_problem(), device="cpu", seed=0, width=128, depth=3, lr=1e-2,
-                           planned_epochs=400, patience=40, weight_decay=0.0)
+                           planned_epochs=400, patience=40, weight_decay=0.0, refit=False)
     result, history = _recording_fit(trainer)
+    assert not result.refit and all("phase" not in h for h in history)
     val = np.array([h["val_rmse"] for h in history])
     train = np.array([h["epoch_data_loss"] for h in history])
     # patience counts from half-way through the schedule on
@@ -44,6 +45,42 @@ def test_early_stopping_restores_the_best_validation_weights_while_training_stil
     assert trainer.validation_rmse() == pytest.approx(val.min(), rel=1e-6)  # the kept weights are those
     assert result.metrics["val_rmse"] == pytest.approx(val.min(), rel=1e-6)
     assert all(h["best_epoch"] <= h["epoch"] for h in history)
+
+
+def test_the_refit_fits_every_point_for_as_many_epochs_as_validation_chose_and_ends_cold():
+    problem = noise_problem()
+    kwargs = dict(device="cpu", seed=0, width=32, depth=2, lr=1e-2, planned_epochs=60, patience=20)
+    plain = make_trainer("nn", problem, **kwargs, refit=False)
+    kept, _ = _recording_fit(plain)
+    trainer = make_trainer("nn", problem, **kwargs)
+    result, history = _recording_fit(trainer)
+    first = [h for h in history if "phase" not in h]
+    refit = [h for h in history if h.get("phase") == "refit"]
+    assert result.refit and (result.best_epoch, result.epochs) == (kept.best_epoch, kept.epochs)
+    assert [h["epoch"] for h in refit] == list(range(1, result.best_epoch + 1))
+    assert len(first) == result.epochs and all("val_rmse" not in h for h in refit)
+    # every point is fitted: each refit epoch takes more steps than a first-phase epoch
+    n_all, n_fit, batch = len(problem.train), len(plain.q_train), plain.params.batch_size
+    assert refit[1]["step"] - refit[0]["step"] == -(-n_all // batch) > -(-n_fit // batch)
+    # the same cosine schedule compressed to the kept epoch's length: it ends on a cold learning rate
+    steps = -(-n_all // batch)
+    for h in refit:
+        progress = (h["epoch"] - 1 + (steps - 1) / steps) / result.best_epoch
+        assert h["lr"] == pytest.approx(trainer.params.lr * trainer._lr_factor(progress), rel=1e-9)
+    assert refit[-1]["lr"] < 0.01 * trainer.params.lr < first[result.best_epoch - 1]["lr"]
+    # the reported validation RMSE is the held-out one of the kept epoch, not one on points since fitted
+    assert result.metrics["val_rmse"] == kept.metrics["val_rmse"]
+    assert trainer.validation_rmse() < result.metrics["val_rmse"]
+    assert result.metrics["rmse"] != kept.metrics["rmse"]
+
+
+def test_no_refit_when_the_time_budget_leaves_no_room():
+    trainer = make_trainer("nn", noise_problem(), device="cpu", seed=0, width=32, depth=2, planned_epochs=10_000,
+                           patience=1_000_000, seconds=1.0)
+    result, history = _recording_fit(trainer)
+    assert result.stop_reason == "seconds" and not result.refit
+    assert all("phase" not in h for h in history)
+    assert trainer.validation_rmse() == pytest.approx(result.metrics["val_rmse"], rel=1e-6)
 
 
 def test_the_test_set_is_never_looked_at_before_the_final_score():

@@ -232,14 +232,17 @@ def test_exception_while_building_the_trainer_fails_the_job(jobs):
 
 
 def test_flux_job_runs_to_done_with_final_snapshot_and_history(jobs):
-    job = curve_job(jobs, epochs=25, grid_shape=(20, 20))
+    job = curve_job(jobs, planned_epochs=25, grid_shape=(20, 20))
     assert job.status is JobStatus.QUEUED
     assert job.start().wait(30) is JobStatus.DONE, job.error
     result = job.result
     assert isinstance(result, FitResult)
-    n, batch = len(job.trainer.q_train), job.trainer.params.batch_size  # the points fitted: validation held out
-    assert result.epochs == 25 and result.steps == 25 * math.ceil(n / min(batch, n))
-    assert 1 <= result.best_epoch <= 25
+    batch = job.trainer.params.batch_size
+    n, n_all = len(job.trainer.q_train), len(job.trainer.q_all)  # the points fitted: validation held out, then all
+    assert 1 <= result.best_epoch <= 25 and result.refit
+    # 25 epochs (the plan) on the fitted points, then the refit on every point up to the kept epoch
+    assert result.epochs == 25 and result.steps == (25 * math.ceil(n / min(batch, n))
+                                                    + result.best_epoch * math.ceil(n_all / min(batch, n_all)))
     assert {"rmse", "mae", "mad", "rmse_phys", "mae_phys", "mad_phys"} <= set(result.metrics)
 
     snap = job.latest()
@@ -260,14 +263,15 @@ def test_flux_job_runs_to_done_with_final_snapshot_and_history(jobs):
     assert fields["error"].values.max() > 0
 
     history = job.history()
-    assert [h["epoch"] for h in history] == list(range(1, 26))
+    assert [h["epoch"] for h in history if "phase" not in h] == list(range(1, 26))
+    assert [h["epoch"] for h in history if h.get("phase") == "refit"] == list(range(1, result.best_epoch + 1))
     steps = [h["step"] for h in history]
     assert steps == sorted(steps) and len(set(steps)) == len(steps)
-    assert all(np.isfinite(h["epoch_data_loss"]) for h in history)
+    assert all(np.isfinite(h["epoch_data_loss" if "phase" not in h else "refit_data_loss"]) for h in history)
 
 
 def test_flux_job_history_is_bounded(jobs):
-    job = Job("dfnn", lambda: make_trainer("dfnn", "synthetic:curve", device="cpu", epochs=30),
+    job = Job("dfnn", lambda: make_trainer("dfnn", "synthetic:curve", device="cpu", epochs=30, refit=False),
               snapshot_every=None, history_size=7)
     jobs.append(job)
     assert job.start().wait(30) is JobStatus.DONE, job.error
