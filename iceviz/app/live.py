@@ -91,8 +91,14 @@ class JobCard:
         device = job.device or "…"
         self.progress.value = int(1000 * progress)
         self.progress.bar_color = STATUS_COLOURS[status]
-        phase = " (refit on all points)" if last.get("phase") == "refit" else ""
-        text = (f"**{self.label}** · {status.value} · {device} · epoch {last.get('epoch', 0)}{phase} · "
+        epoch, phase = last.get("epoch", 0), ""
+        if last.get("phase") == "refit":  # the second phase of a flux run: its epochs count from 1 again
+            latest = job.latest()
+            if status.finished and latest is not None:
+                epoch, phase = latest.epoch, f", refitted on all points to epoch {last.get('best_epoch')}"
+            else:
+                phase = f" of {last.get('best_epoch')}, refit on all points"
+        text = (f"**{self.label}** · {status.value} · {device} · epoch {epoch}{phase} · "
                 f"{format_seconds(elapsed)} elapsed · ETA {format_seconds(eta)}")
         if status is JobStatus.FAILED:
             text += f"\n\n<span style='color:#b00020'>Failed: {job.error}</span>"

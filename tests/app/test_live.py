@@ -35,6 +35,9 @@ def test_live_row_draws_the_snapshot_and_follows_new_ones():
     # then the refit on every point, up to the kept epoch, drawn over the same epochs
     refit = row.loss.sources["refit_data_loss"].data["epoch"]
     assert list(refit) == list(range(1, job.result.best_epoch + 1)) and len(history) == 30 + len(refit)
+    card = JobCard(job, "pinn #1")
+    card.update()  # the card counts the first phase's epochs and says the model was refitted
+    assert f"epoch 30, refitted on all points to epoch {job.result.best_epoch}" in card.info.object
     assert row.loss.kept.span.location == history[-1]["best_epoch"] == job.result.best_epoch
     # the metrics table: the validation RMSE [m²/yr] beside the test RMSE, formatted like it
     frame = metrics_frame([("pinn", job)])
