@@ -59,9 +59,10 @@ class FluxParams(TrainingBudget):
     patience = param.Integer(100, bounds=(1, 1_000_000),
                              doc="From half-way through the schedule on, stop after this many epochs without a lower "
                                  "validation RMSE [epochs].")
-    refit = param.Boolean(True, doc="Once validation has chosen the kept epoch, train again from the same initial "
-                                    "weights on every training point (validation ones too) up to that epoch, on the "
-                                    "same schedule, if the time budget leaves room.")
+    refit = param.Boolean(True, doc="Once validation has chosen the kept epoch (the run ended by its plan or its "
+                                    "patience), train again from the same initial weights on every training point "
+                                    "(validation ones too) for that many epochs, on the schedule compressed to that "
+                                    "length, if the time budget leaves room.")
     val_fraction = param.Number(0.15, bounds=(0.0, 0.5),
                                 doc="Share of the training points held out as whole flight lines (else whole tiles) "
                                     "to choose the kept weights and when to stop, at most 2,000 points [fraction]; "

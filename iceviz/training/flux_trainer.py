@@ -21,12 +21,13 @@ length set by the number of training points,
 latest.
 
 Then, with ``refit`` on, when the schedule ended by its plan or the patience
-and the time budget leaves room for it, the run trains again from the same initial weights on every training point, the
-validation ones included, for as many epochs as validation chose, on the
-same schedule compressed to that length: the held-out points chose *how
-long* to train, and then they are used as data. On sparse surveys that matters: with five
-flight lines the validation line is a fifth of the data. The reported
-validation RMSE stays the held-out one of the chosen epoch.
+and the time budget leaves room for it, the run trains again from the same
+initial weights on every training point, the validation ones included, for as
+many epochs as validation chose, on the same schedule compressed to that
+length: the held-out points chose *how long* to train, and then they are used
+as data. On sparse surveys that matters: with five flight lines the validation
+line is a fifth of the data. The reported validation RMSE stays the held-out
+one of the chosen epoch.
 
 The budgets are caps, never targets. An epoch cap cuts the planned schedule
 short, so a run with a larger cap follows the same trajectory further and keeps
@@ -123,13 +124,12 @@ class FluxTrainer:
         scale, dev = problem.scale, self.device
         self.val_mask, self.val_description = validation_mask(problem.train, problem.bounds, params.val_fraction,
                                                               params.seed)
-        fit, val = problem.train.subset(~self.val_mask), problem.train.subset(self.val_mask)
-        self.x_train = as_tensor(scale.xy_to_scaled(fit.xy), dev)
-        self.q_train = as_tensor(fit.q / scale.flux, dev)
-        self.x_all = as_tensor(scale.xy_to_scaled(problem.train.xy), dev)
-        self.q_all = as_tensor(problem.train.q / scale.flux, dev)
-        self.x_val = as_tensor(scale.xy_to_scaled(val.xy), dev)
-        self.q_val = val.q / scale.flux
+        # every training point (the refit's), those the first phase fits, those held out to validate it
+        xy, q = scale.xy_to_scaled(problem.train.xy), problem.train.q / scale.flux
+        keep, held = ~self.val_mask, self.val_mask
+        self.x_all, self.q_all = as_tensor(xy, dev), as_tensor(q, dev)
+        self.x_train, self.q_train = as_tensor(xy[keep], dev), as_tensor(q[keep], dev)
+        self.x_val, self.q_val = as_tensor(xy[held], dev), q[held]
         self.x_test = as_tensor(scale.xy_to_scaled(problem.test.xy), dev)
         self.q_test = problem.test.q / scale.flux
         self.direction = None
@@ -139,14 +139,13 @@ class FluxTrainer:
         self.config = self._model_config()
         self.model: FluxNet = make_flux_model(self.config)
         if self.model.surface is not None:  # s is an input known at every training point, validation ones too
-            self.model.surface.fit(as_tensor(scale.xy_to_scaled(problem.train.xy), dev),
-                                   as_tensor(problem.train.s / scale.surface, dev))
+            self.model.surface.fit(self.x_all, as_tensor(problem.train.s / scale.surface, dev))
         self.model.to(dev)
         self.surface_train = self.surface_all = self.surface_direction = None
         if self.model.surface is not None:  # the fitted surface is frozen: evaluate it once at fixed points
             self.surface_all = self._surface_at(self.x_all)
-            keep = torch.as_tensor(~self.val_mask, device=dev)
-            self.surface_train = (self.surface_all[0][keep], self.surface_all[1][keep])
+            fitted = torch.as_tensor(keep, device=dev)
+            self.surface_train = (self.surface_all[0][fitted], self.surface_all[1][fitted])
             if self.direction is not None:
                 self.surface_direction = self._surface_at(self.direction[0])
         self._initial_state = copy.deepcopy(self.model.state_dict())

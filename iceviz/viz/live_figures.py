@@ -172,7 +172,8 @@ class KeptMarker:
 
 
 LOSS_LABELS = {maps.EPOCH_LOSS: "data (epoch mean)", maps.REFIT_LOSS: "refit on all points (epoch mean)"}
-"""Legend labels of the history keys that are not ``loss_*`` terms (those lose the prefix)."""
+"""Legend labels of the history keys that are not ``loss_*`` terms (those lose the prefix): the epoch means,
+drawn last and thicker (the last batch's terms are noisy)."""
 
 
 class LossFigure:
@@ -196,11 +197,11 @@ class LossFigure:
                              border_line_alpha=0)
         self.figure.add_layout(self.legend, "below")
         self.sources: dict[str, ColumnDataSource] = {}
-        # the epoch means (training data loss, validation) last and thicker: the last batch's terms are noisy
-        last = sorted(keys, key=lambda k: k in (maps.EPOCH_LOSS, maps.REFIT_LOSS))
+        # the epoch means (training data loss, refit, validation) last and thicker
+        last = sorted(keys, key=lambda k: k in LOSS_LABELS)
         for key, colour in zip(last, Category10_10 * (len(keys) // 10 + 1)):
             self.sources[key] = self._line(LOSS_LABELS.get(key, key.removeprefix("loss_")), colour,
-                                           line_width=2.0 if key in (maps.EPOCH_LOSS, maps.REFIT_LOSS) else 1.0)
+                                           line_width=2.0 if key in LOSS_LABELS else 1.0)
         self.validation = (self._line("validation (RMSE²)", "black", line_width=2.0, line_dash="dashed")
                            if validation else None)
         self.kept = KeptMarker(self.figure)
