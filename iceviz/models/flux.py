@@ -59,6 +59,13 @@ class FluxNet(nn.Module):
         self.register_buffer("surface_std", torch.tensor(float(surface_std)))
         self.surface = surface
 
+    def _start_without_surface(self, first: nn.Linear) -> None:
+        """Zero the first layer's weights on ŝ: the network starts as its surface-free variant
+        and takes from the surface only what the data ask for."""
+        if self.uses_surface:
+            with torch.no_grad():
+                first.weight[:, 2].zero_()
+
     @property
     def uses_surface(self) -> bool:
         return self.surface is not None
@@ -105,6 +112,7 @@ class DivergenceFreeFlux(FluxNet):
         dims = [n_in] + [width] * depth
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.w_out = nn.Parameter(torch.randn(1, width) / width**0.5)
+        self._start_without_surface(self.hidden[0])
         self.activation = activation
         self.aux_derivative = aux_derivative
 
@@ -152,6 +160,7 @@ class DirectFlux(FluxNet):
         dims = [n_in] + [width] * depth
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.out = nn.Linear(width, 2)
+        self._start_without_surface(self.hidden[0])
         self.activation = activation
         self._act = FIRST_DERIVATIVES[activation]
         self._act_module = torch_activation(activation)

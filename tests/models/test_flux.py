@@ -39,12 +39,31 @@ def test_dfnn_aux_total_derivative_is_divergence_free_in_physical_space():
                                surface_std=0.5, **COMMON)
     partial = DivergenceFreeFlux(32, 3, "silu", aux_derivative="partial", surface=surface, surface_mean=1.0,
                                  surface_std=0.5, **COMMON)
+    with torch.no_grad():  # a network that has learned to use the surface (it starts without it)
+        total.hidden[0].weight[:, 2].normal_()
     partial.load_state_dict(total.state_dict())
     div_total = _divergence(total)
     div_partial = _divergence(partial)
     assert div_total.abs().max() < 1e-11
     # The reference's fixed-s derivative leaves a real divergence in physical space.
     assert div_partial.abs().mean() > 1e3 * max(div_total.abs().mean().item(), 1e-15)
+
+
+@pytest.mark.parametrize("cls", [DivergenceFreeFlux, DirectFlux])
+def test_aux_models_start_as_their_surface_free_variant_and_can_learn_the_surface(cls):
+    """The first layer's weights on ŝ start at zero: the initial field does not depend on the surface, and
+    the gradient reaches those weights, so training adds the surface only as far as the data ask for it."""
+    torch.manual_seed(0)
+    surface = _fitted_surface()
+    model = cls(16, 2, "silu", surface=surface, surface_mean=1.0, surface_std=0.5, **COMMON).double()
+    assert torch.all(model.hidden[0].weight[:, 2] == 0)
+    xy = torch.rand(64, 2, dtype=torch.float64)
+    s, grad = surface.value_and_gradient(xy)
+    q = model(xy, (s, grad))
+    shifted = model(xy, (s + 5.0, grad))  # another surface height: the same field
+    torch.testing.assert_close(q, shifted)
+    q.square().sum().backward()
+    assert model.hidden[0].weight.grad[:, 2].abs().max() > 0
 
 
 def test_surface_fit_and_gradient():
