@@ -9,6 +9,7 @@
     iceviz data remove PATH [PATH ...]
     iceviz data build SPEC --out FILE.csv [--json]
     iceviz data download PRODUCT [--dest DIR] [--url URL] [--sha256 HEX] [--no-add]
+    iceviz data fetch [NAME] [--from BASE_URL]
     iceviz sim verify [--json]
     iceviz sim run SCENARIO --out FILE [--melt X] [--smb X] [--calving fixed|retreat] [--retreat-rate X]
                    [--years Y] [--snapshot-every Y] [--set KEY=VALUE ...] [--json] [--quiet]
@@ -65,26 +66,31 @@ def _progress_loop(job: Any, quiet: bool) -> None:
 
     bar = tqdm(total=100, unit="%", file=sys.stderr, disable=quiet, dynamic_ncols=True,
                bar_format="{l_bar}{bar}| {n:.0f}/{total}% [{elapsed}<{remaining}{postfix}]")
+    shown = None
     try:
         while job.alive or not job.status.finished:
+            finished = job.status.finished
             history = job.history()
             if history:
                 last = history[-1]
-                bar.n = round(100 * last.get("progress", 0.0), 1)
-                bar.set_postfix(epoch=last["epoch"], loss=f"{last.get('epoch_data_loss', last.get('loss_total', float('nan'))):.4g}",
-                                refresh=False)
-                bar.refresh()
-            if job.status.finished:
+                n = round(100 * last.get("progress", 0.0), 1)
+                if (n, last["epoch"]) != shown:  # a line per change, not per poll
+                    shown = (n, last["epoch"])
+                    bar.n = n
+                    loss = last.get("epoch_data_loss", last.get("loss_total", float("nan")))
+                    bar.set_postfix(epoch=last["epoch"], loss=f"{loss:.4g}", refresh=False)
+                    if not finished and n < 100:  # the last state is drawn once, by close()
+                        bar.refresh()
+            if finished:
                 break
             time.sleep(0.2)
     except KeyboardInterrupt:
         job.cancel()
         job.wait(5)
     finally:
-        if job.status.name == "DONE":
+        if job.status.name == "DONE":  # a run that stopped early (patience) is complete too
             bar.n = 100
-            bar.refresh()
-        bar.close()
+        bar.close()  # draws the final state once
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -356,6 +362,21 @@ def cmd_data_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    from iceviz.data.public import DATASETS, fetch, is_fetched
+
+    if not args.name:
+        for d in DATASETS.values():
+            state = "fetched" if is_fetched(d.name) else f"{d.size / 1e6:.1f} MB"
+            print(f"{d.name:18s} {d.description} [{state}; then --data {d.spec}]")
+        return 0
+    paths = fetch(args.name, args.base_url, progress=lambda line: print(f"fetching {line}", file=sys.stderr))
+    for p in paths:
+        print(p)
+    print(f"{args.name}: checked (SHA-256); use it as --data {DATASETS[args.name].spec}", file=sys.stderr)
+    return 0
+
+
 def cmd_data_info(args: argparse.Namespace) -> int:
     from iceviz.data.specs import describe, load_problem
 
@@ -521,6 +542,7 @@ def _sim_arguments(parser: argparse.ArgumentParser, scenarios: Sequence[str]) ->
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from iceviz.data.public import GITHUB_RAW
     from iceviz.models.registry import REGISTRY
     from iceviz.sim.scenarios import SCENARIOS
     from iceviz.training.device import DEVICES
@@ -573,6 +595,13 @@ def build_parser() -> argparse.ArgumentParser:
     data_download.add_argument("--no-add", action="store_true", help="do not record the file in the settings")
     data_download.add_argument("--quiet", action="store_true", help="no progress bar")
     data_download.set_defaults(func=cmd_data_download)
+    data_fetch = data_sub.add_parser("fetch", help="fetch a public dataset of the reference papers into the user "
+                                     "cache, checked by SHA-256 (no NAME: list them)")
+    data_fetch.add_argument("name", nargs="?", metavar="NAME", help="byrd-mcor, diffice-synthetic, amery, larsen-c")
+    data_fetch.add_argument("--from", dest="base_url", metavar="BASE_URL",
+                            help="a mirror laid out as BASE_URL/OWNER/REPO/COMMIT/PATH (default: $ICEVIZ_FETCH_FROM, "
+                                 f"else {GITHUB_RAW})")
+    data_fetch.set_defaults(func=cmd_data_fetch)
     data_info = data_sub.add_parser("info", help="describe the data a spec loads")
     data_info.add_argument("spec", metavar="SPEC")
     data_info.set_defaults(func=cmd_data_info)

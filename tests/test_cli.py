@@ -136,6 +136,16 @@ def test_train_without_json_prints_a_human_summary_on_stderr():
     assert "dfnn on synthetic:curve" in stderr and "RMSE" in stderr and "m²/yr" in stderr
 
 
+def test_progress_bar_ends_at_100_percent_once_when_patience_stops_the_run():
+    code, _, stderr = run_main("train", "dfnn", "--data", "synthetic:curve", "--set", "patience=5",
+                               "--set", "planned_epochs=400", "--device", "cpu")
+    assert code == 0, stderr
+    assert "stopped by patience" in stderr
+    lines = [line for line in stderr.replace("\r", "\n").splitlines() if "%|" in line]
+    assert lines[-1].lstrip().startswith("100%") and sum(line.lstrip().startswith("100%") for line in lines) == 1
+    assert len(lines) == len(set(lines))  # no line drawn twice
+
+
 # --------------------------------------------------------------------------- data and models
 
 

@@ -11,7 +11,6 @@ import asyncio
 import functools
 import io
 import logging
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -25,32 +24,25 @@ from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError
 from holoviews.operation.datashader import datashade, dynspread, rasterize
 
-from bokeh.models.widgets.tables import NumberFormatter, ScientificFormatter
-
-from iceviz.app.live import TABLE_FORMATS, TABLE_SCIENTIFIC, JobCard, LiveRow, metrics_frame, shared_limits
-from iceviz.app.paths import RUN_SUFFIXES, allowed_roots, safe_path
+from iceviz.app.board import RunBoard, divergence_scale
+from iceviz.app.paths import RUN_SUFFIXES, allowed_roots, find_runs, safe_path
 from iceviz.app.state import REPO_ROOT, ExplorerState
 from iceviz.data.overview import SpeedPyramid
 from iceviz.data.problem import DataError
 from iceviz.data.splits import validation_mask
-from iceviz.data.netcdf import grid_dataset, write_netcdf
-from iceviz.geo.basemap import basemap
+from iceviz.geo.basemap import DEFAULT_EXTENT_M, basemap
 from iceviz.geo.crs import format_bounds
 from iceviz.geo.graticule import graticule, graticule_labels
 from iceviz.geo.regions import PRESET_REGIONS
-from iceviz.models.registry import get_model
+from iceviz.models.registry import REGISTRY, get_model
 from iceviz.training.checkpoint import load_checkpoint
 from iceviz.training.fields import flux_grid_fields
-from iceviz.training.job import Job
 from iceviz.training.queue import JobQueue
 from iceviz.training.trainers import training_job
 from iceviz.training.worker import warm_up
-from iceviz.viz.live_figures import cell_bounds, shared_ranges
 from iceviz.viz import maps
 
 POLL_MS = 500
-HOLD_ROWS_POLLS = 4
-"""Polls that new maps wait for the other jobs' first progress (see ``Explorer._poll``)."""
 SIMULATOR_TAB = 5
 VISCOSITY_TAB = 6
 EMULATOR_TAB = 7
@@ -59,15 +51,21 @@ TRAINING_NICE = 10
 """Training threads yield the CPU to the server and the browser first."""
 LESSON_TEXT = (
     "**Divergence-free vs soft-constrained.** Both networks fit the same noisy observations along nine "
-    "flight lines of a field whose truth is known. Watch the middle column: the dfNN's divergence map stays "
-    "blank because mass conservation is built into it, while the PINN only approaches zero divergence as "
-    "far as its penalty weight pushes it, trading that against fitting the data."
+    "flight lines of a field whose truth is known. The dfNN conserves mass by construction; the PINN only "
+    "as far as its penalty weight pushes it, traded against fitting the data."
+)
+LESSON_AGAIN = ("Start again with another penalty weight: its PINN joins the maps beside the first, on the "
+                "same colour scales (the dfNN of this field and noise is trained once).")
+LESSON_CAPTIONS = (
+    "The flux each network learned from the flight lines. Arrows: direction and size.",
+    "Where ice would appear (blue) or vanish (red). The dfNN's map stays blank: zero to float precision.",
+    "Error against the known truth. Look between the flight lines, where only physics can help.",
 )
 
 SPLIT_COLOURS = {"train": "#1a1a1a", "validation": "#ff5a00", "test": "#e0457b"}
 """Colours of the region tab's points by split, in the order they are drawn and listed."""
 
-OVERVIEW_OPTS = dict(frame_width=620, frame_height=620, xaxis=None, yaxis=None, toolbar="above")
+OVERVIEW_OPTS = dict(frame_width=760, frame_height=760, xaxis=None, yaxis=None, toolbar="above")
 
 
 # -- pure view builders (HoloViews only) --------------------------------------------------------
@@ -95,9 +93,16 @@ def overview(state: ExplorerState, speed: SpeedPyramid | None = None) -> hv.Over
     labels = hv.Labels([(x, y, t) for x, y, t in graticule_labels()], kdims=maps.KDIMS, vdims="text").opts(
         text_color="white", text_font_size="8pt", text_alpha=0.8)
     presets = [r for r in PRESET_REGIONS.values() if r.parent is None]
-    regions = maps.boxes([r.bounds for r in presets], [r.name for r in presets], color="#ffd400")
     footprints = state.footprints()
-    data = maps.boxes(list(footprints.values()), list(footprints), color="#00e5ff")
+    # labels placed for the whole-continent view, data footprints' first so that no preset's covers them
+    metres_per_px = 2 * DEFAULT_EXTENT_M / OVERVIEW_OPTS["frame_width"]
+    data_anchors = maps.label_anchors(list(footprints.values()), list(footprints), metres_per_px)
+    taken = [(x, x + len(t) * maps.CHAR_PX * metres_per_px, y, y + maps.LINE_PX * metres_per_px)
+             for (x, y), t in zip(data_anchors, footprints)]
+    regions = maps.boxes([r.bounds for r in presets], [r.name for r in presets], color="#ffd400",
+                         anchors=maps.label_anchors([r.bounds for r in presets], [r.name for r in presets],
+                                                    metres_per_px, taken))
+    data = maps.boxes(list(footprints.values()), list(footprints), color="#00e5ff", anchors=data_anchors)
     return rgb * lines * labels * regions * data
 
 
@@ -188,12 +193,10 @@ class Explorer:
     def __init__(self):
         self.state = ExplorerState(build_in_background=True)
         self.lesson_queue = JobQueue(slots=2)
-        self.rows: dict[int, LiveRow] = {}
-        self.seen: set[int] = set()  # jobs an earlier poll showed with a snapshot and progress (rows are due)
-        self.held = 0  # polls that have held back due rows for jobs still starting
-        self.live_ranges: dict[tuple, Any] = {}
-        self.cards_by_id: dict[int, JobCard] = {}
-        self.jobs: list[tuple[str, Job]] = []
+        self.board = RunBoard(self._notify)
+        """The Training tab's runs."""
+        self.lesson_board = RunBoard(self._notify, captions=LESSON_CAPTIONS, export=False)
+        """The lesson's runs: their own cards, maps and colour scales."""
         self.simulator: Any = None
         """The simulator tab's view (iceviz.app.simulator.SimulatorView), made on the tab's first visit."""
         self.viscosity: Any = None
@@ -212,6 +215,12 @@ class Explorer:
         source = pn.widgets.Select.from_param(s.param.source, name="Data")
         whole = pn.widgets.Button(name="Whole dataset", button_type="light")
         whole.on_click(lambda e: s.use_source_extent())
+        self.get_data = pn.widgets.Button(name="Get this dataset: Byrd Glacier observations (4.3 MB)",
+                                          button_type="success", visible=bool(s.missing_datasets()),
+                                          description="Download the Byrd tensors of 'Mass Conservation on Rails' "
+                                                      "(SHA-256 checked, into the user cache): iceviz data fetch "
+                                                      "byrd-mcor")
+        self.get_data.on_click(self._on_get_data)
         models = pn.widgets.MultiChoice.from_param(s.param.models, name="Models")
         seconds = pn.widgets.FloatSlider.from_param(s.param.seconds, name="Budget per model (s)", step=5)
         device = pn.widgets.Select.from_param(s.param.device, name="Device")
@@ -219,6 +228,10 @@ class Explorer:
         self.start.on_click(self._on_start)
         # one model's widgets at a time: a document with every model's widgets makes each update slow
         configure = pn.widgets.Select(name="Hyper-parameters of", options=list(s.hyper), value="dfnn")
+        defaults = pn.widgets.Button(name="Back to defaults", button_type="light",
+                                     description="Every model's hyper-parameters as the registry and this data set "
+                                                 "them (your edits are kept across boxes and sources until then)")
+        defaults.on_click(lambda event: s.reset_hyper())
         hyper = pn.Column(self._hyper_panel("dfnn"), sizing_mode="stretch_width")
         configure.param.watch(lambda e: setattr(hyper, "objects", [self._hyper_panel(e.new)]), "value")
         # shown only for the real-data source (a template's sidebar draws hidden cards' headers anyway)
@@ -229,14 +242,16 @@ class Explorer:
                               title="Region builder (real data)", collapsed=True, sizing_mode="stretch_width")
         self.recipe_slot = pn.Column(*([recipe_card] if s.is_real else []), sizing_mode="stretch_width")
         s.param.watch(lambda e: setattr(self.recipe_slot, "objects", [recipe_card] if s.is_real else []), "source")
-        self.sidebar = [pn.pane.Markdown("### Region and data"), region, source, whole, self.recipe_slot,
+        self.sidebar = [pn.pane.Markdown("### Region and data"), region, source, whole, self.get_data, self.message,
+                        self.recipe_slot,
                         self.summary,
                         pn.pane.Markdown("### Training"), models, seconds, device, self.start,
-                        configure, hyper]
+                        configure, hyper, defaults]
 
         # map tab
         self.box_stream = hv.streams.BoundsXY(bounds=None)
-        picker = hv.Rectangles([(-3.4e6, -3.4e6, 3.4e6, 3.4e6)], kdims=["x", "y", "x1", "y1"]).opts(
+        m = DEFAULT_EXTENT_M
+        picker = hv.Rectangles([(-m, -m, m, m)], kdims=["x", "y", "x1", "y1"]).opts(
             fill_alpha=0, line_alpha=0, tools=["box_select"], active_tools=["box_select", "wheel_zoom"])
         self.box_stream.source = picker
         self.box_stream.add_subscriber(self._on_box)
@@ -246,13 +261,17 @@ class Explorer:
         self.speed_note = pn.pane.Markdown("", visible=False, css_classes=["speed-note"])
         self.overview_pane = pn.pane.HoloViews(linked_axes=False, css_classes=["overview-map"])
         self.data_files = pn.pane.Markdown("", sizing_mode="stretch_width", css_classes=["data-files"])
-        self.data_path = pn.widgets.TextInput(name="Add a product file or folder (MEaSUREs, BedMachine, Bedmap)",
-                                              placeholder="/data/antarctica", width=420)
-        add_data = pn.widgets.Button(name="Add data", button_type="primary", align="end")
+        self.data_path = pn.widgets.TextInput(name="Product file or folder to add",
+                                              placeholder="/data/antarctica (MEaSUREs, BedMachine, Bedmap)", sizing_mode="stretch_width")
+        add_data = pn.widgets.Button(name="Add data", button_type="primary", width=120)
         add_data.on_click(self._on_add_data)
-        map_tab = pn.Column(pn.pane.Markdown("Pick a preset region, or drag a box on the map (box-select tool)."),
-                            self.speed_note, self.overview_pane, pn.pane.Markdown("#### Data files"),
-                            self.data_files, pn.Row(self.data_path, add_data))
+        # the notes beside the map, not above it: a note that appears never moves the map under the cursor
+        side = pn.Column(pn.pane.Markdown("Pick a preset region in the sidebar, or drag a box on the map "
+                                          "(box-select tool). Yellow: preset regions; cyan: the data sources' "
+                                          "footprints."),
+                         self.speed_note, pn.pane.Markdown("#### Data files"), self.data_files, self.data_path,
+                         add_data, sizing_mode="stretch_width", min_width=300)
+        map_tab = pn.Row(self.overview_pane, side, sizing_mode="stretch_width")
         self._show_catalog()
         self._draw_map()
 
@@ -266,29 +285,12 @@ class Explorer:
                                                 "points (pink)."))
 
         # training tab
-        self.cards = pn.Column(sizing_mode="stretch_width")
-        self.live = pn.Column(sizing_mode="stretch_width")
-        self.losses = pn.GridBox(ncols=3, sizing_mode="fixed")
-        self.table = pn.widgets.Tabulator(metrics_frame([]), disabled=True, show_index=False, height=160,
-                                          sizing_mode="stretch_width",
-                                          formatters={**{k: NumberFormatter(format=f) for k, f in TABLE_FORMATS.items()},
-                                                      **{k: ScientificFormatter(precision=2, power_limit_low=0, power_limit_high=3)
-                                                         for k in TABLE_SCIENTIFIC}})
-        self.lesson_note = pn.pane.Markdown(LESSON_TEXT, visible=False, styles={"background": "#eef6ff"},
-                                            sizing_mode="stretch_width")
-        self.export_job = pn.widgets.Select(name="Export run", options=[], width=240)
-        self.download_nc = pn.widgets.FileDownload(callback=self._netcdf_bytes, filename="iceviz_prediction.nc",
-                                                   label="NetCDF (CF, EPSG:3031)", button_type="success")
-        self.download_png = pn.widgets.FileDownload(callback=self._png_bytes, filename="iceviz_view.png",
-                                                    label="PNG of the maps", button_type="success")
-        training_tab = pn.Column(self.lesson_note, self.cards, self.table,
-                                 pn.Row(self.export_job, self.download_nc, self.download_png), self.live,
-                                 pn.pane.Markdown("#### Loss terms"), self.losses, sizing_mode="stretch_width")
+        training_tab = pn.Column(self.board.view, sizing_mode="stretch_width")
 
-        # lesson tab
+        # lesson tab: its controls beside its own runs
         self.lesson_field = pn.widgets.Select(name="Field", options=["curve", "branching", "deflection", "ridges",
                                                                      "edge"], value="curve")
-        self.lesson_weight = pn.widgets.FloatSlider(name="PINN penalty weight", start=0.0, end=0.5, step=0.01,
+        self.lesson_weight = pn.widgets.FloatSlider(name="PINN penalty weight", start=0.0, end=1.0, step=0.01,
                                                     value=get_model("pinn").make_params().div_weight)
         self.lesson_noise = pn.widgets.FloatSlider(name="Observation noise (× mean |q|)", start=0.0, end=0.2,
                                                    step=0.01, value=0.02)
@@ -296,16 +298,24 @@ class Explorer:
         lesson_start.on_click(self._on_lesson)
         lesson_reset = pn.widgets.Button(name="Reset", button_type="warning")
         lesson_reset.on_click(self._on_reset)
-        lesson_tab = pn.Column(pn.pane.Markdown(LESSON_TEXT), self.lesson_field, self.lesson_weight,
-                               self.lesson_noise, pn.Row(lesson_start, lesson_reset))
+        lesson_controls = pn.Column(pn.pane.Markdown(LESSON_TEXT), self.lesson_field, self.lesson_weight,
+                                    self.lesson_noise, pn.Row(lesson_start, lesson_reset),
+                                    pn.pane.Markdown(LESSON_AGAIN, styles={"font-size": "0.9em"}),
+                                    width=330, sizing_mode="fixed", css_classes=["lesson-controls"])
+        lesson_tab = pn.Row(lesson_controls, self.lesson_board.view, sizing_mode="stretch_width")
 
         # saved runs tab
-        self.run_path = pn.widgets.TextInput(name="Saved run (folder with model.safetensors, or the file)",
-                                             placeholder="runs/glacier-dfnn", width=420)
-        load_run = pn.widgets.Button(name="Load run", button_type="primary")
+        self.run_list = pn.widgets.Select(name="Saved runs found (runs/ folders, newest first)", options={},
+                                          width=520)
+        refresh_runs = pn.widgets.Button(name="Look again", button_type="light", align="end")
+        refresh_runs.on_click(lambda event: self._list_runs())
+        self.run_path = pn.widgets.TextInput(name="… or another run (folder with model.safetensors, or the file)",
+                                             placeholder="runs/glacier-dfnn", width=520)
+        load_run = pn.widgets.Button(name="Load run", button_type="primary", align="end")
         load_run.on_click(self._on_load_run)
         self.run_view = pn.Column()
-        runs_tab = pn.Column(self.run_path, load_run, self.run_view)
+        runs_tab = pn.Column(pn.Row(self.run_list, refresh_runs), pn.Row(self.run_path, load_run), self.run_view)
+        self._list_runs()
 
         # simulator and viscosity tabs: built on first visit, like the region tab
         simulator_tab = pn.Column(sizing_mode="stretch_width")
@@ -316,7 +326,7 @@ class Explorer:
                             ("Lesson", lesson_tab), ("Saved runs", runs_tab), ("Simulator", simulator_tab),
                             ("Viscosity", viscosity_tab), ("Emulator", emulator_tab), dynamic=False)
         self.tabs.param.watch(self._on_tab, "active")
-        self.main = [pn.Column(self.message, self.tabs, sizing_mode="stretch_width")]
+        self.main = [pn.Column(self.tabs, sizing_mode="stretch_width")]
         s.param.watch(self._refresh_info, ["message", "problem", "bounds"])
         s.param.watch(self._on_region, "region")
         self._refresh_info()
@@ -347,7 +357,11 @@ class Explorer:
             self.emulator.attach()
 
     def _on_region(self, event: Any) -> None:
-        """A shelf preset picked on the map becomes the viscosity tab's shelf (unless an inversion runs)."""
+        """Zoom the map to a picked preset; a shelf preset also becomes the viscosity tab's shelf (unless an
+        inversion runs)."""
+        region = PRESET_REGIONS.get(event.new)
+        if region is not None:
+            self._zoom_map(region.bounds)
         if self.viscosity is None:
             return
         from iceviz.app.shelf_presets import preset_for_region
@@ -362,8 +376,9 @@ class Explorer:
         boxes = {k: pn.widgets.IntInput for k in ("epochs", "planned_epochs", "patience", "batch_size", "collocation",
                                                   "seed") if k in params.param}
         boxes.update({k: pn.widgets.FloatInput for k in ("lr", "weight_decay") if k in params.param})
-        return pn.Param(params, show_name=False, parameters=[k for k in params.param if k not in ("name", "seconds")],
-                        widgets=boxes, sizing_mode="stretch_width")
+        spec = REGISTRY[name]
+        shown = [k for k in params.param if k not in ("name", "seconds") and spec.uses(k)]
+        return pn.Param(params, show_name=False, parameters=shown, widgets=boxes, sizing_mode="stretch_width")
 
     # -- callbacks -----------------------------------------------------------------------------
     def _refresh_info(self, *events: Any) -> None:
@@ -424,6 +439,19 @@ class Explorer:
         except Exception as err:  # noqa: BLE001 - whatever the file does, the app keeps serving
             self.speed_failed = f"The ice-speed map could not be prepared from `{pyramid.path.name}`: {err}"
 
+    def _zoom_map(self, bounds: tuple[float, float, float, float], margin: float = 1.0) -> None:
+        """Show ``bounds`` (xmin, xmax, ymin, ymax) [m] on the map, centred, with ``margin`` times its size
+        around it, keeping the square frame. (HoloViews has no public call to set a drawn plot's ranges: the
+        pane's Bokeh figures are reached through its plots.)"""
+        xmin, xmax, ymin, ymax = bounds
+        cx, cy = (xmin + xmax) / 2, (ymin + ymax) / 2
+        half = max(xmax - xmin, ymax - ymin) * (0.5 + margin)
+        for plot, _ in getattr(self.overview_pane, "_plots", {}).values():
+            fig = getattr(plot, "state", None)
+            if fig is not None and hasattr(fig, "x_range"):
+                fig.x_range.update(start=cx - half, end=cx + half)
+                fig.y_range.update(start=cy - half, end=cy + half)
+
     def _draw_map(self) -> None:
         """The overview with the footprints of today's sources, and the speed mosaic once it is prepared."""
         shown = self.speed if self.speed is not None and not self.speed_note.visible else None
@@ -444,28 +472,52 @@ class Explorer:
         self._show_catalog()
         self._draw_map()
 
+    async def _on_get_data(self, event: Any = None) -> None:
+        """Fetch the missing public dataset off the event loop, then offer and pick it."""
+        missing = self.state.missing_datasets()
+        if not missing:
+            return
+        self.get_data.loading = True
+        try:
+            await asyncio.to_thread(self.state.fetch_dataset, missing[0])
+        finally:
+            self.get_data.loading = False
+        self.get_data.visible = bool(self.state.missing_datasets())
+
     def _on_box(self, bounds: tuple[float, float, float, float] | None = None, **_: Any) -> None:
         if bounds is None:
             return
         left, bottom, right, top = bounds
         self.state.set_bounds((left, right, bottom, top))
 
+    def _notify(self, text: str) -> None:
+        self.state.message = text
+
     def _on_start(self, event: Any = None) -> None:
-        self.lesson_note.visible = False
         self.tabs.active = 2  # show the tab first, then add plots to it
-        self._add_jobs(self.state.start(snapshot_every=SNAPSHOT_EVERY_S, nice=TRAINING_NICE, isolate=True), [])
+        self.board.add(self.state.start(snapshot_every=SNAPSHOT_EVERY_S, nice=TRAINING_NICE, isolate=True))
 
     def _on_lesson(self, event: Any = None) -> None:
-        spec = f"synthetic:{self.lesson_field.value}?noise={self.lesson_noise.value:g}"
-        jobs = []
-        for name, extra in (("dfnn", {}), ("pinn", {"div_weight": self.lesson_weight.value})):
+        """Train a PINN with the chosen penalty beside a dfNN on the same observations; a second Start with
+        another penalty adds its PINN beside the first (the dfNN of that field and noise is trained once)."""
+        field, noise, weight = self.lesson_field.value, self.lesson_noise.value, self.lesson_weight.value
+        spec = f"synthetic:{field}?noise={noise:g}"
+        setting = f"{field}, noise {noise:g}"
+        labels = {label: job for label, job in self.lesson_board.jobs if job.status.value != "cancelled"}
+        wanted = [(f"dfNN · {setting}", "dfnn", {}), (f"PINN {weight:g} · {setting}", "pinn", {"div_weight": weight})]
+        jobs, names = [], []
+        for label, name, extra in wanted:
+            if label in labels:
+                continue
             # the plan, patience and batch follow the field's size (problem_defaults); 60 s at most
             job = training_job(name, spec, device=self.state.device, snapshot_every=SNAPSHOT_EVERY_S, seconds=60,
                                nice=TRAINING_NICE, isolate=True, **extra)
             jobs.append(self.lesson_queue.submit(job))  # both at once, so they learn side by side
-        self.lesson_note.visible = True
-        self.tabs.active = 2  # show the tab first, then add plots to it
-        self._add_jobs(jobs, [f"lesson {n}" for n in ("dfNN", "PINN")])
+            names.append(label)
+        self.lesson_board.add(jobs, names)
+        # compare every run of this field and noise: the dfNN and each PINN penalty tried (the latest three)
+        same = [job.id for label, job in self.lesson_board.jobs if label.endswith(f"· {setting}")]
+        self.lesson_board.compare_runs(same[:1] + same[1:][-2:] if len(same) > 3 else same)
 
     def cancel_all(self) -> None:
         """Cancel every job of this session (the tab closed, or a reset)."""
@@ -483,27 +535,9 @@ class Explorer:
             self.emulator.cancel()
 
     def _on_reset(self, event: Any = None) -> None:
-        self.cancel_all()
-        self.jobs.clear()
-        self.rows.clear()
-        self.seen.clear()
-        self.live_ranges.clear()
-        self.cards_by_id.clear()
-        self.cards.clear()
-        self.live.clear()
-        self.losses.clear()
-        self.lesson_note.visible = False
-        self._poll()
-
-    def _add_jobs(self, jobs: list[Job], labels: list[str]) -> None:
-        """Cards now; each job's maps appear with its first snapshot (see :meth:`_poll`)."""
-        for i, job in enumerate(jobs):
-            label = labels[i] if i < len(labels) else f"{job.name} #{job.id}"
-            card = JobCard(job, label)
-            self.cards_by_id[job.id] = card
-            self.jobs.append((label, job))
-            self.cards.append(card.view)
-        self.export_job.options = {label: job.id for label, job in self.jobs}
+        """The lesson's Reset: cancel its runs and forget them (the Training tab's runs are left alone)."""
+        self.lesson_queue.cancel_all()
+        self.lesson_board.reset()
 
     def _poll(self) -> None:
         """Periodic: copy the jobs' latest snapshots into the views (never blocks on training)."""
@@ -514,118 +548,56 @@ class Explorer:
             self._draw_map()
         elif self.speed_failed and self.speed_note.object != self.speed_failed:
             self.speed_note.object = self.speed_failed
-        snaps = {job.id: job.latest() for _, job in self.jobs}
-        # A job's maps come after its card has shown progress (a snapshot and an epoch done), and after the
-        # cards of the jobs still starting have too, for up to HOLD_ROWS_POLLS: drawing new figures takes the
-        # browser seconds, and every update sent with or after them waits until it is done.
-        pending = self.seen - self.rows.keys()
-        starting = any(job.id not in self.seen and not job.status.finished for _, job in self.jobs)
-        self.held = self.held + 1 if pending and starting else 0
-        due = pending if not starting or self.held > HOLD_ROWS_POLLS else set()
-        progressed = {job.id for _, job in self.jobs  # (a job's history is copied only until its first progress)
-                      if job.id not in self.seen and snaps[job.id] is not None and job.history()}
-        # Freezing the document makes Bokeh walk its whole model graph once at the end: worth it when
-        # plots are added (once instead of once per model), wasted when only data changes.
-        with pn.io.hold(freeze=bool(due)):
-            self._refresh_jobs(snaps, due)
-        self.seen |= progressed  # the cards just drawn show at least this progress
+        self.board.poll()
+        self.lesson_board.poll()
 
-    def _refresh_jobs(self, snaps: dict[int, Any], due: set[int]) -> None:
-        limits = shared_limits(list(snaps.values()))
-        for i, (label, job) in enumerate(self.jobs):
-            self.cards_by_id[job.id].update()
-            snap, row = snaps[job.id], self.rows.get(job.id)
-            if row is None and job.id in due:
-                place = sum(j.id in self.rows for _, j in self.jobs[:i])  # rows keep the jobs' order
-                row = self.rows[job.id] = LiveRow(label, snap, limits, job.history(), self._ranges(snap))
-                self.live.insert(place, row.view)
-                self.losses.insert(place, row.loss_view)
-            elif row is not None:
-                row.push(snap, limits, job.history())
-        frame = metrics_frame(self.jobs)
-        if not frame.equals(self.table.value):
-            self.table.value = frame
+    def _list_runs(self) -> None:
+        roots = allowed_roots(REPO_ROOT)
+        runs = find_runs(roots)
 
-    def _ranges(self, snapshot: Any) -> tuple[Any, Any]:
-        """The shared zoom of every live map over the same region (maps of another region zoom apart)."""
-        bounds = cell_bounds(snapshot.fields["x"].values, snapshot.fields["y"].values)
-        key = tuple(round(b) for b in bounds)
-        if key not in self.live_ranges:
-            self.live_ranges[key] = shared_ranges(bounds)
-        return self.live_ranges[key]
+        def shown(p: Path) -> str:
+            for base in (Path.cwd(), REPO_ROOT):
+                if base.resolve() in p.parents:
+                    return str(p.parent.relative_to(base.resolve()))
+            return str(p.parent)
+
+        self.run_list.options = {"(none found)" if not runs else "(choose a run)": "", **{shown(p): str(p)
+                                                                                          for p in runs}}
 
     def _on_load_run(self, event: Any = None) -> None:
-        text = self.run_path.value.strip()
+        text = self.run_path.value.strip() or self.run_list.value or ""
+        if not text:
+            self.state.message = ("No run chosen: pick one of the saved runs found, or type a run folder (one "
+                                  "written by `iceviz train --out DIR`).")
+            return
         if not text.endswith(RUN_SUFFIXES):
             text = text.rstrip("/") + "/model.safetensors"  # a run folder written by --out or the app
         try:
             ckpt = load_checkpoint(safe_path(text, allowed_roots(REPO_ROOT), RUN_SUFFIXES,
                                              bases=[Path.cwd(), REPO_ROOT]))
-        except ValueError as err:
+        except (ValueError, OSError, RuntimeError, KeyError, TypeError, MemoryError) as err:
             self.state.message = f"Could not load the run: {err}"
             return
-        fields = flux_grid_fields(ckpt.model, ckpt.scale, ckpt.bounds, ckpt.grid_shape)
-        limit = maps.symmetric_limit([fields["divergence"].values])
-        title = f"{ckpt.model_name} on {ckpt.data}"
-        plot = (maps.magnitude_map(fields, f"{title}: |q| (m²/yr)") * maps.flux_arrows(fields)
-                + maps.divergence_map(fields, limit, f"{title}: ∇·q (m/yr)")).opts(
-            hv.opts.Image(data_aspect=1, frame_width=380))
+        family = REGISTRY[ckpt.model_name].family
         rows = "\n".join(f"| {k} | {v:.6g} |" if isinstance(v, float) else f"| {k} | {v} |"
                          for k, v in ckpt.metrics.items() if isinstance(v, (int, float, str)))
-        self.run_view.objects = [pn.pane.HoloViews(plot, linked_axes=False),
-                                 pn.pane.Markdown(f"| metric | value |\n|---|---|\n{rows}", css_classes=["run-metrics"])]
+        table = pn.pane.Markdown(f"| metric | value |\n|---|---|\n{rows}", css_classes=["run-metrics"])
+        title = f"{ckpt.model_name} on {ckpt.data}"
+        if family != "flux":
+            where = {"viscosity": "the Viscosity tab (pick the shelf, then train)",
+                     "emulator": "the Emulator tab (its ensemble)"}.get(family, "its own tab")
+            self.run_view.objects = [pn.pane.Markdown(f"**{title}**: a {family} run, loaded and checked. Its maps "
+                                                      f"are drawn in {where}; its scores:"), table]
+            self.state.message = ""
+            return
+        fields = flux_grid_fields(ckpt.model, ckpt.scale, ckpt.bounds, ckpt.grid_shape)
+        limit, note = divergence_scale(fields)
+        plot = (maps.magnitude_map(fields, f"{title}: |q| (m²/yr)") * maps.flux_arrows(fields)
+                + maps.divergence_map(fields, limit, f"{title}: ∇·q (m/yr)" + (f"; {note}" if note else ""))).opts(
+            hv.opts.Image(data_aspect=1, frame_width=380))
+        self.run_view.objects = [pn.pane.HoloViews(plot, linked_axes=False), table]
         self.state.message = ""
 
-    # -- export ----------------------------------------------------------------------------------
-    def _selected_snapshot(self):
-        ids = {job.id: (label, job) for label, job in self.jobs}
-        chosen = ids.get(self.export_job.value)
-        return (chosen[0], chosen[1].latest()) if chosen else (None, None)
-
-    def _netcdf_bytes(self) -> io.BytesIO:
-        label, snap = self._selected_snapshot()
-        if snap is None:
-            self.state.message = "No run to export yet: start a training job first."
-            return io.BytesIO(b"")
-        ds = snap.fields
-        out = grid_dataset(ds["x"].values, ds["y"].values,
-                           {k: (v.values, v.attrs["units"], v.attrs["long_name"]) for k, v in ds.data_vars.items()},
-                           attrs={"title": f"iceviz {label} prediction", "data_spec": ds.attrs.get("data", ""),
-                                  "epoch": snap.epoch})
-        with tempfile.TemporaryDirectory() as tmp:
-            path = write_netcdf(out, Path(tmp) / "prediction.nc")
-            return io.BytesIO(path.read_bytes())
-
-    def _png_bytes(self) -> io.BytesIO:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        label, snap = self._selected_snapshot()
-        if snap is None:
-            self.state.message = "No run to export yet: start a training job first."
-            return io.BytesIO(b"")
-        ds = snap.fields
-        limit = maps.symmetric_limit([ds["divergence"].values])
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), constrained_layout=True)
-        extent = [float(ds.x[0]), float(ds.x[-1]), float(ds.y[0]), float(ds.y[-1])]
-        im = axes[0].imshow(ds["flux_magnitude"].values, origin="lower", extent=extent, cmap=maps.SEQUENTIAL)
-        fig.colorbar(im, ax=axes[0], label="|q| (m²/yr)")
-        im = axes[1].imshow(ds["divergence"].values, origin="lower", extent=extent, cmap=maps.DIVERGING,
-                            vmin=-limit, vmax=limit)
-        fig.colorbar(im, ax=axes[1], label="∇·q (m/yr)")
-        for ax, name in zip(axes, ("predicted flux", "divergence")):
-            ax.set_title(f"{label}: {name}, epoch {snap.epoch}")
-            ax.set_xlabel("x (m, EPSG:3031)")
-            ax.set_ylabel("y (m)")
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
-        plt.close(fig)
-        buf.seek(0)
-        return buf
-
-    # -- serving ---------------------------------------------------------------------------------
     def servable(self) -> pn.template.BootstrapTemplate:
         # Bootstrap rather than Fast: the Fast theme pulls its font from the web, and the app must work offline.
         template = pn.template.BootstrapTemplate(title="iceviz: physics-informed ice flow, live",

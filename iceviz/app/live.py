@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -58,6 +58,11 @@ TABLE_FORMATS = {"rmse": "0.0000", "mae": "0.0000", "rmse_m2_per_yr": "0,0", "va
                  "seconds": "0.0"}
 """Number formats (numbro) for the metrics table; the MAD columns are scientific (dfNN's is ~1e-7)."""
 TABLE_SCIENTIFIC = ("mad", "mad_m_per_yr")
+TABLE_TITLES = {"model": "run", "seconds": "seconds (s)", "rmse": "test RMSE (scaled)", "mae": "test MAE (scaled)",
+                "mad": "mean |∇·q| (scaled)", "rmse_m2_per_yr": "test RMSE (m²/yr)",
+                "val_rmse_m2_per_yr": "validation RMSE (m²/yr)", "mad_m_per_yr": "mean |∇·q| (m/yr)"}
+"""Column titles of the metrics table, with units; "scaled" is the data's own normalisation (flux over the
+training flux RMS, lengths over the region's extent), the units the papers quote."""
 
 
 class JobCard:
@@ -72,7 +77,8 @@ class JobCard:
         self.cancel = pn.widgets.Button(name="Cancel", button_type="danger", width=80)
         self.pause.on_click(self._on_pause)
         self.cancel.on_click(lambda event: self.job.cancel())
-        self.view = pn.Column(self.info, self.progress, pn.Row(self.pause, self.cancel), css_classes=["job-card"],
+        self.controls = pn.Row(self.pause, self.cancel)
+        self.view = pn.Column(self.info, self.progress, self.controls, css_classes=["job-card"],
                               styles={"border": "1px solid #ddd", "border-radius": "6px", "padding": "4px"},
                               sizing_mode="stretch_width")
         self.update()
@@ -98,14 +104,22 @@ class JobCard:
                 epoch, phase = latest.epoch, f", refitted on all points to epoch {last.get('best_epoch')}"
             else:
                 phase = f" of {last.get('best_epoch')}, refit on all points"
-        text = (f"**{self.label}** · {status.value} · {device} · epoch {epoch}{phase} · "
-                f"{format_seconds(elapsed)} elapsed · ETA {format_seconds(eta)}")
+        if not history and not status.finished:  # a worker process is starting (imports, data): seconds
+            what = "waiting for a free worker" if status is JobStatus.QUEUED else "starting its worker"
+            text = f"**{self.label}** · {status.value} · {what} …"
+        elif status.finished:  # one line: nothing left to control or to wait for
+            text = f"**{self.label}** · {status.value} · {device} · epoch {epoch}{phase} · {format_seconds(elapsed)}"
+        else:
+            text = (f"**{self.label}** · {status.value} · {device} · epoch {epoch}{phase} · "
+                    f"{format_seconds(elapsed)} elapsed · ETA {format_seconds(eta)}")
         if status is JobStatus.FAILED:
             text += f"\n\n<span style='color:#b00020'>Failed: {job.error}</span>"
         self.info.object = text
         self.pause.name = "Resume" if status is JobStatus.PAUSED else "Pause"
         self.pause.disabled = status not in (JobStatus.RUNNING, JobStatus.PAUSED)
         self.cancel.disabled = status.finished
+        if status.finished and len(self.view) > 1:  # collapse to its one line of text
+            self.view.objects = [self.info]
 
 
 def fixed_pane(fig: Any, css_class: str) -> pn.Column:
@@ -125,7 +139,7 @@ class LiveRow:
     """
 
     def __init__(self, label: str, snapshot: Snapshot, limits: dict[str, float], history: list[dict],
-                 ranges: tuple[Range1d, Range1d]):
+                 ranges: tuple[Range1d, Range1d], captions: Sequence[str] | None = None):
         self.label = label
         # every term the trainer reports, known from the first snapshot (the PINN's collocation term
         # joins after its first epoch), so the legend never changes
@@ -145,9 +159,13 @@ class LiveRow:
         self.last_history = -1
         self.last_loss_push = -float("inf")
         self.push(snapshot, limits, history)
-        self.view = pn.Row(*(fixed_pane(f.figure, name) for f, name in
-                             ((self.flux, "flux-map"), (self.divergence, "divergence-map"),
-                              (self.error, "error-map"))), css_classes=["live-row"], sizing_mode="stretch_width")
+        panes = [fixed_pane(f.figure, name) for f, name in
+                 ((self.flux, "flux-map"), (self.divergence, "divergence-map"), (self.error, "error-map"))]
+        if captions:
+            panes = [pn.Column(p, pn.pane.Markdown(c, width=p.width, margin=(0, 5), css_classes=["map-caption"],
+                                                   styles={"font-size": "0.85em", "color": "#444"}))
+                     for p, c in zip(panes, captions)]
+        self.view = pn.Row(*panes, css_classes=["live-row"], sizing_mode="stretch_width")
         self.loss_view = fixed_pane(self.loss.figure, "loss-view")
 
     @staticmethod
@@ -160,7 +178,8 @@ class LiveRow:
         self.flux.update(image_columns(x, y, ds["flux_magnitude"].values), 0.0, limits["flux_limit"],
                          arrows=arrow_columns(ds))
         div = limits["div_limit"]
-        self.divergence.update(image_columns(x, y, ds["divergence"].values), -div, div)
+        self.divergence.update(image_columns(x, y, ds["divergence"].values), -div, div,
+                               note=maps.nil_divergence_note([ds["divergence"].values], div))
         if "error" in ds:
             error = image_columns(x, y, ds["error"].values)
         else:
@@ -184,11 +203,8 @@ def shared_limits(snapshots: list[Snapshot]) -> dict[str, float]:
     fields = [s.fields for s in snapshots if s is not None and s.fields is not None]
     if not fields:
         return dict(div_limit=1.0, flux_limit=1.0, err_limit=1.0)
-    flux = maps.symmetric_limit([f["flux_magnitude"].values for f in fields], quantile=0.995)
-    # Divergence below a thousandth of |q|max / extent is physically nil (float rounding for a dfNN):
-    # never stretch the colour scale below it, or rounding noise would look like sources and sinks.
-    extent = max(float(np.ptp(fields[0]["x"].values)), float(np.ptp(fields[0]["y"].values)), 1.0)
-    div = max(maps.symmetric_limit([f["divergence"].values for f in fields]), 1e-3 * flux / extent)
+    # never stretch the divergence scale below a physical floor, or float rounding would look like sources and sinks
+    flux, div = maps.flux_and_divergence_limits(fields)
     errors = [f["error"].values for f in fields if "error" in f]
     errors += [s.points["error"] for s in snapshots if s is not None and s.points is not None and not errors]
     err = maps.symmetric_limit(errors, quantile=0.98) if errors else 1.0

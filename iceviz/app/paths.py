@@ -16,7 +16,17 @@ def allowed_roots(repo_root: Path) -> list[Path]:
     roots = [repo_root / "runs", repo_root / "sample_data", Path.cwd() / "runs"]
     if os.environ.get("ICEVIZ_DATA"):
         roots.append(Path(os.environ["ICEVIZ_DATA"]))
-    return [r.resolve() for r in roots]
+    return list(dict.fromkeys(r.resolve() for r in roots))  # once each (the repo's runs/ is often ./runs)
+
+
+def find_runs(roots: Iterable[Path], limit: int = 200) -> list[Path]:
+    """Saved runs (``model.safetensors`` files) at most three folders deep under ``roots``, newest first."""
+    found: set[Path] = set()
+    for root in roots:
+        for pattern in ("model.safetensors", "*/model.safetensors", "*/*/model.safetensors",
+                        "*/*/*/model.safetensors"):
+            found.update(p.resolve() for p in Path(root).glob(pattern) if p.is_file())
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)[:limit]
 
 
 def safe_path(text: str, roots: Iterable[Path], suffixes: Iterable[str], must_exist: bool = True,

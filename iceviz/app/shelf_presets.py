@@ -28,9 +28,10 @@ import param
 
 from iceviz.data.locations import data_dirs
 from iceviz.data.problem import DataError
+from iceviz.data.public import DATASET_FOR_FILE, fetch_hint
 from iceviz.data.shelf import REQUIRED, ShelfProblem, crop_shelf, find_diffice
 from iceviz.models.registry import REGISTRY
-from iceviz.training.device import DEVICES
+from iceviz.training.device import available_devices
 from iceviz.training.job import Job
 from iceviz.training.trainers import training_job
 
@@ -68,15 +69,16 @@ class ShelfPreset:
 
 
 def missing_file_message(preset: ShelfPreset) -> str:
-    """The refusal for a preset whose DIFFICE file is absent: what is missing, where we looked, what to do."""
-    places = " and ".join(str(d) for d in data_dirs("diffice"))
-    return (f"{preset.label}: no data for this shelf here. The viscosity inversion needs velocity, thickness and a "
-            f"calving front with normals in the DIFFICE layout ({', '.join(REQUIRED)}; SI units), and the file "
-            f"{preset.file} is in none of {places}. Loaders for the real products (MEaSUREs velocity, BedMachine "
-            f"thickness, a digitised front) are a later issue. To invert {preset.label} now, put a DIFFICE-layout "
-            f".mat file under that name in one of those folders (set ICEVIZ_DATA to choose the first), or train from "
-            f"the command line with `iceviz train {MODEL} --data diffice:PATH.mat`; meanwhile, pick a synthetic "
-            f"shelf or Amery.")
+    """The refusal for a preset whose DIFFICE file is absent: what is missing, how to get it, where we looked."""
+    places = ", ".join(str(d) for d in data_dirs("diffice"))
+    name = DATASET_FOR_FILE.get(preset.file)
+    if name:
+        return (f"{preset.label}: its data ({preset.file}) is not on this machine yet: press \"Get this dataset\" "
+                f"or {fetch_hint(name)}. Looked in {places}.")
+    return (f"{preset.label}: no data for this shelf here, and no public copy is registered: put a DIFFICE-layout "
+            f".mat file ({', '.join(REQUIRED)}; SI units) named {preset.file} in one of {places} (set ICEVIZ_DATA "
+            f"to choose the first), or train from the command line with "
+            f"`iceviz train {MODEL} --data diffice:PATH.mat`.")
 
 
 PRESETS: dict[str, ShelfPreset] = {p.label: p for p in (
@@ -154,7 +156,7 @@ class ViscosityState(param.Parameterized):
     box = param.NumericTuple(default=None, length=4, allow_None=True,
                              doc="Crop (xmin, xmax, ymin, ymax) [m, the shelf's own coordinates]; empty: whole shelf.")
     seconds = param.Number(60.0, bounds=(5.0, 1800.0), doc="Training budget [s] (pauses excluded).")
-    device = param.Selector(default="auto", objects=list(DEVICES), doc="Where to train: auto = CUDA, else MPS, else CPU.")
+    device = param.Selector(default="auto", objects=available_devices(), doc="Where to train: auto = CUDA, else MPS, else CPU.")
     hyper = param.ClassSelector(class_=param.Parameterized, doc="The viscosity PINN's hyper-parameters.")
     message = param.String("", doc="Why the current choice cannot be trained (empty when it can).")
     whole = param.Parameter(None, doc="The preset's whole shelf, once loaded (None while loading or refused).")
@@ -196,6 +198,13 @@ class ViscosityState(param.Parameterized):
             self.hyper.param.update(**hints)
         self.param.update(whole=whole, loading=False)
         return self._crop()
+
+    def missing_dataset(self) -> str | None:
+        """The ``iceviz data fetch`` name that would make the current preset loadable, if it is missing."""
+        preset = PRESETS[self.preset]
+        if preset.file is None or preset.unavailable() is None:
+            return None
+        return DATASET_FOR_FILE.get(preset.file)
 
     def refuse(self, message: str, label: str | None = None) -> None:
         """The preset ``label`` cannot be loaded: say why (ignored if the preset changed since)."""

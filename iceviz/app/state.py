@@ -22,7 +22,7 @@ from iceviz.data.specs import describe, load_problem
 from iceviz.geo.crs import box_size_km
 from iceviz.geo.regions import PRESET_REGIONS
 from iceviz.models.registry import REGISTRY, model_names
-from iceviz.training.device import DEVICES
+from iceviz.training.device import available_devices
 from iceviz.training.job import Job
 from iceviz.training.queue import JobQueue
 from iceviz.training.trainers import problem_defaults, training_job
@@ -70,15 +70,18 @@ def _bbox_option(bounds: tuple[float, float, float, float]) -> str:
 class ExplorerState(param.Parameterized):
     """Region, data and models of one browser session, and the jobs it runs."""
 
-    region = param.Selector(default=CUSTOM, objects=[CUSTOM, *PRESET_REGIONS],
-                            doc="A preset region, or 'custom' for the box drawn on the map.")
+    region = param.Selector(default=CUSTOM,
+                            objects={"Custom box (drag one on the map)": CUSTOM,
+                                     **{r.name: key for key, r in PRESET_REGIONS.items()}},
+                            doc="A preset region (shown by its name, held by its key), or 'custom' for the box "
+                                "drawn on the map.")
     bounds = param.NumericTuple(default=(400_000.0, 600_000.0, -950_000.0, -750_000.0), length=4,
                                 doc="Region box (xmin, xmax, ymin, ymax) [m, EPSG:3031].")
     source = param.Selector(default=None, objects=[], doc="Where the flux observations come from.")
     models = param.ListSelector(default=["dfnn", "pinn", "nn"], objects=model_names("flux"),
                                 doc="Models to train side by side.")
     seconds = param.Number(30.0, bounds=(1.0, 600.0), doc="Training budget per model [s].")
-    device = param.Selector(default="auto", objects=list(DEVICES), doc="Where to train: auto = CUDA, else MPS, else CPU.")
+    device = param.Selector(default="auto", objects=available_devices(), doc="Where to train: auto = CUDA, else MPS, else CPU.")
     message = param.String("", doc="The latest message for the user (errors name what was wrong).")
     problem = param.Parameter(None, doc="The loaded problem for the current box and source (None when unusable).")
     recipe = param.ClassSelector(class_=RegionRecipe, doc="How real-data regions are built (real-data source only).")
@@ -134,6 +137,27 @@ class ExplorerState(param.Parameterized):
         self.message = "; ".join(problems)
         return [f"{f.product}: {f.path}" for f in found]
 
+    def missing_datasets(self) -> list[str]:
+        """Public flux datasets (``iceviz data fetch`` names) that this machine does not have yet."""
+        return [] if "byrd-mcor:" in self._sources.values() else ["byrd-mcor"]
+
+    def fetch_dataset(self, name: str) -> bool:
+        """Fetch a public dataset (blocking: call it off the event loop), offer it and pick it; False, with
+        :attr:`message` saying why, when it could not be fetched."""
+        from iceviz.data.public import fetch
+
+        try:
+            fetch(name)
+        except DataError as err:
+            self.message = str(err)
+            return False
+        self._sources = available_sources(self.catalog)
+        self.param.source.objects = list(self._sources)
+        label = next(k for k, v in self._sources.items() if v.startswith(f"{name}:"))
+        self.message = ""
+        self.source = label
+        return True
+
     def points_csv(self) -> str:
         """The current real-data box as a ``points:`` file (CSV text with provenance columns), to keep."""
         from iceviz.data.specs import build_region_from_spec
@@ -175,8 +199,7 @@ class ExplorerState(param.Parameterized):
 
     @param.depends("source", watch=True)
     def _on_source(self) -> None:
-        self.use_source_extent()
-        self.reset_hyper()
+        self.use_source_extent()  # loads the source: _on_problem follows
 
     def _problem_defaults(self) -> dict[str, dict[str, Any]]:
         """What the loaded problem sets for each model over the registry (nothing while none is loaded).
@@ -197,28 +220,39 @@ class ExplorerState(param.Parameterized):
             out[name] = done[key]
         return out
 
+    def _expected(self, name: str, by_problem: dict[str, Any]) -> dict[str, Any]:
+        """Model ``name``'s hyper-parameters as nobody edited them: param's, the registry's, then the problem's."""
+        spec = REGISTRY[name]
+        defaults = {k: p.default for k, p in spec.params.param.objects().items() if k != "name"}
+        return {**defaults, **spec.defaults, **by_problem}
+
+    def edits(self) -> dict[str, dict[str, Any]]:
+        """Per model, the hyper-parameters the user set to something else than they would be."""
+        out = {}
+        for name, params in self.hyper.items():
+            expected = self._expected(name, self._set_by_problem.get(name, {}))
+            out[name] = {k: v for k, v in params.param.values().items() if k in expected and v != expected[k]}
+        return out
+
     def reset_hyper(self) -> None:
         """Hyper-parameters back to the registry defaults, then those the loaded problem sets: for flux
         models the batch, plan and patience that follow its number of points, and the source's hints
         (:func:`~iceviz.training.trainers.problem_defaults`). In place: the widgets follow."""
         self._set_by_problem = self._problem_defaults()
         for name, params in self.hyper.items():
-            spec = REGISTRY[name]
-            defaults = {k: p.default for k, p in spec.params.param.objects().items() if k != "name"}
-            params.param.update(**{**defaults, **spec.defaults, **self._set_by_problem[name]})
+            params.param.update(**self._expected(name, self._set_by_problem[name]))
 
     @param.depends("problem", watch=True)
     def _on_problem(self) -> None:
-        """A new box loaded: the hyper-parameters it sets differently from the last one (the batch, plan and
-        patience follow the number of points) take its values, since the app passes every widget as an
-        override; the user's other choices stay."""
+        """A new box or source loaded: every hyper-parameter takes what the new problem sets (the batch, plan
+        and patience follow its number of points; a source may hint more), except those the user edited, which
+        stay as edited, since the app passes every widget as an override."""
         if self.problem is None:
             return
-        now = self._problem_defaults()
+        edits = self.edits()
+        self._set_by_problem = self._problem_defaults()
         for name, params in self.hyper.items():
-            old = self._set_by_problem.get(name, {})
-            params.param.update(**{k: v for k, v in now[name].items() if old.get(k) != v})
-        self._set_by_problem = now
+            params.param.update(**{**self._expected(name, self._set_by_problem[name]), **edits[name]})
 
     @param.depends("region", watch=True)
     def _on_region(self) -> None:

@@ -19,6 +19,7 @@ picks their results up, so the page stays responsive.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 import re
@@ -35,6 +36,7 @@ import panel as pn
 from iceviz.app.live import STATUS_COLOURS, fixed_pane, format_seconds, run_buttons, toggle_pause
 from iceviz.app.shelf_presets import DEFAULT_PRESET, PRESETS, ViscosityState, load_preset
 from iceviz.app.widgets import param_widgets
+from iceviz.data.problem import DataError
 from iceviz.data.shelf import ShelfProblem
 from iceviz.training.job import Job, JobStatus
 from iceviz.training.snapshot import Snapshot
@@ -171,6 +173,10 @@ class ViscosityView:
         self.start_button.on_click(self._on_start)
         self.pause_button.on_click(self._on_pause)
         self.cancel_button.on_click(lambda event: self.cancel())
+        self.get_data = pn.widgets.Button(name="Get this dataset", button_type="success", width=w, visible=False,
+                                          description="Download the shelf's DIFFICE_jax file (SHA-256 checked, into "
+                                                      "the user cache), as `iceviz data fetch` does")
+        self.get_data.on_click(self._on_get_data)
         self.whole_button = pn.widgets.Button(name="Use whole shelf", button_type="light", width=w)
         self.whole_button.on_click(lambda event: self.use_whole_shelf())
         self.lsq_button = pn.widgets.Button(name=LSQ_LABEL, button_type="warning", width=w,
@@ -184,7 +190,7 @@ class ViscosityView:
         hyper = pn.GridBox(*param_widgets(s.hyper, WIDGET_WIDTH, HIDDEN, LABELS), ncols=2, sizing_mode="fixed", width=w)
         self.hyper_card = pn.Card(hyper, title="Hyper-parameters", collapsed=True, width=w + 10,
                                   sizing_mode="fixed", css_classes=["visc-hyper"])
-        controls = pn.Column(self.preset_select, pn.Row(self.budget, self.device, width=w),
+        controls = pn.Column(self.preset_select, self.get_data, pn.Row(self.budget, self.device, width=w),
                              pn.Row(self.start_button, self.pause_button, self.cancel_button, width=w),
                              self.whole_button, self.lsq_button, self.download, self.hyper_card,
                              width=CONTROL_WIDTH, sizing_mode="fixed", css_classes=["visc-controls"])
@@ -257,6 +263,28 @@ class ViscosityView:
             self.info.object = self._describe(whole)
         self._show_message(self.state.message)
         self._refresh_buttons()
+        missing = self.state.missing_dataset()
+        self.get_data.visible = missing is not None
+        if missing:
+            self.get_data.name = f"Get this dataset ({missing})"
+
+    async def _on_get_data(self, event: Any = None) -> None:
+        """Fetch the current preset's public file off the event loop, then load the shelf."""
+        from iceviz.data.public import fetch
+
+        name = self.state.missing_dataset()
+        if name is None:
+            return
+        self.get_data.loading = True
+        try:
+            await asyncio.to_thread(fetch, name)
+        except DataError as err:
+            self._show_message(str(err))
+            return
+        finally:
+            self.get_data.loading = False
+        self.get_data.visible = False
+        self.load()
 
     @staticmethod
     def _offset(problem: ShelfProblem) -> bool:

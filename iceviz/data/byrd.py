@@ -18,6 +18,7 @@ import numpy as np
 
 from iceviz.data.locations import data_dirs
 from iceviz.data.problem import DataError, DirectionGuidance, FluxObservations, FluxProblem, FluxScale
+from iceviz.data.public import fetch_hint
 
 BYRD_SCALE = FluxScale(x0=400_000.0, y0=-950_000.0, length=200_000.0, flux=70_000.0, surface=2000.0)
 BYRD_BOUNDS = (400_000.0, 600_000.0, -950_000.0, -750_000.0)
@@ -44,8 +45,8 @@ def resolve_dir(directory: str | os.PathLike | None = None) -> Path:
         if path.is_dir():
             return path
     raise DataError(
-        "byrd-mcor: no data directory found; tried " + ", ".join(str(p) for p in tried)
-        + " (give one as byrd-mcor:DIR or set ICEVIZ_DATA)"
+        f"byrd-mcor: the Byrd tensors are not on this machine; {fetch_hint('byrd-mcor')}, or give their folder "
+        "as byrd-mcor:DIR. Looked in " + ", ".join(str(p) for p in tried)
     )
 
 

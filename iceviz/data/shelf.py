@@ -34,6 +34,7 @@ import numpy as np
 
 from iceviz.data.locations import data_dirs
 from iceviz.data.problem import DataError
+from iceviz.data.public import DATASET_FOR_FILE, fetch_hint
 from iceviz.data.region import Bounds, check_bounds, in_bounds
 from iceviz.data.splits import MIN_VALIDATION_GROUPS, split_lines, tile_labels
 from iceviz.physics.units import SECONDS_PER_YEAR
@@ -264,7 +265,9 @@ def find_diffice(path: str | Path) -> Path:
     for candidate in tried:
         if candidate.is_file():
             return candidate
-    raise DataError(f"diffice: no such file {path}; tried {', '.join(str(p) for p in tried)}")
+    name = DATASET_FOR_FILE.get(path.name) if path.parent == Path(".") else None
+    hint = f"; {fetch_hint(name)}" if name else ""
+    raise DataError(f"diffice: no such file {path}{hint}. Looked in {', '.join(str(p) for p in tried)}")
 
 
 def load_diffice(path: str | Path, spec: str | None = None) -> ShelfProblem:

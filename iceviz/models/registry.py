@@ -168,13 +168,54 @@ class ModelSpec:
     doc: str
     options: dict[str, Any] = field(default_factory=dict)
 
+    def uses(self, key: str) -> bool:
+        """Whether hyper-parameter ``key`` has any effect on this model (a flux model ignores the knobs of the
+        other variants: the PINN penalty, the guidance weight, the surface fit)."""
+        opts = self.options
+        if self.family != "flux":
+            return True
+        if key in ("div_weight", "collocation"):
+            return opts.get("constraint") == "soft"
+        if key == "dir_weight":
+            return bool(opts.get("direction"))
+        if key == "surface_length":
+            return bool(opts.get("aux"))
+        if key == "aux_derivative":
+            return bool(opts.get("aux")) and opts.get("constraint") == "hard"
+        return True
+
     def make_params(self, **overrides: Any) -> param.Parameterized:
         """Hyper-parameters with this model's defaults and the given overrides (validated by param)."""
         unknown = set(overrides) - (set(self.params.param) - {"name"})
         if unknown:
             raise ValueError(f"{self.name}: unknown hyper-parameter(s) {sorted(unknown)}; "
                              f"known: {sorted(p for p in self.params.param if p != 'name')}")
-        return self.params(**{**self.defaults, **overrides})
+        values = {**self.defaults, **overrides}
+        try:
+            return self.params(**values)
+        except (ValueError, TypeError) as err:  # param's own message names the class, not what to type
+            for key in overrides:
+                try:
+                    self.params(**{**self.defaults, key: overrides[key]})
+                except (ValueError, TypeError):
+                    raise ValueError(f"{self.name}: {key}={overrides[key]!r} is not allowed: "
+                                     f"{_expected(self.params.param[key])}") from None
+            raise ValueError(f"{self.name}: {err}") from None
+
+
+def _expected(p: param.Parameter) -> str:
+    """What a parameter accepts, in words: its kind, bounds or choices, and its doc line."""
+    if isinstance(p, param.Selector) and not isinstance(p, param.ClassSelector):
+        what = f"one of {list(p.objects)}"
+    elif isinstance(p, (param.Integer, param.Number)):
+        kind = "an integer" if isinstance(p, param.Integer) else "a number"
+        lo, hi = p.bounds or (None, None)
+        what = kind + (f" from {lo:g} to {hi:g}" if lo is not None and hi is not None else "")
+    elif isinstance(p, param.Boolean):
+        what = "true or false"
+    else:
+        what = f"a {type(p).__name__.lower()}"
+    return f"{what} ({p.doc})" if p.doc else what
 
 
 _FLUX_DOCS = {

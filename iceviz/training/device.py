@@ -8,6 +8,16 @@ import torch
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
+def available_devices() -> list[str]:
+    """The choices that work on this machine: ``auto``, ``cpu``, then ``cuda`` and ``mps`` when present."""
+    found = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        found.append("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        found.append("mps")
+    return found
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """The device for ``name`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``).
 

@@ -123,6 +123,9 @@ class FieldFigure:
                                         formatter=NumeralTickFormatter(format="0.[0]a") if compact
                                         else BasicTickFormatter(),
                                         major_label_text_font_size="8pt"), "right")
+        self.note = Label(x=4, y=4, x_units="screen", y_units="screen", text="", text_font_size="8pt",
+                          background_fill_color="white", background_fill_alpha=0.8)
+        self.figure.add_layout(self.note)
         self.arrows: ColumnDataSource | None = None
         if arrows:
             self.arrows = ColumnDataSource(dict(x0=[], y0=[], x1=[], y1=[]))
@@ -131,9 +134,12 @@ class FieldFigure:
                                          line_color="black", source=self.arrows))
 
     def update(self, columns: dict[str, list], low: float, high: float,
-               arrows: dict[str, np.ndarray] | None = None) -> None:
-        """New image columns (see :func:`image_columns`), colour limits and, if drawn, arrows."""
+               arrows: dict[str, np.ndarray] | None = None, note: str = "") -> None:
+        """New image columns (see :func:`image_columns`), colour limits, a note in the lower-left corner
+        (e.g. "|∇·q| < 1e-06 m/yr everywhere") and, if drawn, arrows."""
         self.source.data = columns
+        if self.note.text != note:
+            self.note.text = note
         if (self.mapper.low, self.mapper.high) != (low, high):
             self.mapper.update(low=low, high=high)
         if self.arrows is not None and arrows is not None:

@@ -53,6 +53,44 @@ def symmetric_limit(arrays: Sequence[np.ndarray], quantile: float = 0.99) -> flo
     return limit if limit > 0 else max(float(values.max()), 1e-12)
 
 
+DIVERGENCE_FLOOR = 1e-3
+"""Smallest colour limit of a divergence map [m/yr]: a millimetre a year of thinning, far below any surface
+mass balance and far above float rounding (a dfNN's ~1e-6 m/yr), so a divergence-free field reads as zero."""
+
+
+def divergence_limit(arrays: Sequence[np.ndarray], flux_limit: float | None = None,
+                     extent: float | None = None) -> float:
+    """The symmetric colour limit ±L of divergence maps: the 99th percentile of |∇·q|, never below
+    :data:`DIVERGENCE_FLOOR` nor a thousandth of ``flux_limit`` / ``extent`` (the divergence of the largest
+    flux changing by 0.1 % across the region, for fields in other units)."""
+    floor = DIVERGENCE_FLOOR
+    if flux_limit and extent:
+        floor = max(floor, 1e-3 * flux_limit / extent)
+    return max(symmetric_limit(arrays), floor)
+
+
+def flux_and_divergence_limits(fields: Sequence[xr.Dataset]) -> tuple[float, float]:
+    """Shared colour limits of flux-magnitude and divergence maps of ``fields`` (grids with ``x``, ``y``,
+    ``flux_magnitude`` and ``divergence``): |q| to its 99.5th percentile, ∇·q by :func:`divergence_limit`."""
+    flux = symmetric_limit([f["flux_magnitude"].values for f in fields], quantile=0.995)
+    extent = max(float(np.ptp(fields[0]["x"].values)), float(np.ptp(fields[0]["y"].values)), 1.0)
+    return flux, divergence_limit([f["divergence"].values for f in fields], flux, extent)
+
+
+def nil_divergence_note(arrays: Sequence[np.ndarray], limit: float, unit: str = "m/yr") -> str:
+    """"|∇·q| < 1e-06 m/yr everywhere" (the largest |∇·q| rounded up to a power of ten) when it is below
+    1 % of the colour limit, so that a field drawn as zero says so; else ""."""
+    values = np.concatenate([np.abs(np.asarray(a, dtype=np.float64)).ravel() for a in arrays])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return ""
+    top = float(values.max())
+    if top >= 0.01 * limit:
+        return ""
+    bound = 10.0 ** np.ceil(np.log10(top)) if top > 0 else 0.0
+    return f"|∇·q| < {bound:.0e} {unit} everywhere" if bound else "∇·q = 0 everywhere"
+
+
 def magnitude_map(ds: xr.Dataset, title: str = "", clim: tuple[float, float] | None = None) -> hv.Image:
     img = field_image(ds, "flux_magnitude", title)
     return img.opts(cmap=SEQUENTIAL, colorbar=True, clim=clim or (np.nan, np.nan), title=title)
@@ -141,11 +179,43 @@ def kept_epoch(history: Sequence[dict]) -> int | None:
     return int(kept) if kept else None
 
 
-def boxes(bounds: Sequence[tuple[float, float, float, float]], labels: Sequence[str], color: str = "#ffcc00"):
-    """Named rectangles (xmin, xmax, ymin, ymax) with their labels, for regions and data footprints."""
+CHAR_PX, LINE_PX = 6.5, 13.0
+"""Estimated size of one character and one line of a 9 pt map label, in screen pixels."""
+
+
+def label_anchors(bounds: Sequence[tuple[float, float, float, float]], labels: Sequence[str], metres_per_px: float,
+                  taken: Sequence[tuple[float, float, float, float]] = ()) -> list[tuple[float, float]]:
+    """Lower-left corners [m] for the labels of boxes (xmin, xmax, ymin, ymax), placed greedily so that no two
+    overlap at the scale ``metres_per_px``: above the box, else below it, right of it, left of it (the first
+    free place; above when none is). ``taken`` holds label rectangles (xmin, xmax, ymin, ymax) [m] to avoid."""
+    placed = list(taken)
+    anchors = []
+    gap = 3 * metres_per_px
+    for b, text in zip(bounds, labels):
+        w, h = len(text) * CHAR_PX * metres_per_px, LINE_PX * metres_per_px
+        cx, cy = (b[0] + b[1]) / 2, (b[2] + b[3]) / 2
+        candidates = [(cx - w / 2, b[3] + gap), (cx - w / 2, b[2] - gap - h), (b[1] + gap, cy - h / 2),
+                      (b[0] - gap - w, cy - h / 2)]
+        rects = [(x, x + w, y, y + h) for x, y in candidates]
+        free = [r for r in rects if not any(r[0] < o[1] and o[0] < r[1] and r[2] < o[3] and o[2] < r[3]
+                                            for o in placed)]
+        chosen = (free or rects)[0]
+        placed.append(chosen)
+        anchors.append((chosen[0], chosen[2]))
+    return anchors
+
+
+def boxes(bounds: Sequence[tuple[float, float, float, float]], labels: Sequence[str], color: str = "#ffcc00",
+          anchors: Sequence[tuple[float, float]] | None = None):
+    """Named rectangles (xmin, xmax, ymin, ymax) with their labels, for regions and data footprints; the
+    labels' lower-left corners are ``anchors`` (see :func:`label_anchors`), else centred above each box."""
     rects = hv.Rectangles([(b[0], b[2], b[1], b[3]) for b in bounds], kdims=["x", "y", "x1", "y1"])
-    text = hv.Labels([((b[0] + b[1]) / 2, b[3], label) for b, label in zip(bounds, labels)], kdims=["x", "y"],
-                     vdims=["text"])
+    if anchors is None:
+        text = hv.Labels([((b[0] + b[1]) / 2, b[3], label) for b, label in zip(bounds, labels)], kdims=["x", "y"],
+                         vdims=["text"]).opts(text_align="center")
+    else:
+        text = hv.Labels([(x, y, label) for (x, y), label in zip(anchors, labels)], kdims=["x", "y"],
+                         vdims=["text"]).opts(text_align="left")
     return (rects.opts(fill_alpha=0.0, line_color=color, line_width=2)
             * text.opts(text_color=color, text_font_size="9pt", yoffset=0, text_baseline="bottom"))
 

@@ -43,3 +43,31 @@ def test_a_speed_map_that_cannot_be_prepared_says_so(glacier_products, data_home
     app._poll()
     assert "could not be prepared" in app.speed_note.object and "disk error" in app.speed_note.object
     ex.speed_pyramid.cache_clear()
+
+
+def test_saved_runs_are_listed_and_every_family_loads(data_home, tmp_path, monkeypatch):
+    """The tab lists the runs under ./runs; an empty Load says what to do; a flux run draws its maps, a
+    viscosity run its scores (no uncaught error for a family without flux maps)."""
+    from iceviz.app import explorer as ex
+    from iceviz.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    flux, visc = tmp_path / "runs" / "curve-dfnn", tmp_path / "runs" / "shelf" / "visc"
+    assert main(["train", "dfnn", "--data", "synthetic:curve", "--epochs", "3", "--quiet", "--out", str(flux)]) == 0
+    assert main(["train", "viscosity-pinn", "--data", "shelf:analytic", "--epochs", "3", "--quiet",
+                 "--out", str(visc)]) == 0
+    app = ex.Explorer()
+    assert list(app.run_list.options.values())[1:3] == [str(visc / "model.safetensors"),  # newest first
+                                                        str(flux / "model.safetensors")]
+    assert "runs/curve-dfnn" in app.run_list.options
+    app._on_load_run()
+    assert "No run chosen" in app.state.message
+    app.run_list.value = str(visc / "model.safetensors")
+    app._on_load_run()
+    assert app.state.message == "" and "a viscosity run, loaded" in app.run_view[0].object
+    app.run_path.value = "runs/curve-dfnn"
+    app._on_load_run()
+    assert app.state.message == "" and "HoloViews" in type(app.run_view[0]).__name__
+    app.run_path.value = "runs/nothing-here"
+    app._on_load_run()
+    assert "Could not load the run" in app.state.message and app.state.message.count("runs") < 6

@@ -55,3 +55,9 @@ def test_the_metrics_table_leaves_the_validation_rmse_blank_until_a_run_reports_
     job = training_job("dfnn", "synthetic:curve")  # not started: no snapshot yet
     frame = metrics_frame([("dfnn #1", job)])
     assert frame.loc[0, "epochs"] == 0 and frame["val_rmse_m2_per_yr"].isna().all()
+
+
+def test_a_card_says_what_a_job_waits_for_before_its_first_epoch():
+    job = training_job("dfnn", "synthetic:curve")  # not started: queued
+    card = JobCard(job, "dfnn #1")
+    assert "waiting for a free worker" in card.info.object and "epoch 0" not in card.info.object

@@ -56,8 +56,13 @@ def test_a_new_box_refreshes_the_size_defaults_and_keeps_the_users_other_choices
     assert half["planned_epochs"] > whole["planned_epochs"]  # fewer points: more epochs for the same steps
     assert _size_params(state, "dfnn") == _size_params(state, "pinn") == half
     assert state.hyper["dfnn"].lr == 1e-4
-    state.source = next(k for k, v in state._sources.items() if v == "synthetic:glacier")  # a new source: all reset
-    assert state.hyper["dfnn"].lr == 7e-3 and _size_params(state, "dfnn") == _size_defaults(state)
+    state.hyper["pinn"].planned_epochs = 77
+    state.source = next(k for k, v in state._sources.items() if v == "synthetic:glacier")  # a new source
+    assert _size_params(state, "dfnn") == _size_defaults(state)  # what the user left alone follows the source
+    assert state.hyper["dfnn"].lr == 1e-4 and state.hyper["pinn"].planned_epochs == 77  # edits are kept
+    assert state.edits()["dfnn"] == {"lr": 1e-4} and state.edits()["pinn"] == {"planned_epochs": 77}
+    state.reset_hyper()
+    assert state.hyper["dfnn"].lr == 7e-3 and not any(state.edits().values())
 
 
 def test_a_box_without_data_is_refused_with_a_message_not_an_exception():

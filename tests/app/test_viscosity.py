@@ -44,11 +44,14 @@ def test_shelf_presets_follow_the_map_regions():
 
 def test_a_preset_without_its_file_is_refused_with_what_to_do(monkeypatch, tmp_path):
     monkeypatch.setenv("ICEVIZ_DATA", str(tmp_path))
+    monkeypatch.setenv("ICEVIZ_CACHE", str(tmp_path / "cache"))  # nothing fetched
+    monkeypatch.chdir(tmp_path)  # no ../shared/data
     state = ViscosityState(preset="Larsen C")
     if PRESETS["Larsen C"].unavailable() is None:
         pytest.skip("a Larsen C file is installed here")
     assert state.load() is None
-    assert "data_pinns_LarsenC.mat" in state.message and "DIFFICE layout" in state.message
+    assert "data_pinns_LarsenC.mat" in state.message and "iceviz data fetch larsen-c" in state.message
+    assert state.missing_dataset() == "larsen-c"
     assert state.message == missing_file_message(PRESETS["Larsen C"])
     assert state.start() is None  # nothing to train on
 

@@ -50,20 +50,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    """(url, log path, process) of a served explorer; at the end, its log must hold no traceback.
+def serve(tmp_path_factory, cwd: Path = REPO, env: dict[str, str] | None = None):
+    """Start ``panel serve apps/explorer.py`` from ``cwd``; yields (url, log path, process), and at the end the
+    log must hold no traceback.
 
     Sessions whose tab closed are discarded within about six seconds (Bokeh's default is half a minute); a
     shorter lifetime can discard a page's session before its slow first WebSocket connects."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("server") / "panel.log"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ICEVIZ_CACHE": str(tmp_path_factory.mktemp("cache"))}
-    cmd = [sys.executable, "-m", "panel", "serve", "apps/explorer.py", "--address", "127.0.0.1", "--port", str(port),
-           "--allow-websocket-origin", f"127.0.0.1:{port}", "--num-procs", "1",
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ICEVIZ_CACHE": str(tmp_path_factory.mktemp("cache")), **(env or {})}
+    cmd = [sys.executable, "-m", "panel", "serve", str(REPO / "apps" / "explorer.py"), "--address", "127.0.0.1",
+           "--port", str(port), "--allow-websocket-origin", f"127.0.0.1:{port}", "--num-procs", "1",
            "--check-unused-sessions", "500", "--unused-session-lifetime", "5000"]
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/explorer"
     deadline = time.time() + 90
     while time.time() < deadline:
@@ -86,8 +86,29 @@ def server(tmp_path_factory):
         proc.kill()
     text = log_path.read_text()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(log_path, ARTIFACTS / "panel-serve.log")
+    shutil.copy(log_path, ARTIFACTS / f"panel-serve-{Path(cwd).name}.log")
     assert "Traceback" not in text, f"the server logged a traceback:\n{text[-4000:]}"
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """(url, log path, process) of the explorer served from the repository (../shared/data in reach)."""
+    yield from serve(tmp_path_factory)
+
+
+def open_page(url: str, profile: Path, errors: list[str], playwright):
+    """A fresh browser context and page on ``url``, console errors collected in ``errors``."""
+    context = playwright.chromium.launch_persistent_context(
+        str(profile), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
+        viewport={"width": 1500, "height": 1000}, accept_downloads=True)
+    pg = context.new_page()
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("requestfailed", lambda r: errors.append(f"request failed: {r.url}"))
+    pg.goto(url)
+    pg.locator(".bk-tab", has_text="Map").first.wait_for(timeout=60_000)
+    pg.wait_for_timeout(1500)
+    return context, pg
 
 
 @pytest.fixture
@@ -96,16 +117,7 @@ def page(server, tmp_path, request):
     url, _, _ = server
     errors: list[str] = []
     with playwright_api.sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
-            viewport={"width": 1500, "height": 1000}, accept_downloads=True)
-        pg = context.new_page()
-        pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.on("requestfailed", lambda r: errors.append(f"request failed: {r.url}"))
-        pg.goto(url)
-        pg.locator(".bk-tab", has_text="Map").first.wait_for(timeout=60_000)
-        pg.wait_for_timeout(1500)
+        context, pg = open_page(url, tmp_path / "chromium-profile", errors, p)
         yield pg
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         try:

@@ -29,8 +29,20 @@ def test_every_parameter_has_a_doc_and_numbers_have_bounds():
 def test_overrides_are_validated():
     with pytest.raises(ValueError, match="unknown hyper-parameter"):
         get_model("dfnn").make_params(widht=3)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"width=0 is not allowed: an integer from 4 to 1024 \(Hidden units"):
         get_model("dfnn").make_params(width=0)  # below the bound
+    with pytest.raises(ValueError, match="width='abc' is not allowed: an integer"):
+        get_model("dfnn").make_params(width="abc")
+    with pytest.raises(ValueError, match=r"activation='foo' is not allowed: one of \['silu'"):
+        get_model("dfnn").make_params(activation="foo")
     assert get_model("dfnn").make_params(width=128).width == 128
     with pytest.raises(ValueError, match="unknown model 'dfnm'"):
         get_model("dfnm")
+
+
+def test_each_flux_model_lists_only_the_knobs_it_uses():
+    assert not get_model("dfnn").uses("div_weight") and not get_model("dfnn").uses("dir_weight")
+    assert get_model("pinn").uses("div_weight") and get_model("pinn").uses("collocation")
+    assert get_model("dfnn-dir").uses("dir_weight") and not get_model("dfnn-dir").uses("surface_length")
+    assert get_model("dfnn-aux").uses("aux_derivative") and not get_model("pinn-aux").uses("aux_derivative")
+    assert get_model("nn").uses("lr") and get_model("viscosity-pinn").uses("lr")

@@ -53,3 +53,15 @@ def test_flux_arrows_are_thinned():
     x0, y0, angle, length, spacing = maps.thinned_vectors(ds, max_arrows=10)
     assert len(x0) == 100 and np.allclose(angle, 0) and np.allclose(length, 1)
     assert spacing == pytest.approx(10 / 99)
+
+
+def test_divergence_scale_has_a_physical_floor_and_says_when_a_field_is_zero():
+    rounding = np.random.default_rng(0).normal(0.0, 3e-7, (20, 20))  # a dfNN's float round-off, m/yr
+    limit = maps.divergence_limit([rounding])
+    assert limit == maps.DIVERGENCE_FLOOR  # not ±1e-6: round-off must not fill the colour range
+    assert maps.nil_divergence_note([rounding], limit) == "|∇·q| < 1e-05 m/yr everywhere"
+    assert maps.divergence_limit([rounding], flux_limit=1e6, extent=1e5) == pytest.approx(1e-2)
+    real = np.linspace(-0.5, 0.5, 400)  # a PINN's leftover divergence: drawn to scale, no note
+    limit = maps.divergence_limit([real])
+    assert 0.45 < limit < 0.5 and maps.nil_divergence_note([real], limit) == ""
+    assert maps.nil_divergence_note([np.zeros(4)], 1e-3) == "∇·q = 0 everywhere"
