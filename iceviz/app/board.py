@@ -90,8 +90,9 @@ class RunBoard:
             self.cards_by_id[job.id] = card
             self.jobs.append((label, job))
             self.cards.append(card.view)
-        self._options()
-        self.compare.value = [job.id for job in jobs]
+        if jobs:
+            self._options()
+            self.compare.value = [job.id for job in jobs]
 
     def compare_runs(self, ids: Sequence[int]) -> None:
         """Show the maps of these runs (ids of this board's jobs), in the board's order."""

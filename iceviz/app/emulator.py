@@ -17,6 +17,7 @@ import panel as pn
 from iceviz.app.emulator_state import SOURCES, EmulatorSession
 from iceviz.app.live import STATUS_COLOURS, fixed_pane, format_seconds, run_buttons, toggle_pause
 from iceviz.app.widgets import param_widgets
+from iceviz.models.registry import short_budget
 from iceviz.training.job import JobStatus
 from iceviz.training.snapshot import Snapshot
 from iceviz.viz.emulator_figures import ComparisonMaps, RmseFigure
@@ -53,6 +54,8 @@ class EmulatorView:
         self.session = session or EmulatorSession(region_bounds=region_bounds)
         self.maps: ComparisonMaps | None = None
         self.rmse: RmseFigure | None = None
+        self._pick_best = False
+        self._batch: tuple[int, ...] = ()
         self._shown: tuple[Any, ...] | None = None
         self._callback = None
         self._build()
@@ -85,6 +88,10 @@ class EmulatorView:
                                        "left unchanged, each emulator keeps its own tuned value)"),
                       hyper, width=4 * (WIDGET_WIDTH + 12) + 10, sizing_mode="fixed"),
             sizing_mode="stretch_width")
+        self.budget_note = pn.pane.Markdown("", css_classes=["budget-note"], sizing_mode="stretch_width",
+                                            styles={"color": "#8a4b00", "font-size": "0.85em"})
+        s.param.watch(lambda e: self._note_budget(), "models")
+        s.hyper.param.watch(lambda e: self._note_budget(), "seconds")
         self.status = pn.pane.Markdown("", css_classes=["emu-status"], sizing_mode="stretch_width")
         self.message = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width",
                                      css_classes=["emu-message"])
@@ -98,7 +105,9 @@ class EmulatorView:
             widget.param.watch(lambda e: self._draw_maps(), "value")
         self.chart_area = pn.Row(sizing_mode="stretch_width")
         self.map_area = pn.Column(sizing_mode="stretch_width")
-        self.view = pn.Column(pn.pane.Markdown(INTRO, sizing_mode="stretch_width"), controls, self.status,
+        self._note_budget()
+        self.view = pn.Column(pn.pane.Markdown(INTRO, sizing_mode="stretch_width"), controls, self.budget_note,
+                              self.status,
                               self.message, self.table, self.chart_area,
                               pn.pane.Markdown("**Emulator against simulator** on a held-out run, at any model "
                                                "year (drag or scroll on a map to zoom all four)"),
@@ -118,6 +127,9 @@ class EmulatorView:
             self.build_progress.visible = not self.session.cached() or self.session.source == "directory"
             self.build_progress.value = 0
         self._update_status()
+
+    def _note_budget(self) -> None:
+        self.budget_note.object = short_budget(self.session.models, self.session.hyper.seconds)
 
     def train(self) -> None:
         self.session.start(snapshot_every=SNAPSHOT_EVERY_S, nice=TRAINING_NICE, isolate=True)
@@ -155,6 +167,13 @@ class EmulatorView:
                     self.pick_model.options = names
                     if self.pick_model.value not in names:
                         self.pick_model.value = names[0] if names else None
+                batch = tuple(job.id for _, job in s.jobs)
+                if batch != self._batch:  # new emulators: show the best once they have all finished
+                    self._batch, self._pick_best = batch, True
+                best = s.best_finished()
+                if self._pick_best and best is not None and all(job.status.finished for _, job in s.jobs):
+                    self._pick_best = False  # the user may choose another after
+                    self.pick_model.value = best
                 self._draw_maps()
         elif self.maps is not None:
             self.maps.refresh()

@@ -202,6 +202,13 @@ class EmulatorSession(param.Parameterized):
         """The job now training (or paused), if any."""
         return next((job for _, job in self.jobs if job.status in (JobStatus.RUNNING, JobStatus.PAUSED)), None)
 
+    def best_finished(self) -> str | None:
+        """The emulator with the lowest thickness RMSE among those that finished with scores (None if none)."""
+        done = [(job.latest().metrics.get("rmse_h", np.inf), name) for name, job in self.jobs
+                if job.status.finished and job.latest() is not None and job.latest().metrics]
+        done = [(r, n) for r, n in done if np.isfinite(r)]
+        return min(done)[1] if done else None
+
     def ranking(self) -> pd.DataFrame:
         """One row per job, best thickness RMSE first (scores over the held-out runs)."""
         rows = []

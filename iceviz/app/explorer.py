@@ -34,9 +34,10 @@ from iceviz.geo.basemap import DEFAULT_EXTENT_M, basemap
 from iceviz.geo.crs import format_bounds
 from iceviz.geo.graticule import graticule, graticule_labels
 from iceviz.geo.regions import PRESET_REGIONS
-from iceviz.models.registry import REGISTRY, get_model
+from iceviz.models.registry import REGISTRY, get_model, short_budget
 from iceviz.training.checkpoint import load_checkpoint
 from iceviz.training.fields import flux_grid_fields
+from iceviz.training.job import JobStatus
 from iceviz.training.queue import JobQueue
 from iceviz.training.trainers import training_job
 from iceviz.training.worker import warm_up
@@ -171,7 +172,7 @@ def region_view(state: ExplorerState) -> hv.DynamicMap:
     points with a legend, all rasterised with datashader so that large datasets never travel raw to the browser."""
     problem = state.param.problem
     opts = dict(data_aspect=1, frame_width=620, colorbar=True, tools=["hover"], cmap=maps.SEQUENTIAL,
-                cnorm="eq_hist")
+                cnorm="eq_hist", clabel="|q| (m²/yr); colours histogram-equalised", **maps.km_axes())
     size = dict(width=360, height=360)  # raster resolution: bounded whatever the data size
     truth = hv.DynamicMap(pn.bind(region_truth, problem)).opts(**opts)
     obs = dynspread(rasterize(hv.DynamicMap(pn.bind(region_observations, problem)),
@@ -223,6 +224,11 @@ class Explorer:
         self.get_data.on_click(self._on_get_data)
         models = pn.widgets.MultiChoice.from_param(s.param.models, name="Models")
         seconds = pn.widgets.FloatSlider.from_param(s.param.seconds, name="Budget per model (s)", step=5)
+        # its text comes and goes (never its visibility: see RunBoard.loss_area)
+        self.budget_note = pn.pane.Markdown("", sizing_mode="stretch_width", css_classes=["budget-note"],
+                                            styles={"color": "#8a4b00", "font-size": "0.85em"})
+        s.param.watch(lambda e: setattr(self.budget_note, "object", short_budget(s.models, s.seconds)),
+                      ["models", "seconds"])
         device = pn.widgets.Select.from_param(s.param.device, name="Device")
         self.start = pn.widgets.Button(name="Start training", button_type="primary")
         self.start.on_click(self._on_start)
@@ -245,7 +251,7 @@ class Explorer:
         self.sidebar = [pn.pane.Markdown("### Region and data"), region, source, whole, self.get_data, self.message,
                         self.recipe_slot,
                         self.summary,
-                        pn.pane.Markdown("### Training"), models, seconds, device, self.start,
+                        pn.pane.Markdown("### Training"), models, seconds, self.budget_note, device, self.start,
                         configure, hyper, defaults]
 
         # map tab
@@ -334,7 +340,8 @@ class Explorer:
     def _on_tab(self, event: Any) -> None:
         region_tab = self.tabs[1]
         if event.new == 1 and len(region_tab) == 1:
-            region_tab.append(pn.pane.HoloViews(region_view(self.state), linked_axes=False))
+            region_tab.append(pn.pane.HoloViews(region_view(self.state), linked_axes=False,
+                                                css_classes=["region-map"]))
         if event.new == SIMULATOR_TAB and self.simulator is None:
             # imported here: the simulator's modules would lengthen every session's first page load
             from iceviz.app.simulator import SimulatorView
@@ -503,7 +510,8 @@ class Explorer:
         field, noise, weight = self.lesson_field.value, self.lesson_noise.value, self.lesson_weight.value
         spec = f"synthetic:{field}?noise={noise:g}"
         setting = f"{field}, noise {noise:g}"
-        labels = {label: job for label, job in self.lesson_board.jobs if job.status.value != "cancelled"}
+        labels = {label: job for label, job in self.lesson_board.jobs  # runs to reuse: not stopped short
+                  if job.status not in (JobStatus.CANCELLED, JobStatus.FAILED)}
         wanted = [(f"dfNN · {setting}", "dfnn", {}), (f"PINN {weight:g} · {setting}", "pinn", {"div_weight": weight})]
         jobs, names = [], []
         for label, name, extra in wanted:

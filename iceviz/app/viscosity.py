@@ -34,10 +34,11 @@ import numpy as np
 import panel as pn
 
 from iceviz.app.live import STATUS_COLOURS, fixed_pane, format_seconds, run_buttons, toggle_pause
-from iceviz.app.shelf_presets import DEFAULT_PRESET, PRESETS, ViscosityState, load_preset
+from iceviz.app.shelf_presets import DEFAULT_PRESET, MODEL, PRESETS, ViscosityState, load_preset
 from iceviz.app.widgets import param_widgets
 from iceviz.data.problem import DataError
 from iceviz.data.shelf import ShelfProblem
+from iceviz.models.registry import short_budget
 from iceviz.training.job import Job, JobStatus
 from iceviz.training.snapshot import Snapshot
 from iceviz.viz.shelf_figures import ShelfFigures, front_points, observed_speed, padded, preview_dims
@@ -190,7 +191,11 @@ class ViscosityView:
         hyper = pn.GridBox(*param_widgets(s.hyper, WIDGET_WIDTH, HIDDEN, LABELS), ncols=2, sizing_mode="fixed", width=w)
         self.hyper_card = pn.Card(hyper, title="Hyper-parameters", collapsed=True, width=w + 10,
                                   sizing_mode="fixed", css_classes=["visc-hyper"])
+        self.budget_note = pn.pane.Markdown(short_budget([MODEL], s.seconds), width=w, css_classes=["budget-note"],
+                                            styles={"color": "#8a4b00", "font-size": "0.85em"})
+        s.param.watch(lambda e: setattr(self.budget_note, "object", short_budget([MODEL], e.new)), "seconds")
         controls = pn.Column(self.preset_select, self.get_data, pn.Row(self.budget, self.device, width=w),
+                             self.budget_note,
                              pn.Row(self.start_button, self.pause_button, self.cancel_button, width=w),
                              self.whole_button, self.lsq_button, self.download, self.hyper_card,
                              width=CONTROL_WIDTH, sizing_mode="fixed", css_classes=["visc-controls"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import param
 
@@ -158,6 +158,8 @@ class ModelSpec:
     defaults : overrides of the class defaults for this model.
     doc : one line for humans.
     options : family-specific switches (e.g. constraint, direction, aux).
+    min_seconds : the smallest training budget that gives a meaningful result on the project's 2-core
+        machine, one thread [s] (measured: see :data:`MIN_SECONDS`); None when any budget does.
     """
 
     name: str
@@ -167,6 +169,7 @@ class ModelSpec:
     defaults: dict[str, Any]
     doc: str
     options: dict[str, Any] = field(default_factory=dict)
+    min_seconds: float | None = None
 
     def uses(self, key: str) -> bool:
         """Whether hyper-parameter ``key`` has any effect on this model (a flux model ignores the knobs of the
@@ -216,6 +219,31 @@ def _expected(p: param.Parameter) -> str:
     else:
         what = f"a {type(p).__name__.lower()}"
     return f"{what} ({p.doc})" if p.doc else what
+
+
+MIN_SECONDS = {
+    # dfNN at 10 s is at or below the published small-data recipe on 29 of 31 region-suite problems
+    # (benchmarks/results/regions.json); every flux model gets the same floor.
+    "flux": 10.0,
+    # the reference synthetic shelf: 5.0 % viscosity error at 60 s, 2.3 % at 120 s
+    # (benchmarks/results/viscosity_budgets.json); a 30 s run ended above 50 %.
+    "viscosity-pinn": 60.0,
+    # the first time the validation loss came within 2x of what 200 s of training reaches
+    # (benchmarks/results/emulators_seconds.json, the default ensemble)
+    "mlp": 35.0, "gcn": 45.0, "cnn": 30.0, "egcn": 105.0,
+}
+"""Smallest meaningful training budgets [s] on the project's 2-core machine (one torch thread), measured."""
+
+
+def short_budget(names: Sequence[str], seconds: float) -> str:
+    """A warning when ``seconds`` is below the smallest meaningful budget of any model in ``names``, else ""."""
+    short = {n: REGISTRY[n].min_seconds for n in names
+             if n in REGISTRY and REGISTRY[n].min_seconds and seconds < REGISTRY[n].min_seconds}
+    if not short:
+        return ""
+    need = ", ".join(f"{n} {m:g} s" for n, m in short.items())
+    return (f"A {seconds:g} s budget is below what gives a meaningful result on a 2-core machine ({need}; "
+            f"measured, BENCHMARKS.md): expect an unfinished fit, not a verdict on the model.")
 
 
 _FLUX_DOCS = {
@@ -272,6 +300,7 @@ def _flux_specs() -> dict[str, ModelSpec]:
             name = base + variant
             specs[name] = ModelSpec(
                 name=name,
+                min_seconds=MIN_SECONDS["flux"],
                 family="flux",
                 problem_kind="flux",
                 params=FluxParams,
@@ -284,6 +313,7 @@ def _flux_specs() -> dict[str, ModelSpec]:
 
 VISCOSITY_SPEC = ModelSpec(
     name="viscosity-pinn",
+    min_seconds=MIN_SECONDS["viscosity-pinn"],
     family="viscosity",
     problem_kind="shelf",
     params=ViscosityParams,
@@ -315,7 +345,8 @@ _EMULATOR_DEFAULTS = {
 
 def _emulator_specs() -> dict[str, ModelSpec]:
     return {name: ModelSpec(name=name, family="emulator", problem_kind="ensemble", params=EmulatorParams,
-                            defaults=_EMULATOR_DEFAULTS[name], doc=doc, options=dict(architecture=name))
+                            defaults=_EMULATOR_DEFAULTS[name], doc=doc, options=dict(architecture=name),
+                            min_seconds=MIN_SECONDS.get(name))
             for name, doc in _EMULATOR_DOCS.items()}
 
 

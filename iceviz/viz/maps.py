@@ -31,6 +31,14 @@ VARIABLE_LABELS = {
 }
 
 
+def km_axes() -> dict:
+    """HoloViews options that label a map's axes in km of EPSG:3031 (the data stay in metres)."""
+    from bokeh.models import CustomJSTickFormatter
+
+    km = CustomJSTickFormatter(code="return (tick / 1000).toLocaleString('en-US')")
+    return dict(xformatter=km, yformatter=km, xlabel="x (km, EPSG:3031)", ylabel="y (km, EPSG:3031)")
+
+
 def value_dimension(name: str) -> hv.Dimension:
     """The labelled, unit-carrying dimension for a field variable."""
     label, unit = VARIABLE_LABELS.get(name, (name, None))

@@ -50,7 +50,7 @@ def test_bad_sources_give_messages_and_keep_the_view_alive(tmp_path):
 
 def test_training_ranks_the_emulators_and_draws_the_comparison(small_ensemble):
     view = loaded_view(small_ensemble)
-    view.session.models = ["mlp", "persistence"]
+    view.session.models = ["persistence", "mlp"]  # the floor first: the view must still open on the best
     view.session.hyper.param.update(**FAST)
     view.session.start(snapshot_every=0.0)  # threads, not worker processes: quick to start in a test
     jobs = [job for _, job in view.session.jobs]
@@ -60,7 +60,7 @@ def test_training_ranks_the_emulators_and_draws_the_comparison(small_ensemble):
     table = view.table.value
     assert list(table["model"]) == ["mlp", "persistence"]  # trained beats the floor
     assert table["rmse_h"].iloc[0] < table["rmse_h"].iloc[1]
-    assert view.pick_model.options == ["mlp", "persistence"]
+    assert view.pick_model.options == ["persistence", "mlp"] and view.pick_model.value == "mlp"
     # the maps: simulator, emulator, error; the error image is emulator minus simulator
     view.pick_model.value = "persistence"
     view.year.value = 0.0

@@ -177,3 +177,14 @@ def test_the_lesson_has_its_own_runs_and_colour_scales(data_home, monkeypatch):
         assert board.rows[job.id].flux.mapper.high < glacier_limit / 100  # the curve field's own scale
     app._on_reset()
     assert not board.jobs and len(app.board.jobs) == 1
+
+
+def test_the_sidebar_says_when_the_budget_is_too_small_to_mean_anything(data_home):
+    from iceviz.app import explorer as ex
+
+    app = ex.Explorer()
+    assert app.budget_note.object == ""  # 30 s for dfNN, PINN and NN
+    app.state.seconds = 5
+    assert "below what gives a meaningful result" in app.budget_note.object and "dfnn 10 s" in app.budget_note.object
+    app.state.seconds = 10
+    assert app.budget_note.object == ""

@@ -3,7 +3,7 @@
 import param
 import pytest
 
-from iceviz.models.registry import REGISTRY, get_model, model_names
+from iceviz.models.registry import REGISTRY, get_model, model_names, short_budget
 
 FLUX = ["dfnn", "dfnn-dir", "dfnn-aux", "pinn", "pinn-dir", "pinn-aux", "nn", "nn-dir", "nn-aux"]
 
@@ -46,3 +46,11 @@ def test_each_flux_model_lists_only_the_knobs_it_uses():
     assert get_model("dfnn-dir").uses("dir_weight") and not get_model("dfnn-dir").uses("surface_length")
     assert get_model("dfnn-aux").uses("aux_derivative") and not get_model("pinn-aux").uses("aux_derivative")
     assert get_model("nn").uses("lr") and get_model("viscosity-pinn").uses("lr")
+
+
+def test_budgets_below_the_measured_minimum_are_flagged():
+    assert short_budget(["dfnn", "pinn"], 30) == ""
+    note = short_budget(["egcn", "mlp"], 15)
+    assert "egcn 105 s" in note and "mlp 35 s" in note and "15 s budget" in note
+    assert "viscosity-pinn 60 s" in short_budget(["viscosity-pinn"], 30)
+    assert short_budget(["persistence"], 1) == ""  # the floor needs no training
