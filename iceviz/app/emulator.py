@@ -35,6 +35,10 @@ INTRO = ("An **emulator** learns the simulator: from the initial state, the melt
          "melt rates; the default one takes about two minutes once, then comes from the cache), choose emulators "
          "and press **Train**: they train one after the other on the runs whose melt rates are not held out, and "
          "are scored on those that are. The maps compare emulator and simulator at any model year.")
+TABLE_TITLES = {"model": "emulator", "seconds": "seconds (s)", "rmse_h": "thickness RMSE (m)",
+                "rmse_v": "speed RMSE (m/a)", "r": "R", "r_change_h": "R of the thickness change",
+                "gl_error_km": "grounding-line error (km)", "speedup": "speed-up (×)"}
+"""Column titles of the ranking table, with units (scores over the held-out runs)."""
 TABLE_DECIMALS = {"seconds": 1, "rmse_h": 1, "rmse_v": 1, "r": 4, "r_change_h": 3, "gl_error_km": 2, "speedup": 0}
 """Decimals shown in the ranking table."""
 
@@ -95,8 +99,9 @@ class EmulatorView:
         self.status = pn.pane.Markdown("", css_classes=["emu-status"], sizing_mode="stretch_width")
         self.message = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width",
                                      css_classes=["emu-message"])
-        self.table = pn.widgets.Tabulator(self._ranking(), show_index=False, disabled=True, layout="fit_columns",
-                                          sizing_mode="stretch_width", css_classes=["emu-ranking"], height=190)
+        self.table = pn.widgets.Tabulator(self._ranking(), show_index=False, disabled=True, layout="fit_data_fill",
+                                          titles=TABLE_TITLES, sizing_mode="stretch_width",
+                                          css_classes=["emu-ranking"], height=190)
         self.pick_model = pn.widgets.Select(name="Emulator shown", options=[], width=200)
         self.pick_run = pn.widgets.Select(name="Held-out run", options=[], width=200)
         self.year = pn.widgets.FloatSlider(name="Model year", start=0.0, end=1.0, step=0.5, value=1.0, width=400,

@@ -18,6 +18,8 @@ from typing import Any
 import holoviews as hv
 import numpy as np
 import panel as pn
+import param
+from bokeh.models import NumeralTickFormatter
 from datashader import count_cat as ds_count_cat
 from datashader import mean as ds_mean
 from tornado.iostream import StreamClosedError
@@ -163,16 +165,25 @@ def region_split(problem: Any) -> hv.Points:
 def region_arrows(problem: Any) -> hv.VectorField:
     if problem is None:
         return hv.VectorField([], kdims=maps.KDIMS, vdims=["angle", "magnitude"])
-    title = f"{problem.spec}: {split_text({name: len(xy) for name, xy in split_points(problem).items()})}"
+    title = split_text({name: len(xy) for name, xy in split_points(problem).items()})
     return maps.binned_arrows(problem.train.xy, problem.train.q, problem.bounds).opts(title=title)
 
 
-def region_view(state: ExplorerState) -> hv.DynamicMap:
+class ShownProblem(param.Parameterized):
+    """The problem a view draws: the session's, passed on only while the view is on screen (a hidden Region
+    tab that redrew every new box would cost each choice of data set seconds)."""
+
+    problem = param.Parameter(None, doc="The problem drawn (None: nothing loaded).")
+
+
+def region_view(shown: param.Parameterized) -> hv.DynamicMap:
     """Flux magnitude (truth or observations), mean observed flux arrows, fitted training, validation and test
-    points with a legend, all rasterised with datashader so that large datasets never travel raw to the browser."""
-    problem = state.param.problem
+    points with a legend, all rasterised with datashader so that large datasets never travel raw to the browser.
+    ``shown``'s ``problem`` parameter drives it (an :class:`ExplorerState` or a :class:`ShownProblem`)."""
+    problem = shown.param.problem
     opts = dict(data_aspect=1, frame_width=620, colorbar=True, tools=["hover"], cmap=maps.SEQUENTIAL,
-                cnorm="eq_hist", clabel="|q| (m²/yr); colours histogram-equalised", **maps.km_axes())
+                cnorm="eq_hist", clabel="|q| (m²/yr); colours histogram-equalised", framewise=True,
+                cformatter=NumeralTickFormatter(format="0.[0]a"), **maps.km_axes())
     size = dict(width=360, height=360)  # raster resolution: bounded whatever the data size
     truth = hv.DynamicMap(pn.bind(region_truth, problem)).opts(**opts)
     obs = dynspread(rasterize(hv.DynamicMap(pn.bind(region_observations, problem)),
@@ -202,6 +213,8 @@ class Explorer:
         """The simulator tab's view (iceviz.app.simulator.SimulatorView), made on the tab's first visit."""
         self.viscosity: Any = None
         """The viscosity tab's view (iceviz.app.viscosity.ViscosityView), made on the tab's first visit."""
+        self.shelf_wanted: str | None = None
+        """A shelf preset picked on the map, for the viscosity tab's next visit."""
         self.emulator: Any = None
         """The emulator tab's view (iceviz.app.emulator.EmulatorView), made on the tab's first visit."""
         self._build()
@@ -304,11 +317,14 @@ class Explorer:
         lesson_start.on_click(self._on_lesson)
         lesson_reset = pn.widgets.Button(name="Reset", button_type="warning")
         lesson_reset.on_click(self._on_reset)
-        lesson_controls = pn.Column(pn.pane.Markdown(LESSON_TEXT), self.lesson_field, self.lesson_weight,
-                                    self.lesson_noise, pn.Row(lesson_start, lesson_reset),
-                                    pn.pane.Markdown(LESSON_AGAIN, styles={"font-size": "0.9em"}),
-                                    width=330, sizing_mode="fixed", css_classes=["lesson-controls"])
-        lesson_tab = pn.Row(lesson_controls, self.lesson_board.view, sizing_mode="stretch_width")
+        # the controls in a band right above the maps: a column beside them would leave the three maps no room
+        lesson_controls = pn.Row(
+            pn.pane.Markdown(LESSON_TEXT, width=380),
+            pn.Column(self.lesson_field, self.lesson_weight, self.lesson_noise, width=260),
+            pn.Column(pn.Row(lesson_start, lesson_reset), pn.pane.Markdown(LESSON_AGAIN, width=300,
+                                                                          styles={"font-size": "0.9em"})),
+            sizing_mode="stretch_width", css_classes=["lesson-controls"])
+        lesson_tab = pn.Column(lesson_controls, self.lesson_board.view, sizing_mode="stretch_width")
 
         # saved runs tab
         self.run_list = pn.widgets.Select(name="Saved runs found (runs/ folders, newest first)", options={},
@@ -335,12 +351,17 @@ class Explorer:
         self.main = [pn.Column(self.tabs, sizing_mode="stretch_width")]
         s.param.watch(self._refresh_info, ["message", "problem", "bounds"])
         s.param.watch(self._on_region, "region")
+        self.region_shown = ShownProblem(problem=s.problem)
+        s.param.watch(lambda e: setattr(self.region_shown, "problem", e.new) if self.tabs.active == 1 else None,
+                      "problem")
         self._refresh_info()
 
     def _on_tab(self, event: Any) -> None:
         region_tab = self.tabs[1]
+        if event.new == 1:
+            self.region_shown.problem = self.state.problem
         if event.new == 1 and len(region_tab) == 1:
-            region_tab.append(pn.pane.HoloViews(region_view(self.state), linked_axes=False,
+            region_tab.append(pn.pane.HoloViews(region_view(self.region_shown), linked_axes=False,
                                                 css_classes=["region-map"]))
         if event.new == SIMULATOR_TAB and self.simulator is None:
             # imported here: the simulator's modules would lengthen every session's first page load
@@ -356,6 +377,9 @@ class Explorer:
             self.viscosity = ViscosityView(preset=preset_for_region(self.state.region))
             self.tabs[VISCOSITY_TAB].append(self.viscosity.view)
             self.viscosity.attach()
+            self.shelf_wanted = None
+        elif event.new == VISCOSITY_TAB:
+            self._select_wanted_shelf()
         if event.new == EMULATOR_TAB and self.emulator is None:
             from iceviz.app.emulator import EmulatorView
 
@@ -369,13 +393,18 @@ class Explorer:
         region = PRESET_REGIONS.get(event.new)
         if region is not None:
             self._zoom_map(region.bounds)
-        if self.viscosity is None:
-            return
         from iceviz.app.shelf_presets import preset_for_region
 
-        label = preset_for_region(event.new)
-        if label is not None:
-            self.viscosity.select(label)
+        self.shelf_wanted = preset_for_region(event.new) or self.shelf_wanted
+        if self.viscosity is not None and self.tabs.active == VISCOSITY_TAB:
+            self._select_wanted_shelf()
+
+    def _select_wanted_shelf(self) -> None:
+        """The shelf picked on the map, in the viscosity tab (on its next visit: loading and drawing a shelf
+        in a hidden tab would slow every pick on the map)."""
+        if self.shelf_wanted is not None:
+            self.viscosity.select(self.shelf_wanted)
+            self.shelf_wanted = None
 
     def _hyper_panel(self, name: str) -> pn.Param:
         params = self.state.hyper[name]

@@ -45,7 +45,8 @@ STACKED_FRAME = 860
 WIDGET_WIDTH = 185
 HIDDEN = {"name"}
 LABELS = {"melt": "Basal melt", "smb": "Surface mass balance", "cfl": "CFL number", "max_dt": "Largest time step",
-          "max_iter": "Most momentum iterations", "tolerance": "Momentum tolerance", "spin_up_years": "Spin-up years"}
+          "max_iter": "Most momentum iterations", "tolerance": "Momentum tolerance", "spin_up_years": "Spin-up years",
+          "friction_coefficient": "Friction"}
 """Widget labels where the parameter's own label says too little (units are added from the doc)."""
 INTRO = ("Pick a scenario and press **Run**: it is spun up without melt (once; the result is cached), then "
          "run with the forcing. The maps show thickness, speed and where the ice floats, with the grounding "

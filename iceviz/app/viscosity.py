@@ -158,6 +158,8 @@ class ViscosityView:
         self._last_loss_push = -math.inf
         self._budget: float | None = None
         self._callback = None
+        self._doc = None
+        """The session's document once attached: loads finish on its event loop (thread-safe next tick)."""
         self.box_stream: hv.streams.BoundsXY | None = None
         self._build()
         self.state.param.watch(self._on_preset, "preset")
@@ -223,6 +225,7 @@ class ViscosityView:
         """Start polling (inside a served session; a view built elsewhere is polled by hand)."""
         if self._callback is None and pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             self._callback = pn.state.add_periodic_callback(self.poll, period=self.poll_ms)
+            self._doc = pn.state.curdoc
 
     # -- the shelf ---------------------------------------------------------------------------------
     def _on_preset(self, event: Any) -> None:
@@ -246,8 +249,19 @@ class ViscosityView:
         self.preview.objects = [pn.pane.Markdown(f"Loading **{label}** …", width=PREVIEW_FRAME)]
         self.info.object = PRESETS[label].description
         self._show_message("")
-        self._loading = (label, self._executor.submit(load_preset, label))
+        future = self._executor.submit(load_preset, label)
+        self._loading = (label, future)
+        if self._doc is not None:  # show it as soon as it is loaded, not at the next poll
+            future.add_done_callback(self._loaded_soon)
         self._refresh_buttons()
+
+    def _loaded_soon(self, future: Future) -> None:
+        """(In the loading thread) ask the session's event loop to show the result now; if the session has
+        gone, the poll that no longer runs does not matter."""
+        try:
+            self._doc.add_next_tick_callback(self._apply_load)
+        except Exception:  # noqa: BLE001 - a closed session's document refuses callbacks
+            pass
 
     def _apply_load(self) -> None:
         if self._loading is None or not self._loading[1].done():

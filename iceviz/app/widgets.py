@@ -9,6 +9,10 @@ import panel as pn
 import param
 
 
+WRAP_LABEL = "label { white-space: normal; overflow-wrap: anywhere; }"
+"""Widget stylesheet: labels wrap within the widget's width."""
+
+
 def param_label(parameter: param.Parameter, labels: Mapping[str, str] | None = None) -> str:
     """The parameter's label (``labels`` may rename it) with the unit its doc gives in brackets:
     'Refined resolution [m]'. A dimensionless '[1]' is left out."""
@@ -27,7 +31,8 @@ def param_widgets(obj: param.Parameterized, width: int, hidden: Container[str] =
         if name in hidden:
             continue
         p = obj.param[name]  # the instance's parameter (the class's would link the widget to the class)
-        common = dict(name=param_label(p, labels), width=width, description=p.doc)
+        # a label longer than its box wraps instead of running into the next widget's
+        common = dict(name=param_label(p, labels), width=width, description=p.doc, stylesheets=[WRAP_LABEL])
         if isinstance(p, param.Selector):
             widgets.append(pn.widgets.Select.from_param(p, **common))
         elif isinstance(p, param.Integer):

@@ -235,8 +235,11 @@ MIN_SECONDS = {
 """Smallest meaningful training budgets [s] on the project's 2-core machine (one torch thread), measured."""
 
 
-def short_budget(names: Sequence[str], seconds: float) -> str:
-    """A warning when ``seconds`` is below the smallest meaningful budget of any model in ``names``, else ""."""
+def short_budget(names: Sequence[str], seconds: float | None) -> str:
+    """A warning when ``seconds`` is below the smallest meaningful budget of any model in ``names``, else ""
+    (also when there is no time budget: an epoch budget is the user's own measure)."""
+    if seconds is None:
+        return ""
     short = {n: REGISTRY[n].min_seconds for n in names
              if n in REGISTRY and REGISTRY[n].min_seconds and seconds < REGISTRY[n].min_seconds}
     if not short:

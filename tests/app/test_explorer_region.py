@@ -38,3 +38,18 @@ def test_the_region_view_has_a_legend_of_three_colours_and_counts_in_its_title()
     assert info["train"] + info["validation"] == len(state.problem.train)
     assert fig.title.text.endswith(f"{info['train']} train · {info['validation']} validation · "
                                    f"{info['test']} test points")
+
+
+def test_a_shelf_picked_on_the_map_becomes_the_viscosity_tabs_on_its_next_visit(data_home):
+    from iceviz.app import explorer as ex
+
+    app = ex.Explorer()
+    app.tabs.active = ex.VISCOSITY_TAB  # the view is made on the first visit
+    app.tabs.active = 0
+    app.state.region = "larsen-c"
+    assert app.viscosity.state.preset != "Larsen C" and app.shelf_wanted == "Larsen C"  # not in a hidden tab
+    app.tabs.active = ex.VISCOSITY_TAB
+    assert app.viscosity.state.preset == "Larsen C" and app.shelf_wanted is None
+    app.state.region = "amery"  # while the tab is on screen: at once
+    assert app.viscosity.state.preset == "Amery"
+    app.close()

@@ -122,7 +122,7 @@ def test_switching_scenarios_swaps_their_widgets():
     names = lambda: {w.name for w in view.scenario_params.objects[0]}  # noqa: E731
     assert "Depth [m]" in names()
     view.scenario.value = "marine-glacier"
-    assert "Friction coefficient [Pa (a/m)^⅓]" in names() and "Depth [m]" not in names()
+    assert "Friction [Pa (a/m)^⅓]" in names() and "Depth [m]" not in names()
 
 
 def test_a_long_narrow_domain_gets_its_maps_stacked():
