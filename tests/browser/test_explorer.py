@@ -58,6 +58,22 @@ def drag_box(page, canvas, fx: float, fy: float, dx: float, dy: float) -> None:
     page.mouse.up()
 
 
+MAP_X_RANGE_JS = """() => {
+  // the x range of the overview map's figure (the one with the box-select tool)
+  for (const doc of Bokeh.documents) for (const m of doc.all_models)
+    if (m.type === "Figure" && m.toolbar.tools.some((t) => t.type === "BoxSelectTool"))
+      return [m.x_range.start, m.x_range.end];
+  return null;
+}"""
+
+LABELS_JS = """() => {
+  const out = [];
+  for (const doc of Bokeh.documents) for (const m of doc.all_models)
+    if (m.type === "Label" && m.text) out.push(m.text);
+  return out;
+}"""
+
+
 def wait_for(predicate, timeout: float, what: str) -> float:
     """Poll ``predicate`` until true; returns the seconds it took."""
     start = time.monotonic()
@@ -78,6 +94,9 @@ def test_map_presets_and_a_box_without_data(page):
     message = page.locator(".app-message").first
     message.wait_for(state="visible", timeout=10_000)
     assert "No usable data" in deep_text(message)
+    start, end = page.evaluate(MAP_X_RANGE_JS)  # the map zoomed to Amery: its box fills a third of the frame
+    assert 1_661_000 - 600_000 < start < 1_661_000 and 2_228_000 < end < 2_228_000 + 600_000, (start, end)
+    shot(page, "map-amery")
     select(page, "Region", "Byrd Glacier (lower)")
     assert "66.7 × 200 km" in deep_text(summary)
     assert "train" in deep_text(summary)
@@ -124,6 +143,11 @@ def test_training_updates_live_and_obeys_pause_and_cancel(page, tmp_path):
         assert float(ds.x.min()) >= 400_000 and float(ds.x.max()) <= 600_000
     png = download(page, "PNG", tmp_path / "view.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    # the finished run folds to one line; "Clear finished" forgets it, its maps and its table row
+    assert card.locator("button", has_text="Pause").count() == 0
+    page.locator("button:visible", has_text="Clear finished").first.click()
+    wait_for(lambda: card_text(page, label) == "", 10, "the finished run to be cleared")
+    assert page.locator(".divergence-map").filter(visible=True).count() == 0
 
 
 def test_the_lesson_after_an_earlier_run_has_its_own_page(page):
@@ -141,6 +165,8 @@ def test_the_lesson_after_an_earlier_run_has_its_own_page(page):
                                 for m in ("dfNN ·", "PINN 0.02 ·")), 60, "both lesson jobs to show progress")
     print(f"lesson progress visible after {took:.1f} s")
     wait_for(lambda: page.locator(".map-caption").count() >= 6, 30, "both lesson rows, with captions")
+    # the dfNN's divergence map says it is zero (its scale keeps a physical floor, so round-off draws blank)
+    wait_for(lambda: any("everywhere" in t for t in page.evaluate(LABELS_JS)), 30, "the dfNN's zero note")
     page.wait_for_timeout(2000)
     shot(page, "lesson")
     page.locator("button", has_text="Reset").first.click()
