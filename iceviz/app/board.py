@@ -192,16 +192,19 @@ class RunBoard:
         return self.live_ranges[key]
 
     # -- export ----------------------------------------------------------------------------------
-    def _selected_snapshot(self):
+    def _selected_snapshot(self) -> tuple[str, Any]:
+        """The chosen run's label and latest snapshot (snapshot None, and the user told, when there is none)."""
         ids = {job.id: (label, job) for label, job in self.jobs}
-        chosen = ids.get(self.export_job.value)
-        return (chosen[0], chosen[1].latest()) if chosen else (None, None)
+        label, job = ids.get(self.export_job.value, ("", None))
+        snap = job.latest() if job is not None else None
+        if snap is None:
+            self.notify("No run to export yet: start a training job first.")
+        return label, snap
 
     def netcdf_bytes(self) -> io.BytesIO:
         """The chosen run's latest fields as a CF NetCDF file (divergence says when it is zero everywhere)."""
         label, snap = self._selected_snapshot()
         if snap is None:
-            self.notify("No run to export yet: start a training job first.")
             return io.BytesIO(b"")
         ds = snap.fields
         _, note = divergence_scale(ds)
@@ -224,7 +227,6 @@ class RunBoard:
 
         label, snap = self._selected_snapshot()
         if snap is None:
-            self.notify("No run to export yet: start a training job first.")
             return io.BytesIO(b"")
         ds = snap.fields
         limit, note = divergence_scale(ds)

@@ -19,7 +19,7 @@ import holoviews as hv
 import numpy as np
 import panel as pn
 import param
-from bokeh.models import NumeralTickFormatter
+from bokeh.models import NumeralTickFormatter, PrintfTickFormatter
 from datashader import count_cat as ds_count_cat
 from datashader import mean as ds_mean
 from tornado.iostream import StreamClosedError
@@ -329,15 +329,16 @@ class Explorer:
         # saved runs tab
         self.run_list = pn.widgets.Select(name="Saved runs found (runs/ folders, newest first)", options={},
                                           width=520)
-        refresh_runs = pn.widgets.Button(name="Look again", button_type="light", align="end")
+        refresh_runs = pn.widgets.Button(name="Look again", button_type="light", align="end", width=140)
         refresh_runs.on_click(lambda event: self._list_runs())
         self.run_path = pn.widgets.TextInput(name="… or another run (folder with model.safetensors, or the file)",
                                              placeholder="runs/glacier-dfnn", width=520)
-        load_run = pn.widgets.Button(name="Load run", button_type="primary", align="end")
+        load_run = pn.widgets.Button(name="Load run", button_type="primary", align="end", width=140)
         load_run.on_click(self._on_load_run)
         self.run_view = pn.Column()
         runs_tab = pn.Column(pn.Row(self.run_list, refresh_runs), pn.Row(self.run_path, load_run), self.run_view)
         self._list_runs()
+        self.run_list.param.watch(self._on_pick_run, "value")
 
         # simulator and viscosity tabs: built on first visit, like the region tab
         simulator_tab = pn.Column(sizing_mode="stretch_width")
@@ -601,6 +602,12 @@ class Explorer:
         self.run_list.options = {"(none found)" if not runs else "(choose a run)": "", **{shown(p): str(p)
                                                                                           for p in runs}}
 
+    def _on_pick_run(self, event: Any) -> None:
+        """A run picked in the list loads at once (the typed path gives way to it)."""
+        if event.new:
+            self.run_path.value = ""
+            self._on_load_run()
+
     def _on_load_run(self, event: Any = None) -> None:
         text = self.run_path.value.strip() or self.run_list.value or ""
         if not text:
@@ -631,7 +638,8 @@ class Explorer:
         limit, note = divergence_scale(fields)
         plot = (maps.magnitude_map(fields, f"{title}: |q| (m²/yr)") * maps.flux_arrows(fields)
                 + maps.divergence_map(fields, limit, f"{title}: ∇·q (m/yr)" + (f"; {note}" if note else ""))).opts(
-            hv.opts.Image(data_aspect=1, frame_width=380))
+            hv.opts.Image(data_aspect=1, frame_width=380, cformatter=PrintfTickFormatter(format="%.3g"),
+                          **maps.km_axes()))
         self.run_view.objects = [pn.pane.HoloViews(plot, linked_axes=False), table]
         self.state.message = ""
 

@@ -41,6 +41,7 @@ from iceviz.data.shelf import ShelfProblem
 from iceviz.models.registry import short_budget
 from iceviz.training.job import Job, JobStatus
 from iceviz.training.snapshot import Snapshot
+from iceviz.viz import maps
 from iceviz.viz.shelf_figures import ShelfFigures, front_points, observed_speed, padded, preview_dims
 
 from iceviz.physics.viscosity_preview import least_squares_viscosity
@@ -336,7 +337,8 @@ class ViscosityView:
         image = speed.opts(cmap="viridis", logz=True, clim=clim, colorbar=True, frame_width=PREVIEW_FRAME,
                            frame_height=height, tools=["hover"], xlim=(xmin, xmax), ylim=(ymin, ymax),
                            title="Observed speed: drag a box to invert only part of the shelf",
-                           fontsize={"title": "10pt"}, xformatter="%.0f", yformatter="%.0f")
+                           fontsize={"title": "10pt"}, xformatter=maps.km_formatter(),
+                           yformatter=maps.km_formatter())
         front = front_points(whole.front, kdims)
         picker = hv.Rectangles([(xmin, ymin, xmax, ymax)], kdims=[*kdims, "x1", "y1"]).opts(
             fill_alpha=0, line_alpha=0, tools=["box_select"], active_tools=["box_select"])

@@ -31,11 +31,16 @@ VARIABLE_LABELS = {
 }
 
 
-def km_axes() -> dict:
-    """HoloViews options that label a map's axes in km of EPSG:3031 (the data stay in metres)."""
+def km_formatter():
+    """A Bokeh tick formatter that shows metres as km."""
     from bokeh.models import CustomJSTickFormatter
 
-    km = CustomJSTickFormatter(code="return (tick / 1000).toLocaleString('en-US')")
+    return CustomJSTickFormatter(code="return (tick / 1000).toLocaleString('en-US')")
+
+
+def km_axes() -> dict:
+    """HoloViews options that label a map's axes in km of EPSG:3031 (the data stay in metres)."""
+    km = km_formatter()
     return dict(xformatter=km, yformatter=km, xlabel="x (km, EPSG:3031)", ylabel="y (km, EPSG:3031)")
 
 

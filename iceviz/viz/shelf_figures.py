@@ -116,9 +116,8 @@ def _thin(x: np.ndarray, y: np.ndarray, values: np.ndarray, max_cells: int) -> t
 
 def preview_dims(offset_note: bool) -> list[hv.Dimension]:
     """The preview's key dimensions: the shelf's own coordinates (not EPSG:3031 when the file is offset)."""
-    frame = "file coordinates, offset from EPSG:3031" if offset_note else "m"
-    return [hv.Dimension("x", label=f"x ({frame})", unit="m" if offset_note else None),
-            hv.Dimension("y", label=f"y ({frame})", unit="m" if offset_note else None)]
+    frame = "km, file coordinates offset from EPSG:3031" if offset_note else "km"
+    return [hv.Dimension("x", label=f"x ({frame})"), hv.Dimension("y", label=f"y ({frame})")]
 
 
 def observed_speed(x: np.ndarray, y: np.ndarray, u: np.ndarray, v: np.ndarray, max_cells: int = 300,
