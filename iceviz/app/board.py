@@ -151,7 +151,7 @@ class RunBoard:
         takes the browser seconds, and every update sent with or after them waits until it is done."""
         snaps = {job.id: job.latest() for _, job in self.jobs}
         shown = self._shown()
-        pending = {job.id for _, job in shown} & self.seen - self.rows.keys()
+        pending = {job.id for _, job in shown} & (self.seen - self.rows.keys())
         starting = any(job.id not in self.seen and not job.status.finished for _, job in self.jobs)
         self.held = self.held + 1 if pending and starting else 0
         due = pending if not starting or self.held > HOLD_ROWS_POLLS else set()

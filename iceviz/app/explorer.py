@@ -99,13 +99,11 @@ def overview(state: ExplorerState, speed: SpeedPyramid | None = None) -> hv.Over
     footprints = state.footprints()
     # labels placed for the whole-continent view, data footprints' first so that no preset's covers them
     metres_per_px = 2 * DEFAULT_EXTENT_M / OVERVIEW_OPTS["frame_width"]
-    data_anchors = maps.label_anchors(list(footprints.values()), list(footprints), metres_per_px)
-    taken = [(x, x + len(t) * maps.CHAR_PX * metres_per_px, y, y + maps.LINE_PX * metres_per_px)
-             for (x, y), t in zip(data_anchors, footprints)]
+    anchors = maps.label_anchors([*footprints.values(), *(r.bounds for r in presets)],
+                                 [*footprints, *(r.name for r in presets)], metres_per_px)
+    data = maps.boxes(list(footprints.values()), list(footprints), color="#00e5ff", anchors=anchors[:len(footprints)])
     regions = maps.boxes([r.bounds for r in presets], [r.name for r in presets], color="#ffd400",
-                         anchors=maps.label_anchors([r.bounds for r in presets], [r.name for r in presets],
-                                                    metres_per_px, taken))
-    data = maps.boxes(list(footprints.values()), list(footprints), color="#00e5ff", anchors=data_anchors)
+                         anchors=anchors[len(footprints):])
     return rgb * lines * labels * regions * data
 
 

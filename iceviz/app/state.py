@@ -18,6 +18,7 @@ import param
 from iceviz.data.builder import RegionRecipe
 from iceviz.data.problem import DataError, FluxProblem
 from iceviz.data.products import Catalog, add_paths
+from iceviz.data.region import intersect
 from iceviz.data.specs import describe, load_problem
 from iceviz.geo.crs import box_size_km, format_bounds
 from iceviz.geo.regions import PRESET_REGIONS
@@ -308,15 +309,14 @@ class ExplorerState(param.Parameterized):
     def _outside_message(self, message: str) -> str:
         """The refusal of a box the current data set does not cover, in words: what covers what, what to do."""
         try:
-            fx0, fx1, fy0, fy1 = self.source_bounds(self.source)
+            footprint = self.source_bounds(self.source)
         except DataError:
             return message
-        x0, x1, y0, y1 = self.bounds
-        if x0 < fx1 and fx0 < x1 and y0 < fy1 and fy0 < y1:
+        if intersect(self.bounds, footprint) is not None:
             return message  # it overlaps: the loader's own reason (too few points, ...) says more
         where = PRESET_REGIONS[self.region].name if self.region != CUSTOM else "This box"
         return (f"No usable data in this box: {where} lies outside the chosen data set ({self.source}, which "
-                f"covers {format_bounds((fx0, fx1, fy0, fy1))}). Pick a data set that covers it (the cyan boxes "
+                f"covers {format_bounds(footprint)}). Pick a data set that covers it (the cyan boxes "
                 f"on the map), draw a box inside one, or add the real products (Map tab, 'Add data'; or "
                 f"`iceviz data download`) and choose the real-data source.")
 

@@ -196,12 +196,12 @@ CHAR_PX, LINE_PX = 6.5, 13.0
 """Estimated size of one character and one line of a 9 pt map label, in screen pixels."""
 
 
-def label_anchors(bounds: Sequence[tuple[float, float, float, float]], labels: Sequence[str], metres_per_px: float,
-                  taken: Sequence[tuple[float, float, float, float]] = ()) -> list[tuple[float, float]]:
-    """Lower-left corners [m] for the labels of boxes (xmin, xmax, ymin, ymax), placed greedily so that no two
-    overlap at the scale ``metres_per_px``: above the box, else below it, right of it, left of it (the first
-    free place; above when none is). ``taken`` holds label rectangles (xmin, xmax, ymin, ymax) [m] to avoid."""
-    placed = list(taken)
+def label_anchors(bounds: Sequence[tuple[float, float, float, float]], labels: Sequence[str],
+                  metres_per_px: float) -> list[tuple[float, float]]:
+    """Lower-left corners [m] for the labels of boxes (xmin, xmax, ymin, ymax), placed greedily in order so that
+    no two overlap at the scale ``metres_per_px``: above the box, else below it, right of it, left of it (the
+    first free place; above when none is). Earlier labels keep their places: list first what must stay put."""
+    placed: list[tuple[float, float, float, float]] = []
     anchors = []
     gap = 3 * metres_per_px
     for b, text in zip(bounds, labels):

@@ -65,3 +65,15 @@ def test_divergence_scale_has_a_physical_floor_and_says_when_a_field_is_zero():
     limit = maps.divergence_limit([real])
     assert 0.45 < limit < 0.5 and maps.nil_divergence_note([real], limit) == ""
     assert maps.nil_divergence_note([np.zeros(4)], 1e-3) == "∇·q = 0 everywhere"
+
+
+def test_labels_of_neighbouring_boxes_are_placed_apart():
+    """Pine Island and Thwaites (150 km boxes 170 km apart) at the continental scale: the second label moves."""
+    boxes = [(-1678e3, -1528e3, -358e3, -208e3), (-1591e3, -1441e3, -531e3, -381e3)]
+    names = ["Pine Island Glacier", "Thwaites Glacier"]
+    mpp = 6.8e6 / 760
+    anchors = maps.label_anchors(boxes, names, mpp)
+    rects = [(x, x + len(t) * maps.CHAR_PX * mpp, y, y + maps.LINE_PX * mpp) for (x, y), t in zip(anchors, names)]
+    a, b = rects
+    assert not (a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3])
+    assert anchors[0] == (-1603e3 - len(names[0]) * maps.CHAR_PX * mpp / 2, -208e3 + 3 * mpp)  # the first: above
