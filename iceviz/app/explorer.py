@@ -19,15 +19,16 @@ import holoviews as hv
 import numpy as np
 import panel as pn
 import param
-from bokeh.models import NumeralTickFormatter, PrintfTickFormatter
+from bokeh.models import NumeralTickFormatter
 from datashader import count_cat as ds_count_cat
 from datashader import mean as ds_mean
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError
 from holoviews.operation.datashader import datashade, dynspread, rasterize
 
-from iceviz.app.board import RunBoard, divergence_scale
-from iceviz.app.paths import RUN_SUFFIXES, allowed_roots, find_runs, safe_path
+from iceviz.app.board import RunBoard
+from iceviz.app.paths import allowed_roots
+from iceviz.app.saved_runs import SavedRuns
 from iceviz.app.state import REPO_ROOT, ExplorerState
 from iceviz.data.overview import SpeedPyramid
 from iceviz.data.problem import DataError
@@ -37,8 +38,6 @@ from iceviz.geo.crs import format_bounds
 from iceviz.geo.graticule import graticule, graticule_labels
 from iceviz.geo.regions import PRESET_REGIONS
 from iceviz.models.registry import REGISTRY, get_model, short_budget
-from iceviz.training.checkpoint import load_checkpoint
-from iceviz.training.fields import flux_grid_fields
 from iceviz.training.job import JobStatus
 from iceviz.training.queue import JobQueue
 from iceviz.training.trainers import training_job
@@ -325,18 +324,9 @@ class Explorer:
         lesson_tab = pn.Column(lesson_controls, self.lesson_board.view, sizing_mode="stretch_width")
 
         # saved runs tab
-        self.run_list = pn.widgets.Select(name="Saved runs found (runs/ folders, newest first)", options={},
-                                          width=520)
-        refresh_runs = pn.widgets.Button(name="Look again", button_type="light", align="end", width=140)
-        refresh_runs.on_click(lambda event: self._list_runs())
-        self.run_path = pn.widgets.TextInput(name="… or another run (folder with model.safetensors, or the file)",
-                                             placeholder="runs/glacier-dfnn", width=520)
-        load_run = pn.widgets.Button(name="Load run", button_type="primary", align="end", width=140)
-        load_run.on_click(self._on_load_run)
-        self.run_view = pn.Column()
-        runs_tab = pn.Column(pn.Row(self.run_list, refresh_runs), pn.Row(self.run_path, load_run), self.run_view)
-        self._list_runs()
-        self.run_list.param.watch(self._on_pick_run, "value")
+        self.saved = SavedRuns(allowed_roots(REPO_ROOT), [Path.cwd(), REPO_ROOT],
+                               notify=lambda text: setattr(self.state, "message", text))
+        runs_tab = self.saved.view
 
         # simulator and viscosity tabs: built on first visit, like the region tab
         simulator_tab = pn.Column(sizing_mode="stretch_width")
@@ -586,60 +576,7 @@ class Explorer:
             self.speed_note.object = self.speed_failed
         self.board.poll()
         self.lesson_board.poll()
-
-    def _list_runs(self) -> None:
-        roots = allowed_roots(REPO_ROOT)
-        runs = find_runs(roots)
-
-        def shown(p: Path) -> str:
-            for base in (Path.cwd(), REPO_ROOT):
-                if base.resolve() in p.parents:
-                    return str(p.parent.relative_to(base.resolve()))
-            return str(p.parent)
-
-        self.run_list.options = {"(none found)" if not runs else "(choose a run)": "", **{shown(p): str(p)
-                                                                                          for p in runs}}
-
-    def _on_pick_run(self, event: Any) -> None:
-        """A run picked in the list loads at once (the typed path gives way to it)."""
-        if event.new:
-            self.run_path.value = ""
-            self._on_load_run()
-
-    def _on_load_run(self, event: Any = None) -> None:
-        text = self.run_path.value.strip() or self.run_list.value or ""
-        if not text:
-            self.state.message = ("No run chosen: pick one of the saved runs found, or type a run folder (one "
-                                  "written by `iceviz train --out DIR`).")
-            return
-        if not text.endswith(RUN_SUFFIXES):
-            text = text.rstrip("/") + "/model.safetensors"  # a run folder written by --out or the app
-        try:
-            ckpt = load_checkpoint(safe_path(text, allowed_roots(REPO_ROOT), RUN_SUFFIXES,
-                                             bases=[Path.cwd(), REPO_ROOT]))
-        except (ValueError, OSError, RuntimeError, KeyError, TypeError, MemoryError) as err:
-            self.state.message = f"Could not load the run: {err}"
-            return
-        family = REGISTRY[ckpt.model_name].family
-        rows = "\n".join(f"| {k} | {v:.6g} |" if isinstance(v, float) else f"| {k} | {v} |"
-                         for k, v in ckpt.metrics.items() if isinstance(v, (int, float, str)))
-        table = pn.pane.Markdown(f"| metric | value |\n|---|---|\n{rows}", css_classes=["run-metrics"])
-        title = f"{ckpt.model_name} on {ckpt.data}"
-        if family != "flux":
-            where = {"viscosity": "the Viscosity tab (pick the shelf, then train)",
-                     "emulator": "the Emulator tab (its ensemble)"}.get(family, "its own tab")
-            self.run_view.objects = [pn.pane.Markdown(f"**{title}**: a {family} run, loaded and checked. Its maps "
-                                                      f"are drawn in {where}; its scores:"), table]
-            self.state.message = ""
-            return
-        fields = flux_grid_fields(ckpt.model, ckpt.scale, ckpt.bounds, ckpt.grid_shape)
-        limit, note = divergence_scale(fields)
-        plot = (maps.magnitude_map(fields, f"{title}: |q| (m²/yr)") * maps.flux_arrows(fields)
-                + maps.divergence_map(fields, limit, f"{title}: ∇·q (m/yr)" + (f"; {note}" if note else ""))).opts(
-            hv.opts.Image(data_aspect=1, frame_width=380, cformatter=PrintfTickFormatter(format="%.3g"),
-                          **maps.km_axes()))
-        self.run_view.objects = [pn.pane.HoloViews(plot, linked_axes=False), table]
-        self.state.message = ""
+        self.saved.poll()
 
     def servable(self) -> pn.template.BootstrapTemplate:
         # Bootstrap rather than Fast: the Fast theme pulls its font from the web, and the app must work offline.

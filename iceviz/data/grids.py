@@ -21,6 +21,7 @@ import numpy as np
 import xarray as xr
 
 from iceviz.data.problem import DataError
+from iceviz.files import backend_failure
 from iceviz.geo.crs import format_bounds
 from iceviz.data.region import Bounds, intersect
 
@@ -83,9 +84,8 @@ def open_netcdf(path: str | os.PathLike) -> xr.Dataset:
             lazy.set_close(ds.close)
             return lazy
     except Exception as exc:  # noqa: BLE001 - every backend raises its own type for a bad file
-        first = (str(exc).splitlines() or [""])[0]
         raise DataError(f"{p}: cannot read as NetCDF (truncated or not a NetCDF file?): "
-                        f"{type(exc).__name__}: {first}") from None
+                        f"{backend_failure(exc)}") from None
 
 
 def _axis(ds: xr.Dataset, name: str, path: Path) -> np.ndarray:

@@ -11,6 +11,7 @@ import numpy as np
 import xarray as xr
 
 from iceviz.data.problem import DataError
+from iceviz.files import backend_failure
 from iceviz.physics.units import EPSG_ANTARCTIC
 
 CRS_VAR = "crs"
@@ -89,13 +90,23 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     return p
 
 
-def read_netcdf(path: str | os.PathLike) -> xr.Dataset:
-    """Read a NetCDF file fully into memory and close it; DataError naming the path on failure."""
+def read_netcdf(path: str | os.PathLike, max_bytes: int | None = None, **open_kwargs: Any) -> xr.Dataset:
+    """Read a NetCDF file fully into memory and close it.
+
+    DataError naming the path for a missing, truncated or foreign file, and (before anything is read into
+    memory) for one whose variables would take more than ``max_bytes``.
+    """
     p = Path(path).expanduser()
     if not p.is_file():
-        raise DataError(f"cannot read NetCDF {p}: no such file")
+        raise DataError(f"{p}: no such file")
     try:
-        with xr.open_dataset(p) as ds:
+        with xr.open_dataset(p, **open_kwargs) as ds:
+            if max_bytes is not None and ds.nbytes > max_bytes:
+                raise DataError(f"{p}: its variables take {ds.nbytes / 2**20:.3g} MiB, more than the "
+                                f"{max_bytes / 2**20:.3g} MiB allowed here")
             return ds.load()
-    except Exception as exc:  # noqa: BLE001
-        raise DataError(f"cannot read NetCDF {p}: {type(exc).__name__}: {exc}") from None
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every backend raises its own type for a bad file
+        raise DataError(f"{p}: cannot read as NetCDF (truncated or not a NetCDF file?): "
+                        f"{backend_failure(exc)}") from None

@@ -93,13 +93,9 @@ def read_csv_table(path: Path) -> PointsTable:
 
 def read_netcdf_table(path: Path) -> PointsTable:
     """The 1-D variables of a NetCDF file that share the dimension of ``x``."""
-    import xarray as xr
+    from iceviz.data.netcdf import read_netcdf
 
-    try:
-        with xr.open_dataset(path) as ds:
-            ds = ds.load()
-    except Exception as exc:  # noqa: BLE001 - every backend raises its own type
-        raise DataError(f"{path}: cannot read as NetCDF: {type(exc).__name__}: {exc}") from None
+    ds = read_netcdf(path)
     found = [str(v) for v in list(ds.variables)]
     names = _normalise_names(path, found)
     by_name = dict(zip(names, found))

@@ -76,8 +76,9 @@ DEEP_BED = -2000.0
 """Bed elevation [m]: deep enough for all ice up to H₀ to float."""
 FRONT_BAND = 2.0
 """Grid points within this many grid spacings of the front are front points (two columns on a rectangle)."""
-CANDIDATES = 32
-"""Triangles (nearest centroids) searched for the one holding a grid point."""
+FIRST_CANDIDATES, CANDIDATES = 4, 32
+"""Triangles (nearest centroids) searched for the one holding a grid point: a few first, then more for the
+points not found among those."""
 
 
 @dataclass(frozen=True)
@@ -186,27 +187,34 @@ def interpolate(mesh: IceMesh, fields: np.ndarray, points: np.ndarray) -> np.nda
     A point p lies in the triangle (p₀, p₁, p₂) when its barycentric coordinates
     λ = T⁻¹ (p − p₀), T = [p₁ − p₀, p₂ − p₀], and 1 − λ₁ − λ₂ are all ≥ 0; the value
     there is Σ λᵢ fᵢ. The triangle is sought among the ``CANDIDATES`` with the
-    nearest centroids (ample on a mesh of well-shaped triangles).
+    nearest centroids (ample on a mesh of well-shaped triangles); points with no centroid
+    within a triangle's reach are outside at once.
     """
     p, t = mesh.points, mesh.triangles
     corners = p[t]
+    centroids = corners.mean(axis=1)
     T = np.stack([corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]], axis=2)
     Tinv = np.linalg.inv(T)
-    _, nearest = cKDTree(corners.mean(axis=1)).query(points, k=min(CANDIDATES, len(t)))
-    nearest = nearest.reshape(len(points), -1)
+    # a point inside a triangle is no farther from its centroid than the triangle's farthest corner
+    reach = float(np.linalg.norm(corners - centroids[:, None], axis=2).max()) * (1 + 1e-9)
+    tree = cKDTree(centroids)
     cell = np.full(len(points), -1)
     lam = np.zeros((len(points), 3))
     tol = 1e-10
-    for candidate in nearest.T:
-        open_ = cell < 0
-        if not open_.any():
+    for k in (FIRST_CANDIDATES, CANDIDATES):  # most points lie in one of their few nearest triangles
+        todo = np.flatnonzero(cell < 0)
+        if not todo.size:
             break
-        c = candidate[open_]
-        l12 = np.einsum("kij,kj->ki", Tinv[c], points[open_] - corners[c, 0])
-        l3 = np.column_stack([1.0 - l12.sum(axis=1), l12])
-        inside = (l3 >= -tol).all(axis=1)
-        hit = np.flatnonzero(open_)[inside]
-        cell[hit], lam[hit] = c[inside], l3[inside]
+        _, nearest = tree.query(points[todo], k=min(k, len(t)), distance_upper_bound=reach)
+        for candidate in nearest.reshape(len(todo), -1).T:
+            open_ = (cell[todo] < 0) & (candidate < len(t))  # len(t): no centroid within reach (outside)
+            if not open_.any():
+                continue
+            c, rows = candidate[open_], todo[open_]
+            l12 = np.einsum("kij,kj->ki", Tinv[c], points[rows] - corners[c, 0])
+            l3 = np.column_stack([1.0 - l12.sum(axis=1), l12])
+            inside = (l3 >= -tol).all(axis=1)
+            cell[rows[inside]], lam[rows[inside]] = c[inside], l3[inside]
     values = np.einsum("pk,pk...->p...", lam, np.asarray(fields, dtype=float)[t[np.maximum(cell, 0)]])
     values[cell < 0] = np.nan
     return values

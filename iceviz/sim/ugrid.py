@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from iceviz.files import backend_failure
 from iceviz.sim.mesh import IceMesh
 from iceviz.sim.model import DIAGNOSTICS, FIELDS, STEP_KEYS, SimRun
 from iceviz.sim.ssa import SimulationError
@@ -175,7 +176,7 @@ def read_run(path: str | os.PathLike) -> SimRun:
         with xr.open_dataset(p, decode_times=False, decode_timedelta=False) as opened:
             ds = opened.load()
     except Exception as exc:  # noqa: BLE001 - truncated or foreign files fail in many ways
-        raise SimulationError(f"cannot read simulation run {p}: {type(exc).__name__}: {exc}") from None
+        raise SimulationError(f"cannot read simulation run {p}: {backend_failure(exc)}") from None
     missing = [name for name in REQUIRED if name not in ds.variables]
     missing += [f"attribute {a!r}" for a in ("params", "wall_time") if a not in ds.attrs]
     missing += [f"attribute {BOUNDARY_TAG}:{a}" for a in ("flag_values", "flag_meanings")

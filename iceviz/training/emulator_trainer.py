@@ -251,6 +251,7 @@ class EmulatorTrainer:
             "rmse_h_t": (("run", "time"), rmse_h_t, {"units": "m", "long_name": "thickness RMSE over the nodes"}),
             "rmse_v_t": (("run", "time"), rmse_v_t, {"units": "m yr-1", "long_name": "velocity RMSE over the nodes"}),
             "triangles": (("face", "three"), mesh.triangles, {"long_name": "mesh triangles (node indices)"}),
+            "bed": (("node",), problem.bed, {"units": "m", "long_name": "bed elevation"}),
         }
         coords = {"run": ("run", [problem.label(r) for r in runs]),
                   "time": ("time", problem.times[snapshots], {"units": "yr"}),

@@ -482,6 +482,8 @@ class ViscosityTrainer:
         variables["h"] = (("y_h", "x_h"), h_pred, {"units": "m", "long_name": "ice thickness (network)"})
         variables["h_misfit"] = (("y_h", "x_h"), h_pred - thk.fields["h"],
                                  {"units": "m", "long_name": "network minus observed thickness"})
+        variables["front_x"], variables["front_y"] = ((("front",), problem.front[:, k], {
+            "units": "m", "long_name": f"calving-front points, {axis}"}) for k, axis in enumerate("xy"))
         coords = {"x": ("x", vel.x, {"units": "m"}), "y": ("y", vel.y, {"units": "m"}),
                   "x_h": ("x_h", thk.x, {"units": "m"}), "y_h": ("y_h", thk.y, {"units": "m"})}
         attrs = {"model": self.spec.name, "data": problem.spec, "viscosity_scale_pa_s": self.scales.viscosity}

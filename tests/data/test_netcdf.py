@@ -97,3 +97,15 @@ def test_errors_name_the_path(ds, tmp_path):
     blocker.rename(tmp_path / "junk.nc")
     with pytest.raises(DataError, match="junk.nc"):
         read_netcdf(tmp_path / "junk.nc")
+
+
+def test_a_file_too_big_is_refused_before_it_is_read_and_errors_are_one_line(ds, tmp_path):
+    path = write_netcdf(ds, tmp_path / "g.nc")
+    with pytest.raises(DataError, match=r"g\.nc: its variables take .* MiB, more than the .* MiB allowed"):
+        read_netcdf(path, max_bytes=ds.nbytes // 2)
+    assert read_netcdf(path, max_bytes=ds.nbytes + 10_000).sizes == ds.sizes
+    junk = tmp_path / "junk.nc"
+    junk.write_text("plain text")
+    with pytest.raises(DataError) as err:
+        read_netcdf(junk)
+    assert "\n" not in str(err.value) and "engine" not in str(err.value) and "not a NetCDF file" in str(err.value)
