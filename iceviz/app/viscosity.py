@@ -29,7 +29,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import holoviews as hv
 import numpy as np
 import panel as pn
 
@@ -41,8 +40,7 @@ from iceviz.data.shelf import ShelfProblem
 from iceviz.models.registry import short_budget
 from iceviz.training.job import Job, JobStatus
 from iceviz.training.snapshot import Snapshot
-from iceviz.viz import maps
-from iceviz.viz.shelf_figures import ShelfFigures, front_points, observed_speed, padded, preview_dims
+from iceviz.viz.shelf_figures import ShelfFigures, ShelfPreview
 
 from iceviz.physics.viscosity_preview import least_squares_viscosity
 
@@ -55,7 +53,10 @@ LOSS_EVERY_S = 2.0
 """The loss chart redraws at most this often (it grows every 50 steps)."""
 CONTROL_WIDTH = 300
 WIDGET_WIDTH = 138
-PREVIEW_FRAME = 560
+PREVIEW_FRAME = (560, 300)
+"""The shelf preview's frame (width, height) [px]: one size for every shelf."""
+LOADING_NOTE_MS = 400
+"""A shelf still loading after this long [ms] gets a "Loading" note in place of the previous one's preview."""
 HIDDEN = {"name", "seconds"}
 LABELS = {"epochs": "Steps", "lr": "Learning rate", "batch_size": "Batch size", "width": "Width",
           "depth": "Depth", "mu_width": "μ net width", "mu_depth": "μ net depth", "collocation": "Collocation",
@@ -125,13 +126,6 @@ def metrics_markdown(metrics: dict[str, float], seconds: float) -> str:
     return "\n".join(rows)
 
 
-def crop_rectangle(box: tuple[float, float, float, float] | None, kdims: list[Any]) -> hv.Rectangles:
-    """The crop box on the preview (empty without one)."""
-    rects = [(box[0], box[2], box[1], box[3])] if box is not None else []
-    return hv.Rectangles(rects, kdims=[*kdims, "x1", "y1"]).opts(
-        fill_color="#ff3d00", fill_alpha=0.12, line_color="#ff3d00", line_width=2)
-
-
 class ViscosityView:
     """The viscosity tab of one browser session: controls, shelf preview, status, live maps, results.
 
@@ -161,9 +155,11 @@ class ViscosityView:
         self._callback = None
         self._doc = None
         """The session's document once attached: loads finish on its event loop (thread-safe next tick)."""
-        self.box_stream: hv.streams.BoundsXY | None = None
+        self.shelf_preview = ShelfPreview(*PREVIEW_FRAME, on_box=self.set_box)
+        """One figure for every shelf: choosing another sends its data, not a new figure."""
         self._build()
         self.state.param.watch(self._on_preset, "preset")
+        self.state.param.watch(lambda e: self.shelf_preview.set_box(e.new), "box")
         self.load()
 
     # -- layout ------------------------------------------------------------------------------------
@@ -205,7 +201,7 @@ class ViscosityView:
         self.info = pn.pane.Markdown("", css_classes=["visc-info"], sizing_mode="stretch_width", margin=(0, 10))
         self.message = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width",
                                      css_classes=["visc-message"])
-        self.preview = pn.Column(sizing_mode="fixed", css_classes=["visc-preview"])
+        self.preview = fixed_pane(self.shelf_preview.figure, "visc-preview")
         self.preview_note = pn.pane.Markdown("", visible=False, css_classes=["visc-preview-note"],
                                              sizing_mode="stretch_width", styles={"background": "#fff4e0"})
         self.progress = pn.indicators.Progress(value=0, max=1000, height=10, bar_color="secondary",
@@ -247,14 +243,24 @@ class ViscosityView:
     def load(self) -> None:
         """Load the current preset in the background (the poll shows it, or the refusal)."""
         label = self.state.preset
-        self.preview.objects = [pn.pane.Markdown(f"Loading **{label}** …", width=PREVIEW_FRAME)]
-        self.info.object = PRESETS[label].description
-        self._show_message("")
         future = self._executor.submit(load_preset, label)
         self._loading = (label, future)
-        if self._doc is not None:  # show it as soon as it is loaded, not at the next poll
+        if self._doc is None:
+            self._show_loading(label)
+        else:  # show it as soon as it is loaded, not at the next poll; say "Loading" only if that takes a while
             future.add_done_callback(self._loaded_soon)
+            self._doc.add_timeout_callback(lambda: self._show_loading(label), LOADING_NOTE_MS)
         self._refresh_buttons()
+
+    def _show_loading(self, label: str) -> None:
+        """The preview says the shelf is loading (when it still is): one change to the page for a shelf that
+        loads at once, instead of a placeholder and then the picture."""
+        if self._loading is None or self._loading[0] != label or self._loading[1].done():
+            return
+        with pn.io.hold():
+            self.shelf_preview.clear(f"Loading {label} …")
+            self.info.object = PRESETS[label].description
+            self._show_message("")
 
     def _loaded_soon(self, future: Future) -> None:
         """(In the loading thread) ask the session's event loop to show the result now; if the session has
@@ -270,11 +276,14 @@ class ViscosityView:
         (label, future), self._loading = self._loading, None
         if label != self.state.preset:
             return
+        with pn.io.hold():  # the picture, its description and the buttons reach the browser as one change
+            self._show_loaded(label, future)
+
+    def _show_loaded(self, label: str, future: Future) -> None:
         err = future.exception()
         if err is not None:
             self.state.refuse(str(err), label)
-            self.preview.objects = [pn.pane.Markdown(f"**{label}** cannot be loaded (see above).",
-                                                     width=PREVIEW_FRAME)]
+            self.shelf_preview.clear(f"{label} cannot be loaded (see above)")
             self.info.object = PRESETS[label].description
         else:
             whole = future.result()
@@ -325,35 +334,8 @@ class ViscosityView:
         return "\n\n".join(lines)
 
     def _draw_preview(self, whole: ShelfProblem) -> None:
-        kdims = preview_dims(self._offset(whole))
         vel = whole.velocity
-        xmin, xmax, ymin, ymax = padded(whole.bounds)
-        height = int(np.clip(round(PREVIEW_FRAME * (ymax - ymin) / (xmax - xmin)), 160, 380))
-        speed = observed_speed(vel.x, vel.y, vel.fields["u"], vel.fields["v"], kdims=kdims)
-        values = speed.dimension_values(2)
-        values = values[np.isfinite(values) & (values > 0)]
-        clim = (max(1.0, float(np.quantile(values, 0.01))), float(np.quantile(values, 0.999))) if values.size \
-            else (1.0, 1e3)
-        image = speed.opts(cmap="viridis", logz=True, clim=clim, colorbar=True, frame_width=PREVIEW_FRAME,
-                           frame_height=height, tools=["hover"], xlim=(xmin, xmax), ylim=(ymin, ymax),
-                           title="Observed speed: drag a box to invert only part of the shelf",
-                           fontsize={"title": "10pt"}, xformatter=maps.km_formatter(),
-                           yformatter=maps.km_formatter())
-        front = front_points(whole.front, kdims)
-        picker = hv.Rectangles([(xmin, ymin, xmax, ymax)], kdims=[*kdims, "x1", "y1"]).opts(
-            fill_alpha=0, line_alpha=0, tools=["box_select"], active_tools=["box_select"])
-        self.box_stream = hv.streams.BoundsXY(source=picker, bounds=None)
-        self.box_stream.add_subscriber(self._on_box)
-        box = hv.DynamicMap(pn.bind(crop_rectangle, self.state.param.box, kdims))
-        plot = (image * front * picker * box).opts(hv.opts.Overlay(legend_position="top_left"))
-        self.preview.objects = [pn.pane.HoloViews(plot, linked_axes=False, sizing_mode="fixed",
-                                                  width=PREVIEW_FRAME + 160, height=height + 90)]
-
-    def _on_box(self, bounds: tuple[float, float, float, float] | None = None, **_: Any) -> None:
-        if bounds is None:
-            return
-        left, bottom, right, top = bounds
-        self.set_box((left, right, bottom, top))
+        self.shelf_preview.show(vel.x, vel.y, vel.fields["u"], vel.fields["v"], whole.front, whole.bounds)
 
     def set_box(self, box: tuple[float, float, float, float]) -> ShelfProblem | None:
         """Crop to ``box`` (xmin, xmax, ymin, ymax); a refusal shows in the message."""

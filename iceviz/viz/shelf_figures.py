@@ -16,24 +16,26 @@ limits: a small patch, no re-render. Live snapshots hold at most about 100
 cells a side; the final one is full size. Rasters may run north to south
 (descending y, as in the real DIFFICE files): :func:`image_columns` flips them.
 
-:func:`observed_speed` and :func:`front_points` are HoloViews elements for the
-shelf preview (where a box is drawn to crop). Nothing here imports Panel.
+:class:`ShelfPreview` is the observed speed of a shelf before any inversion, where
+a box is dragged to crop: one figure for every shelf, so that choosing another
+shelf sends new data, not a new figure. Nothing here imports Panel.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
-import holoviews as hv
 import numpy as np
 import xarray as xr
-from bokeh.models import (BasicTickFormatter, ColorBar, ColumnDataSource, CustomJSTickFormatter, HoverTool,
-                          Legend, LegendItem, LinearColorMapper, LogColorMapper, NumeralTickFormatter, Range1d)
+from bokeh.events import SelectionGeometry
+from bokeh.models import (BasicTickFormatter, BoxSelectTool, ColorBar, ColumnDataSource, CustomJSTickFormatter,
+                          HoverTool, Legend, LegendItem, LinearColorMapper, LogColorMapper, NumeralTickFormatter,
+                          Range1d)
 from bokeh.plotting import figure
 
 from iceviz.viz import maps
-from iceviz.viz.live_figures import TOOLS, KeptMarker, ascending, image_columns, palette, round2, shared_ranges
+from iceviz.viz.live_figures import TOOLS, KeptMarker, image_columns, palette, round2, shared_ranges
 from iceviz.viz.mesh_figures import frame_size, map_figure
 
 FRAME_WIDTH = 230
@@ -43,6 +45,8 @@ STRAIN_CMAP = "inferno"
 RESIDUAL_CMAP = "magma"
 FRONT_COLOUR = "#ff2d95"
 """The calving front: a bright magenta that no colour map here uses."""
+CROP_COLOUR = "#ff3d00"
+"""The crop box on the shelf preview."""
 DEFAULT_MU_LIMITS = (1e13, 1e15)
 """Colour limits [Pa·s] before any viscosity is known (typical ice-shelf values)."""
 LOSS_LINES = (
@@ -109,32 +113,21 @@ def padded(bounds: tuple[float, float, float, float], fraction: float = 0.02) ->
     return xmin - dx, xmax + dx, ymin - dy, ymax + dy
 
 
+def fit_aspect(bounds: tuple[float, float, float, float], aspect: float) -> tuple[float, float, float, float]:
+    """``bounds`` (xmin, xmax, ymin, ymax) widened about their centre in x or in y so that height / width is
+    ``aspect``: a frame of that shape shows them with one metre the same length on both axes."""
+    xmin, xmax, ymin, ymax = bounds
+    width, height = xmax - xmin, ymax - ymin
+    if height < aspect * width:
+        grow = (aspect * width - height) / 2
+        return xmin, xmax, ymin - grow, ymax + grow
+    grow = (height / aspect - width) / 2
+    return xmin - grow, xmax + grow, ymin, ymax
+
+
 def _thin(x: np.ndarray, y: np.ndarray, values: np.ndarray, max_cells: int) -> tuple[np.ndarray, ...]:
     step = max(1, math.ceil(max(len(x), len(y)) / max_cells))
     return x[::step], y[::step], values[::step, ::step]
-
-
-def preview_dims(offset_note: bool) -> list[hv.Dimension]:
-    """The preview's key dimensions: the shelf's own coordinates (not EPSG:3031 when the file is offset)."""
-    frame = "km, file coordinates offset from EPSG:3031" if offset_note else "km"
-    return [hv.Dimension("x", label=f"x ({frame})"), hv.Dimension("y", label=f"y ({frame})")]
-
-
-def observed_speed(x: np.ndarray, y: np.ndarray, u: np.ndarray, v: np.ndarray, max_cells: int = 300,
-                   kdims: list[hv.Dimension] | None = None) -> hv.Image:
-    """Observed speed |u| [m/yr] (NaN off the shelf) as an image with ascending axes, at most ``max_cells``
-    a side: what the shelf preview shows under the crop box."""
-    speed = np.hypot(np.asarray(u, dtype=float), np.asarray(v, dtype=float))
-    x, y, speed = ascending(*_thin(np.asarray(x, float), np.asarray(y, float), speed, max_cells))
-    vdim = hv.Dimension("speed", label="observed speed", unit="m/yr")
-    return hv.Image((x, y, np.ascontiguousarray(speed)), kdims=kdims or preview_dims(False), vdims=[vdim])
-
-
-def front_points(front: np.ndarray, kdims: list[hv.Dimension] | None = None) -> hv.Points:
-    """The calving-front points, for the shelf preview."""
-    cols = front_columns(front)
-    return hv.Points((cols["x"], cols["y"]), kdims=kdims or preview_dims(False), label="calving front").opts(
-        color=FRONT_COLOUR, size=3)
 
 
 # -- figures --------------------------------------------------------------------------------------
@@ -197,6 +190,79 @@ class ShelfMap:
         self.source.data = image_columns(x, y, values)
         if (self.mapper.low, self.mapper.high) != (low, high):
             self.mapper.update(low=low, high=high)
+
+
+class ShelfPreview:
+    """A shelf before any inversion: observed speed |u| [m/yr] on a log scale (at most ``max_cells`` a side),
+    the calving front, and the crop box, which the user drags (box-select) and ``on_box`` receives as
+    (xmin, xmax, ymin, ymax) [m]. One figure of one size for every shelf: :meth:`show` replaces its data and
+    ranges (a new size would lay the whole page out again in the browser, seconds on a busy page).
+
+    Parameters
+    ----------
+    frame_width, frame_height : the plotting frame in pixels; a shelf's ranges are widened to its aspect.
+    on_box : called with the dragged box (in the server's event thread).
+    """
+
+    TITLE = "Observed speed: drag a box to invert only part of the shelf"
+
+    def __init__(self, frame_width: int, frame_height: int,
+                 on_box: Callable[[tuple[float, float, float, float]], None] | None = None, max_cells: int = 300):
+        self.frame_width, self.frame_height, self.max_cells = frame_width, frame_height, max_cells
+        self.on_box = on_box
+        self.front = ColumnDataSource(front_columns(None))
+        self.ranges = shared_ranges((0.0, 1.0, 0.0, 1.0))
+        self.map = ShelfMap(self.TITLE, VISCOSITY_CMAP, "observed speed (m/yr)", self.ranges,
+                            (frame_width, frame_height), self.front, scale="log")
+        fig = self.figure = self.map.figure
+        fig.title.text_font_size = "10pt"
+        self.box = ColumnDataSource(dict(left=[], right=[], bottom=[], top=[]))
+        fig.quad(left="left", right="right", bottom="bottom", top="top", source=self.box, fill_color=CROP_COLOUR,
+                 fill_alpha=0.12, line_color=CROP_COLOUR, line_width=2)
+        select = BoxSelectTool(dimensions="both", renderers=[fig.renderers[0]])
+        fig.add_tools(select)
+        fig.toolbar.active_drag = select
+        fig.on_event(SelectionGeometry, self._on_selection)
+
+    def show(self, x: np.ndarray, y: np.ndarray, u: np.ndarray, v: np.ndarray, front: np.ndarray,
+             bounds: tuple[float, float, float, float]) -> None:
+        """A new shelf: velocity components (dims y, x) on cell centres ``x``, ``y`` (in the shelf's own
+        coordinates), its calving front and bounds."""
+        speed = np.hypot(np.asarray(u, dtype=float), np.asarray(v, dtype=float))
+        x, y, speed = _thin(np.asarray(x, float), np.asarray(y, float), speed, self.max_cells)
+        values = speed[np.isfinite(speed) & (speed > 0)]
+        low, high = ((max(1.0, round2(float(np.quantile(values, 0.01)))), round2(float(np.quantile(values, 0.999))))
+                     if values.size else (1.0, 1e3))
+        xmin, xmax, ymin, ymax = fit_aspect(padded(bounds), self.frame_height / self.frame_width)
+        self.ranges[0].update(start=xmin, end=xmax)
+        self.ranges[1].update(start=ymin, end=ymax)
+        self.map.update(x, y, speed, low, max(high, low * 1.5))
+        self.front.data = front_columns(front)
+        self.box.data = dict(left=[], right=[], bottom=[], top=[])
+        self.figure.title.text = self.TITLE
+
+    def clear(self, title: str) -> None:
+        """No shelf (loading, or refused): an empty frame titled ``title``."""
+        self.source.data = dict(image=[], x=[], y=[], dw=[], dh=[])
+        self.front.data = front_columns(None)
+        self.box.data = dict(left=[], right=[], bottom=[], top=[])
+        self.figure.title.text = title
+
+    @property
+    def source(self) -> ColumnDataSource:
+        return self.map.source
+
+    def set_box(self, box: tuple[float, float, float, float] | None) -> None:
+        """Draw the crop box (xmin, xmax, ymin, ymax) [m], or none."""
+        self.box.data = (dict(left=[box[0]], right=[box[1]], bottom=[box[2]], top=[box[3]]) if box is not None
+                         else dict(left=[], right=[], bottom=[], top=[]))
+
+    def _on_selection(self, event: SelectionGeometry) -> None:
+        geometry = event.geometry or {}
+        if geometry.get("type") != "rect" or not event.final or self.on_box is None:
+            return
+        x0, x1, y0, y1 = (float(geometry[k]) for k in ("x0", "x1", "y0", "y1"))
+        self.on_box((min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)))
 
 
 class LossChart:

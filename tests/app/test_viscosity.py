@@ -58,7 +58,7 @@ def test_a_preset_without_its_file_is_refused_with_what_to_do(monkeypatch, tmp_p
 
 def test_the_loaded_shelf_is_described_and_drawn(view):
     assert "true viscosity known" in view.info.object and "calving-front points" in view.info.object
-    assert len(view.preview.objects) == 1 and view.box_stream is not None
+    assert view.shelf_preview.source.data["image"][0].size > 0 and len(view.shelf_preview.front.data["x"]) > 0
     assert not view.start_button.disabled and view.whole_button.disabled
 
 

@@ -4,9 +4,10 @@ in-place updates from a snapshot's fields, the preview, the loss columns."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import xarray as xr
 
-from iceviz.viz.shelf_figures import ShelfFigures, log_limits, loss_columns, observed_speed, padded, symmetric_limit
+from iceviz.viz.shelf_figures import ShelfFigures, ShelfPreview, log_limits, loss_columns, padded, symmetric_limit
 
 
 def fields(nx: int = 8, ny: int = 5, descending: bool = False) -> xr.Dataset:
@@ -76,14 +77,38 @@ def test_loss_columns_blank_what_a_log_axis_cannot_show():
     assert cols["loss_u"][0] == 0.1 and np.isnan(cols["loss_u"][1]) and np.isnan(cols["loss_v"]).all()
 
 
-def test_observed_speed_is_thinned_and_ascending():
-    x = np.arange(1000.0)
-    y = np.arange(600.0)[::-1]
-    u = np.ones((600, 1000))
-    img = observed_speed(x, y, u, 0 * u, max_cells=100)
-    xs, ys = img.dimension_values(0, expanded=False), img.dimension_values(1, expanded=False)
-    assert len(xs) == 100 and len(ys) == 60 and ys[0] < ys[-1]
-    assert np.allclose(img.dimension_values(2), 1.0)
+def test_the_preview_is_one_figure_updated_in_place_and_reports_the_dragged_box():
+    from bokeh.events import SelectionGeometry
+
+    boxes = []
+    preview = ShelfPreview(560, 280, on_box=boxes.append, max_cells=100)
+    figure = preview.figure
+    x, y = np.arange(1000.0) * 100, (np.arange(600.0) * 100)[::-1]  # rows north to south, as DIFFICE files
+    u = np.tile(np.linspace(1.0, 500.0, 1000), (600, 1))
+    u[:, :10] = np.nan  # off the shelf
+    preview.show(x, y, u, 0 * u, np.array([[99_900.0, 0.0], [99_900.0, 59_900.0]]), (0.0, 99_900.0, 0.0, 59_900.0))
+    image = preview.source.data["image"][0]
+    assert image.shape == (60, 100) and preview.source.data["y"][0] == 400.0  # thinned, from the south edge
+    assert np.isnan(image[:, 0]).all() and np.nanmax(image) <= 500.0
+    assert 1.0 <= preview.map.mapper.low < preview.map.mapper.high <= 500.0
+    assert len(preview.front.data["x"]) == 2
+    x_range, y_range = preview.ranges
+    assert x_range.start < 0 < 99_900 < x_range.end and y_range.start < 0 < 59_900 < y_range.end
+    size = (figure.width, figure.height)
+    preview.show(x[:300], y, u[:, :300], 0 * u[:, :300], np.zeros((0, 2)), (0.0, 29_900.0, 0.0, 59_900.0))
+    assert preview.figure is figure and (figure.width, figure.height) == size  # another shelf, the same figure
+    # its ranges widened to the frame's shape: a metre is as long across as up
+    assert (y_range.end - y_range.start) / (x_range.end - x_range.start) == pytest.approx(280 / 560)
+    assert y_range.start < 0 and y_range.end > 59_900
+    event = SelectionGeometry(figure, geometry={"type": "rect", "x0": 5e3, "x1": 1e3, "y0": 2e3, "y1": 4e3},
+                              final=True)
+    preview._on_selection(event)
+    assert boxes == [(1e3, 5e3, 2e3, 4e3)]
+    preview.set_box(boxes[0])
+    assert preview.box.data["left"] == [1e3] and preview.box.data["top"] == [4e3]
+    preview.clear("Larsen C cannot be loaded")
+    assert preview.source.data["image"] == [] and figure.title.text == "Larsen C cannot be loaded"
+    assert preview.box.data["left"] == []
 
 
 def test_the_interface_loss_shows_only_for_runs_with_subdomains():
