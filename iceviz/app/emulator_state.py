@@ -18,8 +18,10 @@ import numpy as np
 import pandas as pd
 import param
 
+from iceviz.app.paths import allowed_roots, safe_folder
 from iceviz.data.ensemble import EnsembleProblem, load_ensemble
 from iceviz.data.problem import DataError
+from iceviz.data.roots import data_roots
 from iceviz.models.registry import EmulatorParams, model_names
 from iceviz.sim.ensemble import (DEFAULT_GRID, DEFAULT_SCENARIO, DEFAULT_SETTINGS, cached_ensemble,
                                  cached_ensemble_dir)
@@ -77,6 +79,15 @@ class EnsembleBuild:
             self.error = f"{type(err).__name__}: {err}"
 
 
+def ensemble_roots() -> list[Path]:
+    """Where the app may load an ensemble directory from: the run folders, the server's data roots and the
+    iceviz cache's simulations."""
+    from iceviz.app.state import REPO_ROOT
+    from iceviz.cache import cache_dir
+
+    return list(dict.fromkeys([*allowed_roots(REPO_ROOT), *data_roots(), (cache_dir() / "sim").resolve()]))
+
+
 class EmulatorSession(param.Parameterized):
     """One browser session's ensemble and emulator jobs."""
 
@@ -88,7 +99,7 @@ class EmulatorSession(param.Parameterized):
 
     def __init__(self, queue: JobQueue | None = None,
                  region_bounds: Callable[[], tuple[float, float, float, float] | None] | None = None,
-                 ensemble_root: Path | None = None, **params: Any):
+                 ensemble_root: Path | None = None, roots: list[Path] | None = None, **params: Any):
         super().__init__(**params)
         self.hyper = EmulatorParams(epochs=1000, seconds=60.0)
         """Shared by every emulator: the budget and seed always; the others only where the user changed them
@@ -97,6 +108,8 @@ class EmulatorSession(param.Parameterized):
         self.region_bounds = region_bounds
         self.ensemble_root = ensemble_root
         """Where built ensembles are cached (default: the iceviz cache)."""
+        self.roots = roots
+        """The folders an ensemble directory may be named in (default: :func:`ensemble_roots`)."""
         self.build_job: EnsembleBuild | None = None
         self.jobs: list[tuple[str, Job]] = []
 
@@ -129,11 +142,17 @@ class EmulatorSession(param.Parameterized):
             return None
         self.message = ""
         if self.source == "directory":
-            path = self.directory.strip()
-            if not path:
+            text = self.directory.strip()
+            if not text:
                 self.message = "Give the ensemble's directory (made by `iceviz sim ensemble`)."
                 return None
-            self.build_job = EnsembleBuild(path, lambda build: Path(path).expanduser()).start()
+            roots = self.roots if self.roots is not None else ensemble_roots()
+            try:
+                folder = safe_folder(text, roots, bases=[Path.cwd()])
+            except ValueError as err:
+                self.message = f"{err}: an ensemble directory must lie in one of this server's data or run folders."
+                return None
+            self.build_job = EnsembleBuild(text, lambda build: folder).start()
             return self.build_job
         try:
             scenario, overrides = self.recipe()

@@ -12,6 +12,7 @@ import functools
 import io
 import logging
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,12 @@ from tornado.websocket import WebSocketClosedError
 from holoviews.operation.datashader import datashade, dynspread, rasterize
 
 from iceviz.app.board import RunBoard
-from iceviz.app.paths import allowed_roots
+from iceviz.app.paths import allowed_roots, offered_folders
 from iceviz.app.saved_runs import SavedRuns
 from iceviz.app.state import REPO_ROOT, ExplorerState
 from iceviz.data.overview import SpeedPyramid
 from iceviz.data.problem import DataError
+from iceviz.data.roots import data_roots, shown_path
 from iceviz.data.splits import validation_mask
 from iceviz.geo.basemap import DEFAULT_EXTENT_M, basemap
 from iceviz.geo.crs import format_bounds
@@ -277,15 +279,16 @@ class Explorer:
         self.speed_note = pn.pane.Markdown("", visible=False, css_classes=["speed-note"])
         self.overview_pane = pn.pane.HoloViews(linked_axes=False, css_classes=["overview-map"])
         self.data_files = pn.pane.Markdown("", sizing_mode="stretch_width", css_classes=["data-files"])
-        self.data_path = pn.widgets.TextInput(name="Product file or folder to add",
-                                              placeholder="/data/antarctica (MEaSUREs, BedMachine, Bedmap)", sizing_mode="stretch_width")
-        add_data = pn.widgets.Button(name="Add data", button_type="primary", width=120)
+        self.data_choice = pn.widgets.Select(name="Data folders on this server", options={"(looking …)": ""},
+                                             sizing_mode="stretch_width", css_classes=["data-choice"])
+        add_data = pn.widgets.Button(name="Use this folder", button_type="primary", width=140)
         add_data.on_click(self._on_add_data)
+        self._folders: Future | None = offered_folders()
         # the notes beside the map, not above it: a note that appears never moves the map under the cursor
         side = pn.Column(pn.pane.Markdown("Pick a preset region in the sidebar, or drag a box on the map "
                                           "(box-select tool). Yellow: preset regions; cyan: the data sources' "
                                           "footprints."),
-                         self.speed_note, pn.pane.Markdown("#### Data files"), self.data_files, self.data_path,
+                         self.speed_note, pn.pane.Markdown("#### Data files"), self.data_files, self.data_choice,
                          add_data, sizing_mode="stretch_width", min_width=300)
         map_tab = pn.Row(self.overview_pane, side, sizing_mode="stretch_width")
         self._show_catalog()
@@ -408,10 +411,10 @@ class Explorer:
     # -- callbacks -----------------------------------------------------------------------------
     def _refresh_info(self, *events: Any) -> None:
         s = self.state
-        self.message.object = s.message
+        self.message.object = s.shown(s.message)
         self.message.visible = bool(s.message)
         info = s.summary()
-        lines = [f"Box: {format_bounds(s.bounds)}", f"Spec: `{info['spec']}`"]
+        lines = [f"Box: {format_bounds(s.bounds)}", f"Spec: `{s.shown(info['spec'])}`"]
         if "train" in info:
             lines.append(f"{split_text(info)}; fields: {', '.join(info['fields'])}")
         self.summary.object = "\n\n".join(lines)
@@ -421,11 +424,11 @@ class Explorer:
         """List the product files found, and put the speed mosaic on the map (prepared in the background
         the first time: its coarse levels read the whole file once)."""
         cat = self.state.catalog
-        rows = ["| product | file | footprint | size |", "|---|---|---|---|"]
+        rows = []  # one item each (a table's four columns overflow the map's side column)
         for f in cat.files:
             if f.product != "bedmap":
-                rows.append(f"| {f.product} | `{f.path.name}` | {format_bounds(f.footprint)} "
-                            f"| {f.shape[1]} × {f.shape[0]} cells |")
+                rows.append(f"- **{f.product}** `{f.path.name}`: {format_bounds(f.footprint)}, "
+                            f"{f.shape[1]} × {f.shape[0]} cells")
         folders: dict[Path, list] = {}
         for f in cat.of("bedmap"):  # campaigns by folder: a user has dozens of them
             folders.setdefault(f.path.parent, []).append(f)
@@ -434,13 +437,14 @@ class Explorer:
             union = (min(b[0] for b in boxes), max(b[1] for b in boxes), min(b[2] for b in boxes),
                      max(b[3] for b in boxes)) if boxes else None
             name = f"`{group[0].path.name}`" if len(group) == 1 else f"{len(group)} files in `{folder.name}/`"
-            rows.append(f"| bedmap | {name} | {format_bounds(union) if union else '-'} "
-                        f"| {sum(f.points or 0 for f in group):,} points |")
+            rows.append(f"- **bedmap** {name}: {format_bounds(union) if union else '-'}, "
+                        f"{sum(f.points or 0 for f in group):,} points")
         text = "\n".join(rows) if cat.files else (
-            "No product files yet. Add a folder below, or on the command line: `iceviz data add PATH`, "
-            "`iceviz data download PRODUCT`.")
-        if cat.problems:
-            text += "\n\nUnusable: " + "; ".join(cat.problems)
+            "No product files yet. Use one of this server's data folders below; whoever runs the server adds "
+            "more with `iceviz data add PATH` or `iceviz data download PRODUCT`.")
+        if cat.problems:  # their reasons name server paths and may quote the files: counted here, listed by the CLI
+            text += (f"\n\n{len(cat.problems)} path(s) could not be used: `iceviz data list` on the server says "
+                     "why.")
         self.data_files.object = text
         mosaics = cat.mosaics()
         if not mosaics or (self.speed is not None and self.speed.path == mosaics[0].path):
@@ -490,10 +494,24 @@ class Explorer:
             self.state.message = str(err)
             return io.StringIO("")
 
+    def _offer_folders(self) -> None:
+        """Once the walk of the data roots (in a thread) is done: the folders it found, as the list's options."""
+        if self._folders is None or not self._folders.done():
+            return
+        future, self._folders = self._folders, None
+        folders, notes = future.result()
+        roots = data_roots()
+        options = {shown_path(f, roots): str(f) for f in folders}
+        self.data_choice.options = {"(choose a folder)" if options else "(no data folders on this server)": "",
+                                    **options}
+        if notes:
+            self.data_choice.description = "Not all folders could be looked at: " + "; ".join(notes)
+
     def _on_add_data(self, event: Any = None) -> None:
-        found = self.state.add_data(self.data_path.value)
-        if found:
-            self.data_path.value = ""
+        if self.data_choice.value:
+            self.state.use_data(self.data_choice.value)
+        else:
+            self.state.message = "Pick one of this server's data folders first."
         self._show_catalog()
         self._draw_map()
 
@@ -577,6 +595,7 @@ class Explorer:
         self.board.poll()
         self.lesson_board.poll()
         self.saved.poll()
+        self._offer_folders()
 
     def servable(self) -> pn.template.BootstrapTemplate:
         # Bootstrap rather than Fast: the Fast theme pulls its font from the web, and the app must work offline.

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Iterable
+
+from iceviz.data.roots import data_roots, inside, product_folders
 
 RUN_SUFFIXES = (".safetensors",)
 DATA_SUFFIXES = (".csv", ".nc")
@@ -19,13 +24,43 @@ def allowed_roots(repo_root: Path) -> list[Path]:
     return list(dict.fromkeys(r.resolve() for r in roots))  # once each (the repo's runs/ is often ./runs)
 
 
+FOLDERS_TTL_S = 60.0
+"""How long one walk of the data roots serves every session [s] (a new folder shows within a minute)."""
+_folders: tuple[tuple[Path, ...], float, Future] | None = None
+_folders_lock = threading.Lock()
+
+
+def offered_folders() -> Future:
+    """The folders under the server's data roots that hold product-like files, and the walk's notes
+    (:func:`iceviz.data.roots.product_folders`): walked in a thread, bounded in time and size, shared by every
+    session for ``FOLDERS_TTL_S`` (or until the roots change)."""
+    global _folders
+    roots = tuple(data_roots())
+    with _folders_lock:
+        now = time.monotonic()
+        if _folders is None or _folders[0] != roots or now - _folders[1] > FOLDERS_TTL_S:
+            future: Future = Future()
+
+            def walk() -> None:
+                try:
+                    future.set_result(product_folders(roots))
+                except Exception as err:  # noqa: BLE001 - the app offers nothing rather than failing
+                    future.set_result(([], [f"the data folders could not be looked at ({type(err).__name__})"]))
+
+            threading.Thread(target=walk, daemon=True, name="iceviz-data-folders").start()
+            _folders = (roots, now, future)
+        return _folders[2]
+
+
 def find_runs(roots: Iterable[Path], limit: int = 200) -> list[Path]:
     """Saved runs (``model.safetensors`` files) at most three folders deep under ``roots``, newest first."""
+    roots = list(roots)
     found: set[Path] = set()
     for root in roots:
         for pattern in ("model.safetensors", "*/model.safetensors", "*/*/model.safetensors",
                         "*/*/*/model.safetensors"):
-            found.update(p.resolve() for p in Path(root).glob(pattern) if p.is_file())
+            found.update(p.resolve() for p in Path(root).glob(pattern)
+                         if p.is_file() and inside(p, roots))  # a link out of the roots is not a run
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)[:limit]
 
 
@@ -49,15 +84,31 @@ def safe_path(text: str, roots: Iterable[Path], suffixes: Iterable[str], must_ex
     candidates = [raw] if raw.is_absolute() else [Path(b) / raw for b in bases] + [root / raw for root in roots]
     for candidate in candidates:
         resolved = candidate.resolve()
-        inside = any(resolved == root or root in resolved.parents for root in roots)
-        if not inside:
+        if not inside(resolved, roots):
             continue
         if resolved.suffix.lower() not in suffixes:
             raise ValueError(f"{text}: only {', '.join(suffixes)} files are accepted")
         if must_exist and not resolved.is_file():
             continue
         return resolved
-    where = ", ".join(str(r) for r in roots)
+    where = ", ".join(f"{r.name}/" for r in roots)  # by name: the server's own paths are not shown
     if raw.is_absolute() or ".." in raw.parts:
         raise ValueError(f"{text}: outside the allowed folders ({where})")
     raise ValueError(f"{text}: no such file in the allowed folders ({where})")
+
+
+def safe_folder(text: str, roots: Iterable[Path], bases: Iterable[Path] = ()) -> Path:
+    """The resolved folder ``text`` names if it lies inside one of ``roots`` (relative: from each of ``bases``,
+    then each root); ValueError otherwise, naming the roots by name only and never saying whether a folder
+    outside them exists."""
+    text = (text or "").strip()
+    if not text or "\x00" in text:
+        raise ValueError("no usable folder name given")
+    roots = [Path(r).resolve() for r in roots]
+    raw = Path(text).expanduser()
+    candidates = [raw] if raw.is_absolute() else [Path(b) / raw for b in bases] + [root / raw for root in roots]
+    for candidate in candidates:
+        if inside(candidate, roots) and candidate.resolve().is_dir():
+            return candidate.resolve()
+    where = ", ".join(f"{r.name}/" for r in roots)
+    raise ValueError(f"{text}: not a folder inside the allowed folders ({where})")

@@ -17,8 +17,9 @@ import param
 
 from iceviz.data.builder import RegionRecipe
 from iceviz.data.problem import DataError, FluxProblem
-from iceviz.data.products import Catalog, add_paths
+from iceviz.data.products import Catalog
 from iceviz.data.region import intersect
+from iceviz.data.roots import data_roots, inside, shown_path
 from iceviz.data.specs import describe, load_problem
 from iceviz.geo.crs import box_size_km, format_bounds
 from iceviz.geo.regions import PRESET_REGIONS
@@ -87,6 +88,8 @@ class ExplorerState(param.Parameterized):
     problem = param.Parameter(None, doc="The loaded problem for the current box and source (None when unusable).")
     recipe = param.ClassSelector(class_=RegionRecipe, doc="How real-data regions are built (real-data source only).")
     catalog = param.ClassSelector(class_=Catalog, doc="The product files found (settings, environment).")
+    session_paths = param.List(default=[], item_type=Path,
+                               doc="Data folders this session picked under the server's data roots.")
 
     def __init__(self, queue: JobQueue | None = None, build_in_background: bool = False, **params: Any):
         self.build_in_background = build_in_background
@@ -128,15 +131,27 @@ class ExplorerState(param.Parameterized):
             return tuple(float(b) for b in self.catalog.mosaics()[0].footprint)
         return tuple(float(b) for b in self.footprint(label).bounds)
 
-    def add_data(self, path: str) -> list[str]:
-        """Record a product file or folder (``iceviz data add``), refresh the catalogue and the sources; returns
-        one line per file found (problems go to :attr:`message`)."""
-        found, problems = add_paths([Path(path.strip())]) if path.strip() else ([], ["give a file or folder"])
-        self.catalog = Catalog.discover()
+    def use_data(self, folder: str | Path) -> list[str]:
+        """Use the product files under ``folder`` in this session (never recorded for other sessions): it must
+        lie under one of the server's data roots (:func:`iceviz.data.roots.data_roots`, set by whoever started
+        the server). Refreshes the catalogue and the sources; returns one line per file found, named relative
+        to its root (what went wrong goes to :attr:`message`, without revealing anything outside the roots)."""
+        roots = data_roots()
+        path = Path(str(folder).strip() or ".")
+        if not str(folder).strip() or not path.is_absolute() or not inside(path, roots):
+            self.message = ("Only the data folders this server offers can be used: pick one in the list (whoever "
+                            "runs the server adds folders with `iceviz data add` or $ICEVIZ_DATA_ROOTS).")
+            return []
+        path = path.resolve()
+        if path not in self.session_paths:
+            self.session_paths = [*self.session_paths, path]
+        self.catalog = Catalog.discover(session=self.session_paths)
         self._sources = available_sources(self.catalog)
         self.param.source.objects = list(self._sources)
-        self.message = "; ".join(problems)
-        return [f"{f.product}: {f.path}" for f in found]
+        found = [f for f in self.catalog.files if inside(f.path, [path])]
+        self.message = "" if found else (f"{shown_path(path, roots)}: no MEaSUREs, BedMachine or Bedmap file "
+                                          "that iceviz can read")
+        return [f"{f.product}: {shown_path(f.path, roots)}" for f in found]
 
     def missing_datasets(self) -> list[str]:
         """Public flux datasets (``iceviz data fetch`` names) that this machine does not have yet."""
@@ -278,6 +293,8 @@ class ExplorerState(param.Parameterized):
             changed = {k: v for k, v in self.recipe.param.values().items()
                        if k != "name" and v != RegionRecipe.param[k].default}
             options = "&".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in changed.items())
+            if self.session_paths:  # the session's folders travel with the spec (to the training workers)
+                options = "&".join(filter(None, [options, "data=" + ",".join(map(str, self.session_paths))]))
             head = f"region:{self.region}" if self.region != CUSTOM else f"region:box?{_bbox_option(self.bounds)}"
             return head + (("&" if "?" in head else "?") + options if options else "")
         full = self.footprint().bounds
@@ -285,6 +302,14 @@ class ExplorerState(param.Parameterized):
             return self.source_spec
         sep = "&" if "?" in self.source_spec else "?"
         return f"{self.source_spec}{sep}{_bbox_option(self.bounds)}"
+
+    def shown(self, text: str) -> str:
+        """``text`` (e.g. a spec) as the page shows it: the session's data folders named relative to their
+        roots, not as the server's paths."""
+        roots = data_roots()
+        for path in self.session_paths:
+            text = text.replace(str(path), shown_path(path, roots))
+        return text
 
     def load(self) -> FluxProblem | None:
         """Load the current box; a box without usable data leaves a message, never an exception.

@@ -15,7 +15,10 @@ Columns (CSV) or 1-D variables along one dimension (NetCDF), names case-insensit
 
 Without ``split`` the points are split by a checkerboard of square tiles of
 ``tile`` metres anchored at the minimum x, y: tiles with (i + j) even are test,
-odd are train. See ``sample_data/README.md``.
+odd are train. Every numeric value must be finite and physically sensible
+(:mod:`iceviz.data.sanity`: x, y within EPSG:3031 Antarctica unless
+``extent=any``, bounded flux, speed and surface elevation). See
+``sample_data/README.md``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import pandas as pd
 
 from iceviz.data.problem import DataError, DirectionGuidance, FluxObservations, FluxProblem, FluxScale
 from iceviz.data.region import grid_shape_for
+from iceviz.data.sanity import DEFAULT_EXTENT, EXTENTS, first_violation
 
 REQUIRED = ("x", "y", "qx", "qy")
 OPTIONAL = ("s", "vx", "vy", "split", "line")
@@ -99,8 +103,9 @@ def read_netcdf_table(path: Path) -> PointsTable:
     found = [str(v) for v in list(ds.variables)]
     names = _normalise_names(path, found)
     by_name = dict(zip(names, found))
-    if "x" not in by_name:
-        _missing(path, ["x"], found)
+    missing = [c for c in REQUIRED if c not in by_name]
+    if missing:
+        _missing(path, missing, found)
     xvar = ds[by_name["x"]]
     if xvar.ndim != 1:
         raise DataError(f"{path}: variable {by_name['x']} has dimensions {xvar.dims}, expected 1-D points")
@@ -145,18 +150,21 @@ def numeric_column(table: PointsTable, name: str) -> np.ndarray:
     if raw.dtype.kind in "fiub":
         values = raw.astype(np.float64)
     else:
-        text = pd.Series(raw, dtype=object).map(lambda v: v.decode() if isinstance(v, bytes) else v).astype(str).str.strip()
+        text = pd.Series(raw, dtype=object).map(lambda v: v.decode() if isinstance(v, bytes) else v)
+        text = text.astype(str).str.strip()
         values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
-        bad = np.nonzero(np.isnan(values) & (text != "").to_numpy() & ~text.str.lower().isin(["nan", "+nan", "-nan"]).to_numpy())[0]
+        written_nan = text.str.lower().isin(["nan", "+nan", "-nan"]).to_numpy()
+        bad = np.nonzero(np.isnan(values) & (text != "").to_numpy() & ~written_nan)[0]
         if bad.size:
             examples = ", ".join(repr(v) for v in text.iloc[bad[:3]])
-            raise DataError(
-                f"{table.path}: column {name} has {bad.size} non-numeric value(s) at {table.locate(bad)} (e.g. {examples})"
-            )
+            raise DataError(f"{table.path}: column {name} has {bad.size} non-numeric value(s) at {table.locate(bad)} "
+                            f"(e.g. {examples})")
     nonfinite = np.nonzero(~np.isfinite(values))[0]
     if nonfinite.size:
         raise DataError(
-            f"{table.path}: column {name} has {nonfinite.size} NaN, missing or infinite value(s) at {table.locate(nonfinite)}"
+            f"{table.path}: column {name} has {nonfinite.size} NaN, missing or infinite value(s) at "
+            f"{table.locate(nonfinite)} (e.g. {table.locate(nonfinite[:1])}: {values[nonfinite[0]]:g}); every numeric "
+            "value must be a finite number: fill in or remove these rows"
         )
     return values
 
@@ -203,11 +211,15 @@ def suggest_tile(xy: np.ndarray) -> float:
     return min((m * p for m in (1.0, 2.0, 5.0, 10.0)), key=lambda t: abs(t - target))
 
 
-def load_points(path: str | os.PathLike, tile: float = DEFAULT_TILE, spec: str | None = None) -> FluxProblem:
+def load_points(path: str | os.PathLike, tile: float = DEFAULT_TILE, spec: str | None = None,
+                extent: str = DEFAULT_EXTENT) -> FluxProblem:
     """A :class:`FluxProblem` from a points file.
 
     Scale: x0, y0 = minimum coordinates, length = max(x extent, y extent),
-    flux = RMS of the training |q|, surface = 1000 m.
+    flux = RMS of the training |q|, surface = 1000 m. ``extent`` names the
+    allowed |x|, |y| (a key of :data:`iceviz.data.sanity.EXTENTS`: ``antarctica``
+    or ``any``); values outside the bounds of :mod:`iceviz.data.sanity` are a
+    DataError naming the file, the column and the rows.
     """
     table = read_table(path)
     p = table.path
@@ -220,9 +232,14 @@ def load_points(path: str | os.PathLike, tile: float = DEFAULT_TILE, spec: str |
         raise DataError(f"{p}: only {n} point(s); need at least {MIN_POINTS}")
     if not (math.isfinite(tile) and tile > 0):
         raise DataError(f"{spec}: tile must be a positive number of metres, got {tile}")
+    if extent not in EXTENTS:
+        raise DataError(f"{spec}: extent must be one of {', '.join(EXTENTS)}, got {extent!r}")
     cols = {c: numeric_column(table, c) for c in NUMERIC if c in table.columns}
     if ("vx" in cols) != ("vy" in cols):
         raise DataError(f"{p}: velocity needs both vx and vy, found only {'vx' if 'vx' in cols else 'vy'}")
+    bad = first_violation(cols, extent, override=f"{spec.split('?')[0]}?extent=any")
+    if bad:
+        raise DataError(f"{p}: {bad.describe(table.locate)}")
     xy = np.column_stack([cols["x"], cols["y"]])
     q = np.column_stack([cols["qx"], cols["qy"]])
     s = cols.get("s")
@@ -238,10 +255,10 @@ def load_points(path: str | os.PathLike, tile: float = DEFAULT_TILE, spec: str |
         notes.append(f"checkerboard split: {tile:g} m tiles from the minimum x, y; (i + j) even -> test, odd -> train")
     n_test = int(is_test.sum())
     if n_test == 0 or n_test == n:
-        hint = "" if "split" in table.columns else f"; try a smaller tile, e.g. {spec.split('?')[0]}?tile={suggest_tile(xy):g}"
+        hint = ("" if "split" in table.columns
+                else f"; try a smaller tile, e.g. {spec.split('?')[0]}?tile={suggest_tile(xy):g}")
         raise DataError(f"{p}: the {how} leaves {n - n_test} train and {n_test} test points{hint}")
-    extent = xy.max(axis=0) - xy.min(axis=0)
-    length = float(extent.max())
+    length = float((xy.max(axis=0) - xy.min(axis=0)).max())
     if not length > 0:
         raise DataError(f"{p}: all points are at the same location; cannot define a length scale")
     train = ~is_test

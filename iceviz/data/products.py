@@ -20,10 +20,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 from iceviz.data import settings
 from iceviz.data.problem import DataError
 from iceviz.data.region import Bounds
+from iceviz.data.roots import WALK_SECONDS, walk_files
+
+ADD_WALK_SECONDS = 30.0
+"""How long ``iceviz data add`` may walk a folder [s] (the app's walks get WALK_SECONDS)."""
 
 
 @dataclass(frozen=True)
@@ -123,11 +128,16 @@ def describe_file(path: Path, product: str | None = None, origin: str = "setting
     return info
 
 
-def expand(path: Path) -> list[Path]:
-    """A file, or the product files under a folder (``.nc`` and ``.csv``, recursively, sorted)."""
+def expand(path: Path, seconds: float = WALK_SECONDS, notes: list[str] | None = None) -> list[Path]:
+    """A file, or the product files under a folder (``.nc`` and ``.csv``, recursively, sorted); the walk's
+    notes (folders skipped as unreadable, or where it stopped: :func:`iceviz.data.roots.walk_files`) are
+    appended to ``notes`` when given."""
     p = Path(path).expanduser()
     if p.is_dir():
-        return sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in (".nc", ".csv"))
+        walk = walk_files(p, (".nc", ".csv"), seconds=seconds)
+        if notes is not None:
+            notes += [f"{p}: {note}" for note in walk.notes]
+        return walk.files
     if p.exists():
         return [p]
     raise DataError(f"{p}: no such file or folder")
@@ -141,9 +151,11 @@ class Catalog:
     problems: list[str] = field(default_factory=list)
 
     @classmethod
-    def discover(cls, extra: dict[str, list[Path]] | None = None, use_settings: bool = True) -> "Catalog":
-        """Files from the settings file, the environment variables and ``extra`` (product -> paths, e.g. spec
-        options); a path that cannot be used is listed in :attr:`problems`, never raised."""
+    def discover(cls, extra: dict[str, list[Path]] | None = None, use_settings: bool = True,
+                 session: Iterable[Path] = ()) -> "Catalog":
+        """Files from the settings file, the environment variables, ``extra`` (product -> paths, e.g. spec
+        options) and ``session`` (folders one app session picked under the data roots, any product); a path
+        that cannot be used is listed in :attr:`problems`, never raised."""
         cat = cls()
         sources: list[tuple[Path, str | None, str]] = []
         if use_settings:
@@ -155,13 +167,16 @@ class Catalog:
             sources += [(p, product, settings.ENV_VARS[product]) for p in paths]
         for product, paths in (extra or {}).items():
             sources += [(Path(p), product, "option") for p in paths]
+        sources += [(Path(p), None, "session") for p in session]
         seen: set[Path] = set()
         for root, product, origin in sources:
+            notes: list[str] = []
             try:
-                paths = expand(root)
+                paths = expand(root, notes=notes)
             except DataError as err:
                 cat.problems.append(f"{err} ({origin})")
                 continue
+            cat.problems += [f"{note} ({origin})" for note in notes]
             for p in paths:
                 key = p.resolve()
                 if key in seen:
@@ -172,7 +187,7 @@ class Catalog:
                     if product is not None and not interchangeable(found, product):
                         raise DataError(f"{p}: given as {product} but it is a {found} file")
                     cat.files.append(describe_file(p, product or found, origin))
-                except DataError as err:
+                except (DataError, OSError) as err:
                     if root.is_dir():
                         continue  # other files in a folder are not an error
                     cat.problems.append(f"{err} ({origin})")
@@ -213,7 +228,7 @@ def add_paths(paths: list[Path]) -> tuple[list[DataFile], list[str]]:
     for root in paths:
         root = Path(root).expanduser().resolve()
         try:
-            files = expand(root)
+            files = expand(root, seconds=ADD_WALK_SECONDS, notes=problems)
         except DataError as err:
             problems.append(str(err))
             continue
@@ -221,7 +236,7 @@ def add_paths(paths: list[Path]) -> tuple[list[DataFile], list[str]]:
         for p in files:
             try:
                 here.append(describe_file(p, None, "settings"))
-            except DataError as err:
+            except (DataError, OSError) as err:
                 if not root.is_dir():
                     problems.append(str(err))
         if here:

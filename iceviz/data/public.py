@@ -11,7 +11,9 @@ Files are looked up at ``BASE_URL/OWNER/REPO/COMMIT/PATH``; the default base is
 GitHub's raw-content host, and ``--from`` (or ``$ICEVIZ_FETCH_FROM``, which the
 app's "Get this dataset" buttons follow too) names a mirror laid out the same way.
 A file whose checksum differs is refused and deleted; nothing is sent but the
-request (no credentials).
+request (no credentials). A base that is not http:// or https:// (or an http://
+one holding a user or password) is refused up front, and addresses are shown
+with their secrets hidden (:func:`iceviz.data.download.redact_url`).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
-from urllib.parse import urlparse
 
+from iceviz.data.download import redact_url, require_web_url
 from iceviz.data.locations import fetched_root
 from iceviz.data.problem import DataError
 
@@ -138,9 +140,8 @@ def fetch(name: str, base_url: str | None = None,
 
     d = dataset(name)
     base_url = base_url or os.environ.get("ICEVIZ_FETCH_FROM") or GITHUB_RAW
-    if urlparse(base_url).scheme not in ("http", "https"):
-        raise DataError(f"--from {base_url}: a mirror is an http:// or https:// address laid out as "
-                        f"BASE_URL/OWNER/REPO/COMMIT/PATH")
+    require_web_url(base_url, "--from", "a mirror is an http:// or https:// address laid out as "
+                                        "BASE_URL/OWNER/REPO/COMMIT/PATH")
     pooch.get_logger().setLevel("WARNING")
     paths = []
     for f in d.files:
@@ -149,25 +150,26 @@ def fetch(name: str, base_url: str | None = None,
             paths.append(target)
             continue
         url = f.url(base_url)
+        shown = redact_url(url)
         if progress:
-            progress(f"{f.name}: {f.size / 1e6:.1f} MB from {url}")
+            progress(f"{f.name}: {f.size / 1e6:.1f} MB from {shown}")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             got = pooch.retrieve(url, known_hash=f"sha256:{f.sha256}", fname=f.name, path=target.parent,
                                  downloader=pooch.HTTPDownloader(progressbar=False, timeout=TIMEOUT))
         except requests.exceptions.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else "?"
-            raise DataError(f"{d.name}: {url} answered HTTP {status}. {_by_hand(d, f)}") from None
+            raise DataError(f"{d.name}: {shown} answered HTTP {status}. {_by_hand(d, f)}") from None
         except requests.exceptions.RequestException as exc:
-            raise DataError(f"{d.name}: could not download {url} ({type(exc).__name__}: no connection?). "
+            raise DataError(f"{d.name}: could not download {shown} ({type(exc).__name__}: no connection?). "
                             f"{_by_hand(d, f)}") from None
         except ValueError as exc:
             if "hash" not in str(exc).lower():
                 raise
             target.unlink(missing_ok=True)
-            raise DataError(f"{d.name}: {f.name} from {url} does not have the published SHA-256 {f.sha256} "
-                            f"({_actual_hash(str(exc), f.sha256)}); it was deleted. Fetch again, or from another mirror "
-                            f"with --from BASE_URL.") from None
+            raise DataError(f"{d.name}: {f.name} from {shown} does not have the published SHA-256 {f.sha256} "
+                            f"({_actual_hash(str(exc), f.sha256)}); it was deleted. Fetch again, or from another "
+                            f"mirror with --from BASE_URL.") from None
         except OSError as exc:
             raise DataError(f"{d.name}: cannot write {target} ({exc.strerror or exc}); set ICEVIZ_CACHE to a "
                             f"writable folder") from None

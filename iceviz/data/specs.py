@@ -120,11 +120,11 @@ def _load_byrd(arg: str, opts: dict[str, Any], spec: str) -> FluxProblem:
 
 
 def _load_points(arg: str, opts: dict[str, Any], spec: str) -> FluxProblem:
-    from iceviz.data.points import DEFAULT_TILE, load_points
+    from iceviz.data.points import DEFAULT_EXTENT, DEFAULT_TILE, load_points
 
     if not arg:
         raise DataError(f"{spec}: points needs a file, e.g. points:sample_data/glacier_points.csv")
-    return load_points(arg, tile=opts.get("tile", DEFAULT_TILE), spec=spec)
+    return load_points(arg, tile=opts.get("tile", DEFAULT_TILE), spec=spec, extent=opts.get("extent", DEFAULT_EXTENT))
 
 
 def _load_diffice(arg: str, opts: dict[str, Any], spec: str) -> ShelfProblem:
@@ -270,7 +270,10 @@ KINDS: dict[str, Kind] = {
         "points",
         "FILE",
         "flux points from a .csv or .nc file (x, y, qx, qy [, s, vx, vy, split]; see sample_data/README.md)",
-        (Option("tile", _tile, "checkerboard tile size in metres when the file has no split column (default 15000)"), BBOX),
+        (Option("tile", _tile, "checkerboard tile size in metres when the file has no split column (default 15000)"),
+         BBOX,
+         Option("extent", _choice("antarctica", "any"), "allowed |x|, |y|: antarctica (default; EPSG:3031, ±3400 km) "
+                                                        "or any (another polar projection, ±20000 km)")),
         _load_points,
     ),
     "diffice": Kind(
@@ -406,7 +409,8 @@ def list_options() -> list[tuple[str, str]]:
     for kind in KINDS.values():
         for o in kind.options:
             rows.setdefault(o.name, (o.help, []))[1].append(kind.name)
-    examples = {"noise": "noise=0.02", "seed": "seed=0", "tile": "tile=15000", "bbox": "bbox=xmin,xmax,ymin,ymax"}
+    examples = {"noise": "noise=0.02", "seed": "seed=0", "tile": "tile=15000", "bbox": "bbox=xmin,xmax,ymin,ymax",
+                "extent": "extent=any"}
     return [(examples.get(n, n), f"[{', '.join(kinds)}] {help_}") for n, (help_, kinds) in rows.items()]
 
 

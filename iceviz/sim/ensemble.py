@@ -255,6 +255,15 @@ def default_ensemble(progress: Progress | None = None, root: Path | None = None,
     return cached_ensemble(DEFAULT_SCENARIO, {}, DEFAULT_GRID, DEFAULT_SETTINGS, progress, root, workers)
 
 
+def _within(directory: Path, name: Any) -> bool:
+    """Whether the run file ``name`` is a relative path that stays in ``directory`` (links followed)."""
+    if not isinstance(name, str) or not name or Path(name).is_absolute():
+        return False
+    root = directory.resolve()
+    resolved = (directory / name).resolve()
+    return root in resolved.parents
+
+
 def read_manifest(directory: str | os.PathLike) -> dict:
     """An ensemble's manifest; SimulationError if it is missing or malformed or a finished run's file is gone.
 
@@ -278,6 +287,11 @@ def read_manifest(directory: str | os.PathLike) -> dict:
                           if not isinstance(run, dict) or k not in run})
     if missing:
         raise SimulationError(f"ensemble manifest {path} is malformed: missing {', '.join(missing)}")
+    outside = [str(run["file"]) for run in manifest["runs"]
+               if (run["status"] == "done" or run["file"] is not None) and not _within(d, run["file"])]
+    if outside:
+        raise SimulationError(f"ensemble manifest {path}: run file(s) {', '.join(outside)} lie outside the ensemble "
+                              "directory (run files are named relative to it, and stay in it)")
     absent = [run["file"] for run in manifest["runs"] if run["status"] == "done" and not (d / run["file"]).is_file()]
     if absent:
         raise SimulationError(f"ensemble {d}: {len(absent)} run file(s) missing: {', '.join(absent)}")

@@ -14,7 +14,8 @@ FAST = dict(epochs=3, seconds=None, width=8, layers=2, channels=2, batch_size=6)
 
 
 def loaded_view(small_ensemble) -> EmulatorView:
-    view = EmulatorView(session=EmulatorSession(source="directory", directory=str(small_ensemble)))
+    view = EmulatorView(session=EmulatorSession(source="directory", directory=str(small_ensemble),
+                                                roots=[small_ensemble.parent]))
     view.build()
     poll_until(view, lambda: view.session.problem is not None)
     return view
@@ -33,9 +34,14 @@ def test_a_directory_ensemble_loads_and_describes_its_split(small_ensemble):
 
 
 def test_bad_sources_give_messages_and_keep_the_view_alive(tmp_path):
-    view = EmulatorView(session=EmulatorSession(source="directory", directory=""))
+    view = EmulatorView(session=EmulatorSession(source="directory", directory="", roots=[tmp_path]))
     view.build()
     assert "Give the ensemble's directory" in view.message.object and view.message.visible
+    for outside in ("/etc", str(tmp_path / ".." / ".."), "../../etc"):  # the server's other folders: refused
+        view.session.directory = outside
+        view.build()
+        assert "not a folder inside the allowed folders" in view.message.object and view.session.build_job is None
+        assert "/etc" not in view.message.object.split(":", 1)[1]  # named by the user, never listed by the server
     view.session.directory = str(tmp_path)
     view.build()
     poll_until(view, lambda: view.session.build_job.finished)

@@ -13,13 +13,31 @@ from iceviz.data import overview
 hv.extension("bokeh")  # what the served app loads first
 
 
+def offered(app) -> dict[str, str]:
+    """The data folders the Map tab offers, once the walk (in a thread) is done."""
+    for _ in range(200):
+        app._poll()
+        if "(looking …)" not in app.data_choice.options:
+            return app.data_choice.options
+        time.sleep(0.05)
+    raise AssertionError("the data folders were never offered")
+
+
 def test_files_are_listed_and_the_speed_map_comes_when_ready(glacier_products, data_home, monkeypatch):
     from iceviz.app import explorer as ex
+    from iceviz.app.state import REAL_LABEL
 
     ex.speed_pyramid.cache_clear()
+    folder = glacier_products["bedmap"].parent
+    monkeypatch.setenv("ICEVIZ_DATA_ROOTS", str(folder.parent))
     app = ex.Explorer()
     assert "No product files yet" in app.data_files.object and app.speed is None
-    app.data_path.value = str(glacier_products["bedmap"].parent)
+    options = offered(app)
+    # offered by name under the root, never as the server's path; the folders holding .nc / .csv files
+    assert list(options)[1:] == [f"{folder.parent.name}/{folder.name}", f"{folder.parent.name}/{folder.name}/bedmap"]
+    app._on_add_data()
+    assert "Pick one of this server's data folders first" in app.state.message
+    app.data_choice.value = options[f"{folder.parent.name}/{folder.name}"]
     app._on_add_data()
     listed = app.data_files.object
     assert "measures-insar" in listed and "2 files in `bedmap/`" in listed and "BedMachineAntarctica-v3.nc" in listed
@@ -31,6 +49,7 @@ def test_files_are_listed_and_the_speed_map_comes_when_ready(glacier_products, d
     app._poll()
     assert not app.speed_note.visible
     assert "DynamicMap" in repr(app.overview_pane.object)
+    assert REAL_LABEL not in ex.Explorer().state.param.source.objects  # another session: not shared
 
 
 def test_a_speed_map_that_cannot_be_prepared_says_so(glacier_products, data_home, monkeypatch):
@@ -38,8 +57,9 @@ def test_a_speed_map_that_cannot_be_prepared_says_so(glacier_products, data_home
 
     ex.speed_pyramid.cache_clear()
     monkeypatch.setattr(overview.SpeedPyramid, "prepare", lambda self: (_ for _ in ()).throw(OSError("disk error")))
+    monkeypatch.setenv("ICEVIZ_DATA_ROOTS", str(glacier_products["bedmap"].parent))
     app = ex.Explorer()
-    app.data_path.value = str(glacier_products["bedmap"].parent)
+    app.data_choice.value = offered(app)[glacier_products["bedmap"].parent.name]
     app._on_add_data()
     assert app.speed_note.visible and "Preparing" in app.speed_note.object
     for _ in range(100):

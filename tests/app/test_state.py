@@ -109,23 +109,27 @@ def test_footprints_of_every_source_grouped_when_they_coincide():
     assert len(boxes) == len(set(boxes))
 
 
-def test_real_data_source_builds_the_box_from_the_products(glacier_products, data_home):
+def test_real_data_source_builds_the_box_from_the_products(glacier_products, data_home, monkeypatch):
     from iceviz.app.state import REAL_LABEL
     from iceviz.data.products import Catalog
 
     assert REAL_LABEL not in ExplorerState().param.source.objects  # nothing configured: not offered
+    folder = glacier_products["bedmap"].parent
+    monkeypatch.setenv("ICEVIZ_DATA_ROOTS", str(folder.parent))  # what whoever serves the app allows
     state = ExplorerState()
-    lines = state.add_data(str(glacier_products["bedmap"].parent))
+    lines = state.use_data(folder)
     assert len(lines) == 5 and state.message == "" and REAL_LABEL in state.param.source.objects
+    assert all(line.split(": ")[1].startswith(f"{folder.parent.name}/{folder.name}/") for line in lines)
     assert state.source_bounds(REAL_LABEL)[0] < 400_000 < 600_000 < state.source_bounds(REAL_LABEL)[1]
     state.source = REAL_LABEL
     assert state.is_real and state.problem is not None
-    assert state.spec == "region:box?bbox=400000,600000,-950000,-750000"
+    assert state.spec == f"region:box?bbox=400000,600000,-950000,-750000&data={folder}"  # to the workers
+    assert state.shown(state.spec).endswith(f"data={folder.parent.name}/{folder.name}")  # to the page
     n = len(state.problem.train)
     state.recipe.spacing = 4000.0  # a recipe change rebuilds the box
-    assert state.spec.endswith("&spacing=4000") and len(state.problem.train) < n
+    assert state.spec.endswith(f"&spacing=4000&data={folder}") and len(state.problem.train) < n
     state.region = "byrd-lower"
-    assert state.spec == "region:byrd-lower?spacing=4000" and state.problem.bounds[1] == 466_667.0
+    assert state.spec == f"region:byrd-lower?spacing=4000&data={folder}" and state.problem.bounds[1] == 466_667.0
     state.region = "amery"  # no product covers it: a message, no exception
     assert state.problem is None and "no velocity (MEaSUREs) file covers the box" in state.message
     state.region = "byrd"
@@ -137,16 +141,21 @@ def test_real_data_source_builds_the_box_from_the_products(glacier_products, dat
     [job] = state.start(snapshot_every=None)
     assert job.wait(60).name == "DONE" and job.result.epochs == 2
     bad = ExplorerState(catalog=Catalog.discover())
-    assert bad.add_data("/no/such/folder") == [] and "no such file or folder" in bad.message
+    for outside in ("/no/such/folder", "/etc", "/proc/self", str(folder.parent / ".." / ".."), "relative/path"):
+        assert bad.use_data(outside) == [] and bad.message.startswith("Only the data folders this server offers")
+        assert "/etc" not in bad.message and "proc" not in bad.message
+    assert bad.session_paths == [] and REAL_LABEL not in bad.param.source.objects
+    assert bad.use_data(folder / "bedmap" / "..") and bad.session_paths == [folder]  # resolved once
 
 
-def test_a_background_build_applies_only_the_newest_box(glacier_products, data_home):
+def test_a_background_build_applies_only_the_newest_box(glacier_products, data_home, monkeypatch):
     import time
 
     from iceviz.app.state import REAL_LABEL
 
+    monkeypatch.setenv("ICEVIZ_DATA_ROOTS", str(glacier_products["bedmap"].parent))
     state = ExplorerState(build_in_background=True)
-    state.add_data(str(glacier_products["bedmap"].parent))
+    state.use_data(glacier_products["bedmap"].parent)
     state.source = REAL_LABEL
     assert state.problem is None and state.message.startswith("Building the box from the product files")
     state.set_bounds((450_000.0, 550_000.0, -900_000.0, -800_000.0))  # a second request before the first ends

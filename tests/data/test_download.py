@@ -1,4 +1,5 @@
-"""Downloads against a local HTTP server: resume, checksums, content check, login, no network, no leaks."""
+"""Downloads against a local HTTP server: resume, checksums, content check, login, no network, no leaks; where
+credentials may go, redacted addresses, refused schemes."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pytest
 
 from iceviz.data import download as dl
 from iceviz.data.problem import DataError
+
+PRODUCT_URL = dl.PRODUCTS["measures-insar"].urls[0]
 
 
 class Server:
@@ -77,7 +80,7 @@ def velocity_bytes(glacier_products) -> bytes:
 
 @pytest.fixture
 def no_credentials(monkeypatch, tmp_path):
-    for var in ("EARTHDATA_TOKEN", "EARTHDATA_USERNAME", "EARTHDATA_PASSWORD"):
+    for var in ("EARTHDATA_TOKEN", "EARTHDATA_USERNAME", "EARTHDATA_PASSWORD", "ICEVIZ_CREDENTIAL_HOSTS"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.netrc
 
@@ -129,28 +132,137 @@ def test_a_wrong_checksum_or_a_login_page_is_refused(tmp_path, velocity_bytes, d
         server.close()
 
 
-def test_login_uses_credentials_without_leaking_them(tmp_path, velocity_bytes, monkeypatch, no_credentials):
+def test_login_hints_and_credentials_withheld_from_http(tmp_path, velocity_bytes, monkeypatch, no_credentials):
     server = Server({"v.nc": velocity_bytes}, user=("alice", "s3cret-pw"))
     try:
-        with pytest.raises(DataError, match=r"login refused \(HTTP 401\).*~/.netrc") as err:
+        with pytest.raises(DataError, match=r"login refused \(HTTP 401\).*~/.netrc"):
             dl.fetch(server.url("v.nc"), tmp_path / "v.nc", auth=dl.credentials())
         monkeypatch.setenv("EARTHDATA_USERNAME", "alice")
-        monkeypatch.setenv("EARTHDATA_PASSWORD", "wrong")
-        with pytest.raises(DataError, match="check the Earthdata login") as err:
+        monkeypatch.setenv("EARTHDATA_PASSWORD", "s3cret-pw")
+        with pytest.raises(DataError, match=r"credentials were withheld from 127\.0\.0\.1: they go only over "
+                                            r"https:// .*ICEVIZ_CREDENTIAL_HOSTS.*; to allow it, use an https:// "
+                                            r"address and add 127\.0\.0\.1 to \$ICEVIZ_CREDENTIAL_HOSTS$") as err:
             dl.fetch(server.url("v.nc"), tmp_path / "v.nc", auth=dl.credentials())
-        assert "wrong" not in str(err.value) and "alice" not in str(err.value)
-        home = tmp_path / "home"
-        home.mkdir()
-        (home / ".netrc").write_text(f"machine {dl.LOGIN_HOST} login alice password s3cret-pw\n")
-        (home / ".netrc").chmod(0o600)
-        monkeypatch.delenv("EARTHDATA_USERNAME")
-        monkeypatch.delenv("EARTHDATA_PASSWORD")
-        assert dl.credentials() == ("alice", "s3cret-pw")
-        dl.fetch(server.url("v.nc"), tmp_path / "v.nc", auth=dl.credentials(), product="measures-insar")
+        assert "s3cret" not in str(err.value) and "alice" not in str(err.value)
+        monkeypatch.setenv("ICEVIZ_CREDENTIAL_HOSTS", "127.0.0.1")  # a named host still gets nothing over http
+        with pytest.raises(DataError, match="to allow it, use an https:// address$"):
+            dl.fetch(server.url("v.nc"), tmp_path / "v.nc", auth=dl.credentials())
     finally:
         server.close()
-    assert (tmp_path / "v.nc").read_bytes() == velocity_bytes
-    assert "s3cret" not in (tmp_path / "v.nc.sha256").read_text()
+    assert not any("Authorization" in headers for headers in server.requests)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".netrc").write_text(f"machine {dl.LOGIN_HOST} login alice password s3cret-pw\n")
+    (home / ".netrc").chmod(0o600)
+    monkeypatch.delenv("EARTHDATA_USERNAME")
+    monkeypatch.delenv("EARTHDATA_PASSWORD")
+    assert dl.credentials() == ("alice", "s3cret-pw")
+    basic = base64.b64encode(b"alice:s3cret-pw").decode()
+    assert dl.credentials_for(PRODUCT_URL, dl.credentials()) == {"Authorization": f"Basic {basic}"}
+
+
+def test_a_token_is_not_sent_to_an_http_address(tmp_path, velocity_bytes, monkeypatch, no_credentials, data_home):
+    monkeypatch.setenv("EARTHDATA_TOKEN", "tok-123")
+    monkeypatch.setenv("ICEVIZ_CREDENTIAL_HOSTS", "127.0.0.1")
+    server = Server({"antarctica_ice_velocity_450m_v2.nc": velocity_bytes})
+    try:
+        [path] = dl.download("measures-insar", tmp_path / "dl", url=server.url("antarctica_ice_velocity_450m_v2.nc"))
+    finally:
+        server.close()
+    assert path.read_bytes() == velocity_bytes
+    assert len(server.requests) == 1 and "Authorization" not in server.requests[0]
+
+
+def test_credentials_go_only_over_https_to_earthdata_and_named_hosts(monkeypatch):
+    monkeypatch.delenv("ICEVIZ_CREDENTIAL_HOSTS", raising=False)
+    bearer = {"Authorization": "Bearer tok"}
+    assert dl.EARTHDATA_HOSTS == {"urs.earthdata.nasa.gov", "n5eil01u.ecs.nsidc.org"}
+    assert dl.credentials_for(PRODUCT_URL, "tok") == bearer
+    assert dl.credentials_for(f"https://{dl.LOGIN_HOST}/oauth/authorize?client_id=x", "tok") == bearer
+    assert dl.credentials_for(PRODUCT_URL, None) is None
+    for url in (PRODUCT_URL.replace("https://", "http://"), "https://mirror.example.org/v.nc",
+                "https://n5eil01u.ecs.nsidc.org.example.org/v.nc", "https://n5eil01u.ecs.nsidc.org@example.org/v.nc",
+                "https://example.org/?n5eil01u.ecs.nsidc.org", "http://127.0.0.1:8000/v.nc"):
+        assert dl.credentials_for(url, "tok") is None, url
+    monkeypatch.setenv("ICEVIZ_CREDENTIAL_HOSTS", " Mirror.Example.org ,, other.example.org")
+    assert dl.credentials_for("https://mirror.example.org:8443/v.nc", "tok") == bearer
+    assert dl.credentials_for("http://mirror.example.org/v.nc", "tok") is None
+
+
+def test_a_redirect_to_another_host_drops_credentials():
+    import requests
+
+    session = dl._session("tok", dl.EARTHDATA_HOSTS)
+
+    def after_redirect(url: str) -> str | None:
+        prepared = requests.Request("GET", url, headers={"Authorization": "Bearer tok"}).prepare()
+        session.rebuild_auth(prepared, None)
+        return prepared.headers.get("Authorization")
+
+    assert after_redirect(f"https://{dl.LOGIN_HOST}/oauth/authorize") == "Bearer tok"
+    assert after_redirect(PRODUCT_URL) == "Bearer tok"
+    assert after_redirect("https://elsewhere.example.org/v.nc") is None
+    assert after_redirect(PRODUCT_URL.replace("https://", "http://")) is None  # no downgrade to http either
+    prepared = requests.Request("GET", PRODUCT_URL).prepare()  # back on an allowed host: decided afresh
+    session.rebuild_auth(prepared, None)
+    assert prepared.headers["Authorization"] == "Bearer tok"
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("https://user:pw@host.org:8443/a/b.nc?x=1", "https://***@host.org:8443/a/b.nc?x=1"),
+    ("https://tok@host.org/b.nc", "https://***@host.org/b.nc"),
+    ("ftp://u:p@host.org/b.nc", "ftp://***@host.org/b.nc"),
+    ("https://host.org/f?token=abc&name=v&api_key=k&Signature=s&sig=1&keyword=ice",
+     "https://host.org/f?token=***&name=v&api_key=***&Signature=***&sig=***&keyword=ice"),
+    ("https://b.s3.amazonaws.com/f.nc?X-Amz-Credential=AK%2F1&X-Amz-Security-Token=T&X-Amz-Signature=S&"
+     "response-content-type=nc", "https://b.s3.amazonaws.com/f.nc?X-Amz-Credential=***&X-Amz-Security-Token=***&"
+     "X-Amz-Signature=***&response-content-type=nc"),
+    ("https://host.org/f?access%5Ftoken=abc&PASSWORD=pw&pass=p&apikey=k&auth=a&credentials=c&secret=s&key=k",
+     "https://host.org/f?access%5Ftoken=***&PASSWORD=***&pass=***&apikey=***&auth=***&credentials=***&secret=***&"
+     "key=***"),
+    ("https://host.org/cb#access_token=abc&state=1", "https://host.org/cb#access_token=***&state=1"),
+    ("http://127.0.0.1:8000/v.nc?token", "http://127.0.0.1:8000/v.nc?token"),
+    ("https://[::1/v.nc", "***"),
+])
+def test_redact_url(url, shown):
+    assert dl.redact_url(url) == shown
+
+
+def test_secrets_in_addresses_never_show(tmp_path, velocity_bytes, no_credentials):
+    server = Server({"v.nc": velocity_bytes})
+    try:
+        with pytest.raises(DataError, match=r"HTTP 404 .*/x\.nc\?token=\*\*\*&v=1&X-Amz-Signature=\*\*\*$") as err:
+            dl.fetch(server.url("x.nc?token=abc&v=1&X-Amz-Signature=def"), tmp_path / "x.nc")
+        assert "abc" not in str(err.value) and "def" not in str(err.value)
+        server.user = ("alice", "s3cret-pw")
+        with pytest.raises(DataError, match=r"login refused.*/v\.nc\?api_key=\*\*\*;") as err:
+            dl.fetch(server.url("v.nc?api_key=abc"), tmp_path / "v.nc")
+        assert "abc" not in str(err.value)
+        with pytest.raises(DataError, match=r"cannot download http://\*\*\*@127\.0\.0\.1:\d+/v\.nc: a user or password "
+                                            r"in an http:// address would travel in clear; use https://") as err:
+            dl.fetch(server.url("v.nc").replace("//", "//alice:pa55word@"), tmp_path / "v.nc")
+        assert "pa55word" not in str(err.value) and "alice" not in str(err.value)
+        assert len(server.requests) == 2  # the http:// address with a password was refused before any request
+        closed = server.url("v.nc?token=abc").replace("http://", "https://alice:pa55word@")
+    finally:
+        server.close()
+    with pytest.raises(DataError, match="cannot connect") as err:
+        dl.fetch(closed, tmp_path / "v.nc")
+    assert not any(secret in str(err.value) for secret in ("pa55word", "alice", "abc"))
+
+
+def test_other_schemes_are_refused_up_front(tmp_path, data_home):
+    hint = r"addresses are not supported; use https:// \(or http:// for a mirror or a local server"
+    with pytest.raises(DataError, match=f"cannot download ftp://\\*\\*\\*@host.org/v.nc: ftp:// {hint}") as err:
+        dl.fetch("ftp://anonymous:pa55word@host.org/v.nc", tmp_path / "v.nc")
+    assert "pa55word" not in str(err.value)
+    with pytest.raises(DataError, match=f"--url file:///etc/v.nc: file:// {hint}"):
+        dl.download("measures-insar", tmp_path, url="file:///etc/v.nc")
+    with pytest.raises(DataError, match="not an address \\(no scheme://\\)"):
+        dl.fetch("n5eil01u.ecs.nsidc.org/v.nc", tmp_path / "v.nc")
+    with pytest.raises(DataError, match="https://host.org:port/v.nc: not a valid address"):
+        dl.fetch("https://host.org:port/v.nc", tmp_path / "v.nc")
+    assert not list(tmp_path.glob("v.nc*"))
 
 
 def test_no_network_is_a_clear_message(tmp_path):

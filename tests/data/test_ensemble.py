@@ -163,3 +163,23 @@ def test_runs_without_later_snapshots_are_refused(small_ensemble, tmp_path):
     edit_runs(dst, manifest, range(len(manifest["runs"])), lambda run: keep_snapshots(run, 1))
     with pytest.raises(DataError, match="1 snapshot.*at least one later one"):
         load_ensemble(dst)
+
+
+@pytest.mark.parametrize("name", ["../outside.nc", "/etc/hostname", "runs/../../x.nc", "", 7])
+def test_run_files_must_stay_in_the_ensemble_directory(small_ensemble, tmp_path, name):
+    dst, manifest = copy_ensemble(small_ensemble, tmp_path)
+    (tmp_path / "outside.nc").write_bytes((dst / manifest["runs"][0]["file"]).read_bytes())  # a real run file
+    manifest["runs"][0]["file"] = name
+    write(dst, manifest)
+    with pytest.raises(DataError, match="lie outside the ensemble directory"):
+        load_ensemble(dst)
+
+
+def test_a_link_out_of_the_ensemble_directory_is_refused(small_ensemble, tmp_path):
+    dst, manifest = copy_ensemble(small_ensemble, tmp_path)
+    first = dst / manifest["runs"][0]["file"]
+    moved = tmp_path / "elsewhere.nc"
+    first.rename(moved)
+    first.symlink_to(moved)
+    with pytest.raises(DataError, match="lie outside the ensemble directory"):
+        load_ensemble(dst)

@@ -18,9 +18,11 @@ from iceviz.data.points import (
     write_points_csv,
 )
 from iceviz.data.problem import DataError
+from iceviz.data.sanity import MAX_FLUX_M2_PER_YR, first_violation
 from iceviz.data.specs import load_problem
 
-SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "glacier_points.csv"
+SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_data"
+SAMPLE = SAMPLE_DIR / "glacier_points.csv"
 
 
 @pytest.fixture(scope="module")
@@ -205,3 +207,108 @@ def test_sample_file_regenerates(tmp_path):
     a, b = pd.read_csv(out), pd.read_csv(SAMPLE)
     assert list(a.columns) == list(b.columns)
     pd.testing.assert_frame_equal(a, b, rtol=1e-9)
+
+
+def test_coordinates_outside_antarctica_are_refused(tmp_path):
+    df = _rows()
+    df.loc[2, "x"] = 1e30
+    path = _csv(tmp_path, df)
+    with pytest.raises(DataError, match=r"pts\.csv: column x: 1 row\(s\) outside \|x\| ≤ 3,400 km \(EPSG:3031 "
+                                        r"Antarctica\) at row 3 \(e\.g\. row 3: x = 1e\+30\); x, y must be EPSG:3031 "
+                                        r"metres: fix or remove these rows, or .* use points:.*pts\.csv\?extent=any$"):
+        load_problem(f"points:{path}?tile=30000")
+    # the override lifts the Antarctic box, not sense: 1e30 m is off the Earth
+    with pytest.raises(DataError, match=r"column x: 1 row\(s\) outside \|x\| ≤ 20,000 km \(extent=any\) at row 3"):
+        load_problem(f"points:{path}?extent=any")
+
+
+def test_another_polar_projection_needs_extent_any(tmp_path):
+    # Austfonna, Svalbard, in UTM zone 33N (EPSG:32633): y ≈ 8,850 km
+    rng = np.random.default_rng(1)
+    n = 40
+    df = pd.DataFrame({"x": rng.uniform(620e3, 700e3, n), "y": rng.uniform(8.82e6, 8.9e6, n),
+                       "qx": rng.normal(0, 5e4, n), "qy": rng.normal(0, 5e4, n)})
+    path = _csv(tmp_path, df, "svalbard.csv")
+    with pytest.raises(DataError, match=r"svalbard\.csv: column y: \d+ row\(s\) outside .*\?extent=any"):
+        load_problem(f"points:{path}")
+    p = load_problem(f"points:{path}?extent=any&tile=20000")
+    assert len(p.train) + len(p.test) == n and p.bounds[2] > 8.8e6
+    assert load_points(path, extent="any").scale.y0 == df["y"].min()
+    with pytest.raises(DataError, match=r"extent='europe': must be one of antarctica, any"):
+        load_problem(f"points:{path}?extent=europe")
+
+
+@pytest.mark.parametrize(("column", "value", "expected"), [
+    ("qx", 1e300, r"columns qx, qy: 1 row\(s\) outside \|q\| = hypot\(qx, qy\) ≤ 1e\+08 m²/yr at row 4 "
+                  r"\(e\.g\. row 4: qx = 1e\+300, qy = .*\); the fastest Antarctic ice .* m²/yr or remove these rows"),
+    ("qy", -2e8, r"columns qx, qy: 1 row\(s\) outside \|q\| .* at row 4 \(e\.g\. row 4: qx = .*, qy = -2e\+08\)"),
+    ("vx", 3e4, r"columns vx, vy: 1 row\(s\) outside \|v\| = hypot\(vx, vy\) ≤ 20000 m/yr at row 4 .*in m/yr"),
+    ("s", 8848.0, r"column s: 1 row\(s\) outside -1,000\.\.5,000 m at row 4 \(e\.g\. row 4: s = 8848\)"),
+    ("s", -3000.0, r"column s: 1 row\(s\) outside -1,000\.\.5,000 m at row 4 .*not the bed"),
+])
+def test_values_beyond_physical_bounds_are_refused(tmp_path, column, value, expected):
+    df = _rows()
+    df["vx"], df["vy"], df["s"] = 100.0, -50.0, 1200.0
+    df.loc[3, column] = value
+    with pytest.raises(DataError, match=r"pts\.csv: " + expected):
+        load_points(_csv(tmp_path, df), tile=30_000)
+
+
+def test_several_bad_rows_are_counted_and_listed(tmp_path):
+    df = _rows(12)
+    df.loc[[1, 4, 5, 7, 9, 11], "qx"] = 5e8
+    with pytest.raises(DataError, match=r"columns qx, qy: 6 row\(s\) outside .* at rows 2, 5, 6, 8, 10, … "
+                                        r"\(e\.g\. row 2: qx = 5e\+08"):
+        load_points(_csv(tmp_path, df), tile=30_000)
+
+
+def test_infinite_values_are_refused(tmp_path):
+    df = _rows().astype(object)
+    df.loc[3, "qx"] = "1e400"  # overflows to inf
+    with pytest.raises(DataError, match=r"column qx has 1 NaN, missing or infinite value\(s\) at row 4 "
+                                        r"\(e\.g\. row 4: inf\); every numeric value must be a finite number"):
+        load_points(_csv(tmp_path, df))
+    df = _rows()
+    df.loc[0, "x"] = -np.inf
+    with pytest.raises(DataError, match=r"column x has 1 NaN, .* at row 1 \(e\.g\. row 1: -inf\)"):
+        load_points(_csv(tmp_path, df))
+    df = _rows()
+    df.loc[2, "qy"] = np.inf
+    ds = xr.Dataset({c: ("point", df[c].to_numpy()) for c in ("x", "y", "qx", "qy")})
+    ds.to_netcdf(tmp_path / "inf.nc")
+    with pytest.raises(DataError, match=r"inf\.nc: column qy has 1 NaN, missing or infinite value\(s\) at index 2"):
+        load_points(tmp_path / "inf.nc")
+
+
+def test_netcdf_missing_every_required_variable_lists_them_all(tmp_path):
+    ds = xr.Dataset({"lon": ("point", np.zeros(6)), "lat": ("point", np.zeros(6)), "flux": ("point", np.ones(6))})
+    ds.to_netcdf(tmp_path / "other.nc")
+    with pytest.raises(DataError, match=r"other\.nc: missing required column\(s\) x, y, qx, qy; required: x, y, qx, "
+                                        r"qy; found: lon, lat, flux$"):
+        load_points(tmp_path / "other.nc")
+
+
+def test_extreme_but_real_ice_is_accepted(tmp_path):
+    df = _rows()
+    # Pine Island-like trunk (4 km/yr through 2 km of ice), Dome A's surface, a coastal surface below the
+    # ellipsoid (the geoid is ~50 m under it in places) and a corner of the ±3,400 km box
+    df["vx"], df["vy"], df["s"] = 4000.0, 0.0, 4093.0
+    df.loc[0, ["x", "y", "qx", "qy"]] = [-1.6e6, -3.3e5, 8e6, -1e6]
+    df.loc[1, "s"] = -50.0
+    df.loc[2, ["x", "y"]] = [3.399e6, -3.399e6]
+    p = load_points(_csv(tmp_path, df), tile=30_000)
+    assert len(p.train) + len(p.test) == len(df)
+
+
+@pytest.mark.parametrize("path", sorted(SAMPLE_DIR.glob("*.csv")), ids=lambda p: p.name)
+def test_sample_data_passes_the_checks(path):
+    p = load_problem(f"points:{path}")
+    assert len(p.train) and len(p.test)
+
+
+def test_synthetic_glacier_passes_the_checks():
+    p = load_problem("synthetic:glacier")  # the synthetic field placed in EPSG:3031
+    for obs in (p.train, p.test):
+        cols = {"x": obs.xy[:, 0], "y": obs.xy[:, 1], "qx": obs.q[:, 0], "qy": obs.q[:, 1], "s": obs.s}
+        assert first_violation(cols) is None
+        assert np.abs(obs.q).max() < MAX_FLUX_M2_PER_YR / 10

@@ -94,6 +94,19 @@ def test_missing_file_offline_and_foreign_schemes_say_what_to_do(mirror, cache, 
         public.fetch("nope", base)
 
 
+def test_mirror_addresses_are_shown_without_their_secrets(cache, toy):
+    lines: list[str] = []
+    with pytest.raises(DataError, match=r"could not download https://\*\*\*@127\.0\.0\.1:9/owner/repo/") as err:
+        public.fetch("toy", "https://alice:pa55word@127.0.0.1:9", progress=lines.append)
+    assert lines and not any("pa55word" in text or "alice" in text for text in (*lines, str(err.value)))
+    with pytest.raises(DataError, match=r"--from http://\*\*\*@127\.0\.0\.1:9: a user or password in an http:// "
+                                        r"address would travel in clear; a mirror is an http:// or https://") as err:
+        public.fetch("toy", "http://alice:pa55word@127.0.0.1:9")
+    assert "pa55word" not in str(err.value)
+    with pytest.raises(DataError, match="--from ftp://host.org: ftp:// addresses are not supported; a mirror is"):
+        public.fetch("toy", "ftp://host.org")
+
+
 def test_fetched_byrd_loads_from_any_directory(mirror, cache, byrd_dir, tmp_path, monkeypatch, capsys):
     root, base = mirror
     d = DATASETS["byrd-mcor"]

@@ -105,7 +105,7 @@ def test_list_specs():
     assert all(isinstance(d, str) and d and "\n" not in d for _, d in rows)
     assert {o.split("=")[0] for o, _ in list_options()} == {
         "noise", "seed", "tile", "bbox", "test", "val", "spacing", "firn", "thickness", "gap", "split", "frame",
-        "test_fraction", "velocity", "data", "min_points"}
+        "test_fraction", "velocity", "data", "min_points", "extent"}
 
 
 def test_describe_is_json_and_right():
