@@ -26,8 +26,6 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from iceviz.data.problem import DataError
-
 
 def _parse_value(text: str) -> Any:
     """A --set value: JSON when it parses (numbers, true/false, null), else the string."""
@@ -94,14 +92,24 @@ def _progress_loop(job: Any, quiet: bool) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from iceviz.data.specs import load_problem
     from iceviz.models.registry import get_model
-    from iceviz.training.checkpoint import save_checkpoint
-    from iceviz.training.job import JobStatus
-    from iceviz.training.trainers import training_job
+    from iceviz.training.outputs import claimed_folder
 
     overrides = _overrides(args)
     get_model(args.model).make_params(**overrides)  # bad --set: a usage error (exit 2) before any training
+    if not args.out:
+        return _train(args, overrides, None)
+    with claimed_folder(Path(args.out)) as out:  # unwritable or in use: a usage error (exit 2) before training
+        return _train(args, overrides, out)
+
+
+def _train(args: argparse.Namespace, overrides: dict[str, Any], out: Path | None) -> int:
+    """Train, report, and write the run's files under ``out`` (when given, claimed by :func:`cmd_train`)."""
+    from iceviz.data.specs import load_problem
+    from iceviz.training.job import JobStatus
+    from iceviz.training.outputs import SaveError
+    from iceviz.training.trainers import training_job
+
     _note_default_ensemble(args.data, args.quiet)
     problem = load_problem(args.data)
     job = training_job(args.model, problem, device=args.device, snapshot_every=None,
@@ -153,8 +161,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                      f"weights of epoch {summary['best_epoch']} kept, stopped by {STOP_REASONS[result.stop_reason]}")
             if result.refit:
                 line += f", then refitted on all {summary['train_points'] + summary['val_points']} points to that epoch"
-    if args.out:
-        summary["out"] = str(_write_outputs(Path(args.out), job, summary, save_checkpoint))
+    if out is not None:
+        try:
+            summary["out"] = str(_write_outputs(out, job, summary))
+        except SaveError as err:
+            print(f"iceviz train: {args.model} on {args.data}: {err}", file=sys.stderr)
+            if args.json:
+                print(json.dumps(summary | {"error": str(err), "rescued": err.rescued and str(err.rescued)}))
+            return 1
     if args.json:
         print(json.dumps(summary))
     else:
@@ -210,35 +224,41 @@ def _note_default_ensemble(spec: str, quiet: bool) -> None:
               f"cached in {where})", file=sys.stderr)
 
 
-def _write_outputs(out: Path, job: Any, summary: dict[str, Any], save_checkpoint: Any) -> Path:
-    """Checkpoint, metrics and the predicted field (CF NetCDF, EPSG:3031) under ``out``."""
-    from iceviz.data.netcdf import grid_dataset, write_netcdf
+def _write_outputs(out: Path, job: Any, summary: dict[str, Any]) -> Path:
+    """Checkpoint, predicted field (CF NetCDF, EPSG:3031) and metrics under ``out``, each written whole
+    (metrics.json last); SaveError saying where the model was rescued when they cannot be written."""
+    from iceviz.data.netcdf import write_netcdf
+    from iceviz.training.checkpoint import save_checkpoint
+    from iceviz.training.outputs import save_run
 
-    out.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out / "model.safetensors", job.trainer, metrics=summary)
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    writers = {
+        "model.safetensors": lambda path: save_checkpoint(path, job.trainer, metrics=summary),
+        "prediction.nc": lambda path: write_netcdf(_prediction(job, summary), path),
+        "metrics.json": lambda path: path.write_text(json.dumps(summary, indent=2) + "\n"),
+    }
+    return save_run(out, writers, label=summary["model"])
+
+
+def _prediction(job: Any, summary: dict[str, Any]) -> Any:
+    """The trained model's predicted field as the dataset ``prediction.nc`` holds."""
+    from iceviz.data.netcdf import grid_dataset
+
     fields = job.latest().fields
     if job.trainer.spec.family == "emulator":  # test runs x snapshots x mesh nodes, with the triangles
-        fields = fields.assign_attrs(title=f"iceviz {summary['model']} emulation", source=f"iceviz {summary['model']}",
-                                     data_spec=summary["data"], Conventions="CF-1.8",
-                                     **{k: summary[k] for k in ("rmse_h", "rmse_v", "r", "speedup")})
-        write_netcdf(fields, out / "prediction.nc")
-        return out
+        return fields.assign_attrs(title=f"iceviz {summary['model']} emulation", source=f"iceviz {summary['model']}",
+                                   data_spec=summary["data"], Conventions="CF-1.8",
+                                   **{k: summary[k] for k in ("rmse_h", "rmse_v", "r", "speedup")})
     if job.trainer.spec.family == "viscosity":  # two rasters (velocity, thickness): written as they are
-        fields = fields.assign_attrs(title=f"iceviz {summary['model']} inversion", source=f"iceviz {summary['model']}",
-                                     data_spec=summary["data"], Conventions="CF-1.8",
-                                     **{k: summary[k] for k in VISCOSITY_KEYS if k in summary})
-        write_netcdf(fields, out / "prediction.nc")
-        return out
-    ds = grid_dataset(
+        return fields.assign_attrs(title=f"iceviz {summary['model']} inversion", source=f"iceviz {summary['model']}",
+                                   data_spec=summary["data"], Conventions="CF-1.8",
+                                   **{k: summary[k] for k in VISCOSITY_KEYS if k in summary})
+    return grid_dataset(
         fields["x"].values, fields["y"].values,
         {name: (var.values, var.attrs["units"], var.attrs["long_name"]) for name, var in fields.data_vars.items()},
         attrs={"title": f"iceviz {summary['model']} prediction", "source": f"iceviz {summary['model']}",
                "data_spec": summary["data"], "rmse_phys_m2_per_yr": summary["rmse_phys"],
                "mad_phys_m_per_yr": summary["mad_phys"]},
     )
-    write_netcdf(ds, out / "prediction.nc")
-    return out
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -504,13 +524,16 @@ def cmd_sim_ensemble(args: argparse.Namespace) -> int:
     manifest = run_ensemble(args.scenario, _scenario_overrides(args), grid, _sim_settings(args),
                             args.out, workers=args.workers, progress=progress)
     failed = sum(run["status"] == "failed" for run in manifest["runs"])
-    summary = {"scenario": args.scenario, "out": str(Path(args.out).expanduser()), "runs": len(manifest["runs"]),
-               "failed": failed, "wall_time": round(manifest["wall_time"], 3), "workers": manifest["workers"]}
+    runs = len(manifest["runs"])
+    workers = min(args.workers, runs)  # run_ensemble's pool has a process per run at most
+    summary = {"scenario": args.scenario, "out": str(Path(args.out).expanduser()), "runs": runs,
+               "failed": failed, "wall_time": round(manifest["wall_time"], 3), "workers": workers}
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"{args.scenario}: {summary['runs'] - failed} of {summary['runs']} runs done in "
-              f"{manifest['wall_time']:.1f} s on {args.workers} worker(s) -> {summary['out']}")
+        capped = f" (--workers {args.workers} capped: one worker per run at most)" if workers < args.workers else ""
+        print(f"{args.scenario}: {runs - failed} of {runs} runs done in {manifest['wall_time']:.1f} s on "
+              f"{workers} worker(s){capped} -> {summary['out']}")
     return 1 if failed else 0
 
 
@@ -541,6 +564,17 @@ def _sim_arguments(parser: argparse.ArgumentParser, scenarios: Sequence[str]) ->
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (argparse reports anything else as a usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from iceviz.data.public import GITHUB_RAW
     from iceviz.models.registry import REGISTRY
@@ -552,7 +586,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a registered model on a data spec")
     train.add_argument("model", choices=list(REGISTRY), metavar="MODEL", help=f"one of: {', '.join(REGISTRY)}")
-    train.add_argument("--data", required=True, metavar="SPEC", help="data spec, e.g. synthetic:curve (see 'iceviz data list')")
+    train.add_argument("--data", required=True, metavar="SPEC",
+                       help="data spec, e.g. synthetic:curve (see 'iceviz data list')")
     train.add_argument("--epochs", type=int, help="epoch budget")
     train.add_argument("--seconds", type=float, help="wall-clock training budget [s]")
     train.add_argument("--seed", type=int, help="random seed")
@@ -560,7 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", metavar="DIR", help="write model.safetensors, metrics.json and prediction.nc here")
     train.add_argument("--json", action="store_true", help="print one final JSON line on stdout")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyper-parameter (repeatable)")
-    train.add_argument("--threads", type=int, default=1, help="torch CPU threads for training (default 1)")
+    train.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads for training (default 1)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 
@@ -586,11 +621,14 @@ def build_parser() -> argparse.ArgumentParser:
     data_build.add_argument("--json", action="store_true", help="one JSON line")
     data_build.set_defaults(func=cmd_data_build)
     data_download = data_sub.add_parser("download", help="download a product (NSIDC needs an Earthdata login: "
-                                                         "~/.netrc or EARTHDATA_USERNAME / EARTHDATA_PASSWORD)")
+                                                         "~/.netrc, EARTHDATA_TOKEN or EARTHDATA_USERNAME / "
+                                                         "EARTHDATA_PASSWORD; sent only over https to the Earthdata "
+                                                         "hosts and to hosts listed in $ICEVIZ_CREDENTIAL_HOSTS)")
     data_download.add_argument("product", metavar="PRODUCT", help="measures-insar, measures-phase, bedmachine, bedmap")
     data_download.add_argument("--dest", metavar="DIR", help="folder (default: $ICEVIZ_DOWNLOADS or "
                                                               "~/.local/share/iceviz/PRODUCT)")
-    data_download.add_argument("--url", help="download this address instead of the product's own")
+    data_download.add_argument("--url", help="download this https:// address instead of the product's own "
+                                             "(http:// for a mirror or local server: no credentials are sent)")
     data_download.add_argument("--sha256", metavar="HEX", help="expected SHA-256 of the file")
     data_download.add_argument("--no-add", action="store_true", help="do not record the file in the settings")
     data_download.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -610,7 +648,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim_sub = sim.add_subparsers(dest="sim_command", required=True)
     verify = sim_sub.add_parser("verify", help="run the verification cases against closed-form solutions")
     verify.add_argument("--json", action="store_true",
-                        help='print one final JSON line {"passed", "cases": [{"name", "error", "tolerance", "passed"}]}')
+                        help='print one final JSON line '
+                             '{"passed", "cases": [{"name", "error", "tolerance", "passed"}]}')
     verify.set_defaults(func=cmd_sim_verify)
 
     run = sim_sub.add_parser("run", help="spin up (cached) and run a scenario, writing a UGRID NetCDF file")
@@ -633,7 +672,8 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble.add_argument("--smb", metavar="SPEC", help=f"surface mass balance values [m/a]: {spec}")
     ensemble.add_argument("--retreat-rate", metavar="SPEC",
                           help=f"front retreat values [m/a] (positive: a retreating front): {spec}")
-    ensemble.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    ensemble.add_argument("--workers", type=_positive_int, default=1,
+                          help="worker processes, one per run at most (default 1)")
     ensemble.add_argument("--out", required=True, metavar="DIR", help="write runs/run-NNN.nc and manifest.json here")
     ensemble.add_argument("--json", action="store_true",
                           help='print one final JSON line {"out", "runs", "failed", "wall_time", "workers"}')
@@ -651,13 +691,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the ``iceviz`` command line; its exit code (2: bad input, 130: interrupted).
+
+    Ctrl-C anywhere (imports, data loading, training, writing) ends it with one line, not a traceback.
+    """
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
-    except (DataError, ValueError) as err:
+    except ValueError as err:  # DataError, OutputError and bad arguments are ValueErrors
         print(f"iceviz: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("iceviz: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -178,8 +178,11 @@ class SavedRuns:
         try:
             path = safe_path(text, self.roots, RUN_SUFFIXES, bases=self.bases)
             ckpt = load_checkpoint(path)
-        except LOAD_ERRORS as err:
-            self.notify(f"Could not load the run: {err}")
+        except Exception as err:  # noqa: BLE001 - whatever a crafted file does, the tab says so and keeps serving
+            self.emulator, self.shelf = None, None
+            self.run_view.objects = []  # nothing of the previous run stays on screen under the message
+            self.notify(f"Could not load the run: {err}" if isinstance(err, LOAD_ERRORS)
+                        else f"Could not load the run: {type(err).__name__}: {err}")
             return
         family = REGISTRY[ckpt.model_name].family
         title = f"{ckpt.model_name} on {ckpt.data}"

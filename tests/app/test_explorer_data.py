@@ -125,3 +125,8 @@ def test_saved_runs_are_listed_and_every_family_draws_its_maps(data_home, tmp_pa
     saved.run_path.value = "runs/nothing-here"
     saved.load()
     assert "Could not load the run" in app.state.message and app.state.message.count("runs") < 6
+    assert list(saved.run_view) == []  # the previous run's maps do not stay under the message
+    saved.run_path.value = "runs/curve-dfnn"
+    monkeypatch.setattr("iceviz.app.saved_runs.load_checkpoint", lambda path: 1 / 0)  # any failure at all
+    saved.load()
+    assert "Could not load the run: ZeroDivisionError" in app.state.message and list(saved.run_view) == []
