@@ -16,6 +16,7 @@ import panel as pn
 
 from iceviz.app.emulator_state import SOURCES, EmulatorSession
 from iceviz.app.live import STATUS_COLOURS, fixed_pane, format_seconds, run_buttons, toggle_pause
+from iceviz.app.paths import for_browser
 from iceviz.app.widgets import param_widgets
 from iceviz.models.registry import short_budget
 from iceviz.training.job import JobStatus
@@ -248,7 +249,7 @@ class EmulatorView:
 
     def _update_status(self) -> None:
         s = self.session
-        self.message.object = s.message
+        self.message.object = for_browser(s.message)
         self.message.visible = bool(s.message)
         build = s.build_job
         parts = []
@@ -267,7 +268,7 @@ class EmulatorView:
                 parts.append(f"**{active.status.value}**: {name}, epoch {snap.epoch if snap else 0}, {seconds}")
         failed = [(n, j) for n, j in s.jobs if j.status is JobStatus.FAILED]
         if failed:
-            self.message.object = "  \n".join(f"**{n} failed.** {j.error}" for n, j in failed)
+            self.message.object = for_browser("  \n".join(f"**{n} failed.** {j.error}" for n, j in failed))
             self.message.visible = True
         self.status.object = " · ".join(parts)
         building = build is not None and not build.finished

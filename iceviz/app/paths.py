@@ -52,6 +52,22 @@ def offered_folders() -> Future:
         return _folders[2]
 
 
+def for_browser(text: str) -> str:
+    """``text`` (a message) with the server's own paths put in words a browser user may see: a data root as
+    its name, the iceviz cache as ``<iceviz cache>``, the repository as ``<iceviz>``, the home folder as ``~``
+    (the longest first, so the most specific name wins)."""
+    from iceviz.app.state import REPO_ROOT
+    from iceviz.cache import cache_dir
+
+    names = {str(root): root.name for root in data_roots()}
+    names.update({str(cache_dir().expanduser().resolve()): "<iceviz cache>", str(cache_dir().expanduser()):
+                  "<iceviz cache>", str(REPO_ROOT): "<iceviz>", str(Path.home()): "~"})
+    for path in sorted(names, key=len, reverse=True):
+        if len(path) > 1:
+            text = text.replace(path, names[path])
+    return text
+
+
 def find_runs(roots: Iterable[Path], limit: int = 200) -> list[Path]:
     """Saved runs (``model.safetensors`` files) at most three folders deep under ``roots``, newest first."""
     roots = list(roots)

@@ -21,7 +21,7 @@ from bokeh.models import PrintfTickFormatter
 
 from iceviz.app.board import divergence_scale
 from iceviz.app.live import fixed_pane
-from iceviz.app.paths import RUN_SUFFIXES, find_runs, safe_path
+from iceviz.app.paths import RUN_SUFFIXES, find_runs, for_browser, safe_path
 from iceviz.data.netcdf import read_netcdf
 from iceviz.data.problem import DataError
 from iceviz.models.registry import REGISTRY
@@ -130,7 +130,8 @@ class SavedRuns:
     """
 
     def __init__(self, roots: list[Path], bases: list[Path], notify: Callable[[str], None]):
-        self.roots, self.bases, self.notify = roots, bases, notify
+        self.roots, self.bases = roots, bases
+        self.notify = lambda text: notify(for_browser(text))
         self.run_list = pn.widgets.Select(name="Saved runs found (runs/ folders, newest first)", options={},
                                           width=520)
         refresh = pn.widgets.Button(name="Look again", button_type="light", align="end", width=140)

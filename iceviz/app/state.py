@@ -306,10 +306,12 @@ class ExplorerState(param.Parameterized):
     def shown(self, text: str) -> str:
         """``text`` (e.g. a spec) as the page shows it: the session's data folders named relative to their
         roots, not as the server's paths."""
+        from iceviz.app.paths import for_browser
+
         roots = data_roots()
         for path in self.session_paths:
             text = text.replace(str(path), shown_path(path, roots))
-        return text
+        return for_browser(text)
 
     def load(self) -> FluxProblem | None:
         """Load the current box; a box without usable data leaves a message, never an exception.

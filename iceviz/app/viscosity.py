@@ -33,6 +33,7 @@ import numpy as np
 import panel as pn
 
 from iceviz.app.live import STATUS_COLOURS, fixed_pane, format_seconds, run_buttons, toggle_pause
+from iceviz.app.paths import for_browser
 from iceviz.app.shelf_presets import DEFAULT_PRESET, MODEL, PRESETS, ViscosityState, load_preset
 from iceviz.app.widgets import param_widgets
 from iceviz.data.problem import DataError
@@ -351,7 +352,7 @@ class ViscosityView:
         return problem
 
     def _show_message(self, text: str) -> None:
-        self.message.object = text
+        self.message.object = for_browser(text)
         self.message.visible = bool(text)
 
     # -- training ----------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """File paths typed in the app: no traversal, only supported files."""
 
+from pathlib import Path
+
 import pytest
 
 from iceviz.app.paths import safe_path
@@ -53,3 +55,18 @@ def test_relative_to_a_base_inside_a_root(roots, tmp_path):
     assert path == roots[0] / "a" / "model.safetensors"
     with pytest.raises(ValueError):
         safe_path("secret.safetensors", roots, [".safetensors"], bases=[tmp_path])  # base alone is not a root
+
+
+def test_messages_for_the_browser_name_no_server_path(tmp_path, monkeypatch):
+    from iceviz.app.paths import for_browser
+    from iceviz.app.state import REPO_ROOT
+
+    root = tmp_path / "antarctica"
+    root.mkdir()
+    monkeypatch.setenv("ICEVIZ_DATA_ROOTS", str(root))
+    monkeypatch.setenv("ICEVIZ_CACHE", str(tmp_path / "cache"))
+    text = (f"looked in {root}/diffice, {tmp_path}/cache/data/diffice, {REPO_ROOT}/sample_data and "
+            f"{Path.home()}/x.csv")
+    shown = for_browser(text)
+    assert shown == "looked in antarctica/diffice, <iceviz cache>/data/diffice, <iceviz>/sample_data and ~/x.csv"
+    assert str(tmp_path) not in shown and for_browser("no path here") == "no path here"
