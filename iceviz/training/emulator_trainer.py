@@ -35,7 +35,7 @@ from iceviz.training.device import resolve_device
 from iceviz.training.emulator_data import EmulatorData, EmulatorScales
 from iceviz.training.emulator_metrics import Flotation, break_even, state_scores
 from iceviz.training.flux_trainer import FitResult
-from iceviz.training.job import Control, check_finite_loss
+from iceviz.training.job import Control, check_finite_loss, check_finite_metrics
 from iceviz.training.snapshot import Snapshot
 
 LIVE_TIMES = 11
@@ -45,6 +45,9 @@ CHUNK = {"cpu": 4, "cuda": 64}
 default mesh took 0.46 s for a 40-snapshot rollout, 32 took 0.78 s, one thread)."""
 FINAL_LR = 0.1
 """The cosine schedule ends at this fraction of the peak rate."""
+HEADLINE_METRICS = ("rmse_h", "rmse_v", "rmse_vx", "rmse_vy", "r")
+"""The scores an emulator reports (the CLI's summary line): a run ends failed unless every one is finite. The R of
+the changes is not among them: persistence predicts none, and its R is NaN by design."""
 
 
 class EmulatorTrainer:
@@ -117,6 +120,8 @@ class EmulatorTrainer:
         self.train_seconds = control.elapsed()
         self.model.eval()
         final = self.snapshot(control, final=True)
+        check_finite_metrics(final.metrics, HEADLINE_METRICS, f"{self.spec.name} on {self.problem.spec}",
+                             f"after {self.epoch} epochs", self.params.lr)
         control.publish(final)
         return FitResult(epochs=self.epoch, steps=self.step, seconds=self.train_seconds, best_epoch=self.best_epoch,
                          metrics=dict(final.metrics), losses=dict(self.losses))

@@ -56,7 +56,7 @@ from iceviz.models.flux import FluxNet, make_flux_model
 from iceviz.models.registry import ModelSpec
 from iceviz.training.device import as_tensor, resolve_device
 from iceviz.training.fields import flux_grid_fields
-from iceviz.training.job import Control, check_finite_loss
+from iceviz.training.job import Control, check_finite_loss, check_finite_metrics
 from iceviz.training.metrics import flux_scores, in_chunks, rmse
 from iceviz.training.snapshot import Snapshot
 
@@ -73,6 +73,8 @@ the point count, up to the kept epoch) fits in what is left of the time budget."
 LIVE_GRID_MAX = 50
 """Live snapshots map the fields on at most this many cells a side (the final one on the full grid),
 so that making them costs a few per cent of training time."""
+HEADLINE_METRICS = ("rmse", "mae", "mad", "rmse_phys", "mae_phys", "mad_phys", "val_rmse", "val_rmse_phys")
+"""The scores a flux run reports (the CLI's summary line): a run ends failed unless every one is finite."""
 
 
 @dataclass
@@ -250,6 +252,8 @@ class FluxTrainer:
         seconds = control.elapsed()
         self.model.eval()
         final = self.snapshot(control, final=True)
+        check_finite_metrics(final.metrics, HEADLINE_METRICS, f"{self.spec.name} on {self.problem.spec}",
+                             f"after {self.epoch} epochs", self.params.lr)
         control.publish(final)
         return FitResult(epochs=self.epoch, steps=self.step, seconds=seconds, best_epoch=self.best_epoch,
                          metrics=dict(final.metrics), losses=dict(self.losses), stop_reason=self.stop_reason,

@@ -66,7 +66,7 @@ from iceviz.models.viscosity import ShelfScales, ViscosityPINN, strip_edges
 from iceviz.physics.ssa import effective_strain_rate, front_residual, momentum_residual
 from iceviz.training.device import as_tensor, resolve_device
 from iceviz.training.flux_trainer import FitResult
-from iceviz.training.job import Control, check_finite_loss
+from iceviz.training.job import Control, check_finite_loss, check_finite_metrics
 from iceviz.training.snapshot import Snapshot
 
 BOUNDARY_BAND = 5000.0
@@ -85,6 +85,11 @@ LBFGS_ITERATIONS = 10
 """L-BFGS iterations per call (between two looks at the clock and the controls)."""
 CHUNK = 16_384
 """Points per evaluation pass."""
+HEADLINE_METRICS = ("mu_rel_error", "u_rel_error", "v_rel_error", "h_rel_error", "val_u_rel_error", "val_v_rel_error",
+                    "val_h_rel_error", "residual")
+"""The scores an inversion reports (the CLI's summary line; the mu_* one where the truth is known, the val_* ones with
+a validation set): a run ends failed unless every one is finite. The interior and near-boundary split of the
+viscosity error is not among them: either part may hold no cell of a shelf."""
 
 
 def relative_error(pred: np.ndarray, true: np.ndarray) -> float:
@@ -303,6 +308,8 @@ class ViscosityTrainer:
             self.model.load_state_dict(self._best_state)
         self.model.eval()
         final = self.snapshot(control, final=True)
+        check_finite_metrics(final.metrics, HEADLINE_METRICS, f"{self.spec.name} on {self.problem.spec}",
+                             f"after {self.step} steps", self.params.lr)
         control.publish(final)
         return FitResult(epochs=self.epoch, steps=self.step, seconds=seconds,
                          best_epoch=self.best_epoch if self.has_validation else self.epoch,
