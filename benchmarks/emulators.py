@@ -33,7 +33,7 @@ from iceviz.sim.model import Forcing, RunSettings, Simulator
 from iceviz.sim.scenarios import get_scenario
 from iceviz.sim.spinup import spun_up
 from iceviz.training.emulator_metrics import break_even
-from iceviz.training.job import Control
+from iceviz.runtime.job import Control
 from iceviz.training.trainers import make_trainer
 
 MODELS = ("persistence", "mlp", "gcn", "cnn", "egcn", "egcn-seed")

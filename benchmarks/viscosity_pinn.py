@@ -24,7 +24,7 @@ import numpy as np
 
 from benchmarks.common import REPO, machine, median, parse_run_args, write_json
 from iceviz.data.specs import load_problem
-from iceviz.training.job import Control
+from iceviz.runtime.job import Control
 from iceviz.training.trainers import make_trainer
 from iceviz.training.viscosity_trainer import relative_error
 

@@ -106,7 +106,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, overrides: dict[str, Any], out: Path | None) -> int:
     """Train, report, and write the run's files under ``out`` (when given, claimed by :func:`cmd_train`)."""
     from iceviz.data.specs import load_problem
-    from iceviz.training.job import JobStatus
+    from iceviz.runtime.job import JobStatus
     from iceviz.training.outputs import SaveError
     from iceviz.training.trainers import training_job
 

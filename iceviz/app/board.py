@@ -19,7 +19,7 @@ from bokeh.models.widgets.tables import NumberFormatter, ScientificFormatter
 from iceviz.app.live import (TABLE_FORMATS, TABLE_SCIENTIFIC, TABLE_TITLES, JobCard, LiveRow, metrics_frame,
                              shared_limits)
 from iceviz.data.netcdf import grid_dataset, write_netcdf
-from iceviz.training.job import Job
+from iceviz.runtime.job import Job
 from iceviz.viz import maps
 from iceviz.viz.live_figures import cell_bounds, shared_ranges
 

@@ -19,7 +19,7 @@ from iceviz.app.live import STATUS_COLOURS, fixed_pane, format_seconds, run_butt
 from iceviz.app.paths import for_browser
 from iceviz.app.widgets import param_widgets
 from iceviz.models.registry import short_budget
-from iceviz.training.job import JobStatus
+from iceviz.runtime.job import JobStatus
 from iceviz.training.snapshot import Snapshot
 from iceviz.viz.emulator_figures import ComparisonMaps, RmseFigure
 

@@ -5,7 +5,7 @@ rates, run on first use and cached), the confined ice shelf under the same melt 
 glacier sized to the box picked on the map (run and cached likewise), or a directory the user made
 with ``iceviz sim ensemble``. Building runs in
 a background thread with progress; training runs every chosen model as a job, one after the other
-(through a :class:`~iceviz.training.queue.JobQueue`), each with the same budget.
+(through a :class:`~iceviz.runtime.queue.JobQueue`), each with the same budget.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from iceviz.sim.ensemble import (DEFAULT_GRID, DEFAULT_SCENARIO, DEFAULT_SETTING
                                  cached_ensemble_dir)
 from iceviz.sim.scenarios import box_overrides
 from iceviz.sim.ssa import SimulationError
-from iceviz.training.job import Job, JobStatus
-from iceviz.training.queue import JobQueue
+from iceviz.runtime.job import Job, JobStatus
+from iceviz.runtime.queue import JobQueue, QueueFull, SessionQueue
 from iceviz.training.trainers import training_job
 
 SOURCES = {
@@ -97,7 +97,7 @@ class EmulatorSession(param.Parameterized):
     problem = param.Parameter(None, doc="The loaded ensemble (an EnsembleProblem).")
     message = param.String("", doc="What went wrong last, for the user.")
 
-    def __init__(self, queue: JobQueue | None = None,
+    def __init__(self, queue: JobQueue | SessionQueue | None = None,
                  region_bounds: Callable[[], tuple[float, float, float, float] | None] | None = None,
                  ensemble_root: Path | None = None, roots: list[Path] | None = None, **params: Any):
         super().__init__(**params)
@@ -203,7 +203,11 @@ class EmulatorSession(param.Parameterized):
         for name in self.models:
             job = training_job(name, data, device="auto", snapshot_every=snapshot_every, nice=nice, isolate=isolate,
                                **(dict(overrides, epochs=1) if name == "persistence" else overrides))
-            self.jobs.append((name, self.queue.submit(job)))
+            try:
+                self.jobs.append((name, self.queue.submit(job)))
+            except QueueFull as err:
+                self.message = f"Not every emulator was queued: {err}."
+                break
         return [job for _, job in self.jobs]
 
     def overrides(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import io
+import itertools
 import logging
 import threading
 from concurrent.futures import Future
@@ -40,8 +41,8 @@ from iceviz.geo.crs import format_bounds
 from iceviz.geo.graticule import graticule, graticule_labels
 from iceviz.geo.regions import PRESET_REGIONS
 from iceviz.models.registry import REGISTRY, get_model, short_budget
-from iceviz.training.job import JobStatus
-from iceviz.training.queue import JobQueue
+from iceviz.runtime.job import JobStatus
+from iceviz.runtime.queue import QueueFull, server_queue
 from iceviz.training.trainers import training_job
 from iceviz.training.worker import warm_up
 from iceviz.viz import maps
@@ -198,12 +199,17 @@ def region_view(shown: param.Parameterized) -> hv.DynamicMap:
 
 # -- the app ------------------------------------------------------------------------------------
 
+_sessions = itertools.count(1)
+
+
 class Explorer:
     """All widgets and callbacks of one browser session."""
 
     def __init__(self):
-        self.state = ExplorerState(build_in_background=True)
-        self.lesson_queue = JobQueue(slots=2)
+        self.session_id = f"session-{next(_sessions)}"
+        self.queue = server_queue().session(self.session_id)
+        """This session's view of the server's one queue: every job of every tab waits there for a slot."""
+        self.state = ExplorerState(build_in_background=True, queue=self.queue)
         self.board = RunBoard(self._notify)
         """The Training tab's runs."""
         self.lesson_board = RunBoard(self._notify, captions=LESSON_CAPTIONS, export=False)
@@ -359,14 +365,14 @@ class Explorer:
             # imported here: the simulator's modules would lengthen every session's first page load
             from iceviz.app.simulator import SimulatorView
 
-            self.simulator = SimulatorView(region_bounds=lambda: self.state.bounds)
+            self.simulator = SimulatorView(region_bounds=lambda: self.state.bounds, queue=self.queue)
             self.tabs[SIMULATOR_TAB].append(self.simulator.view)
             self.simulator.attach()
         if event.new == VISCOSITY_TAB and self.viscosity is None:
             from iceviz.app.shelf_presets import preset_for_region
             from iceviz.app.viscosity import ViscosityView
 
-            self.viscosity = ViscosityView(preset=preset_for_region(self.state.region))
+            self.viscosity = ViscosityView(preset=preset_for_region(self.state.region), queue=self.queue)
             self.tabs[VISCOSITY_TAB].append(self.viscosity.view)
             self.viscosity.attach()
             self.shelf_wanted = None
@@ -374,8 +380,10 @@ class Explorer:
             self._select_wanted_shelf()
         if event.new == EMULATOR_TAB and self.emulator is None:
             from iceviz.app.emulator import EmulatorView
+            from iceviz.app.emulator_state import EmulatorSession
 
-            self.emulator = EmulatorView(region_bounds=lambda: self.state.bounds)
+            self.emulator = EmulatorView(session=EmulatorSession(queue=self.queue,
+                                                                 region_bounds=lambda: self.state.bounds))
             self.tabs[EMULATOR_TAB].append(self.emulator.view)
             self.emulator.attach()
 
@@ -556,17 +564,21 @@ class Explorer:
             # the plan, patience and batch follow the field's size (problem_defaults); 60 s at most
             job = training_job(name, spec, device=self.state.device, snapshot_every=SNAPSHOT_EVERY_S, seconds=60,
                                nice=TRAINING_NICE, isolate=True, **extra)
-            jobs.append(self.lesson_queue.submit(job))  # both at once, so they learn side by side
+            jobs.append(job)
             names.append(label)
+        try:
+            self.queue.submit_together(jobs)  # both at once, so they learn side by side
+        except QueueFull as err:
+            self.state.message = f"The lesson did not start: {err}."
+            return
         self.lesson_board.add(jobs, names)
         # compare every run of this field and noise: the dfNN and each PINN penalty tried (the latest three)
         same = [job.id for label, job in self.lesson_board.jobs if label.endswith(f"· {setting}")]
         self.lesson_board.compare_runs(same[:1] + same[1:][-2:] if len(same) > 3 else same)
 
     def cancel_all(self) -> None:
-        """Cancel every job of this session (the tab closed, or a reset)."""
-        self.state.cancel_all()
-        self.lesson_queue.cancel_all()
+        """Cancel every job of this session (the tab closed)."""
+        self.queue.cancel_all()
 
     def close(self) -> None:
         """The session ended: cancel its training jobs, its simulation, its inversion and its emulators."""
@@ -580,7 +592,8 @@ class Explorer:
 
     def _on_reset(self, event: Any = None) -> None:
         """The lesson's Reset: cancel its runs and forget them (the Training tab's runs are left alone)."""
-        self.lesson_queue.cancel_all()
+        for _, job in self.lesson_board.jobs:
+            job.cancel()
         self.lesson_board.reset()
 
     def _poll(self) -> None:

@@ -17,7 +17,7 @@ import pandas as pd
 import panel as pn
 from bokeh.models import Range1d
 
-from iceviz.training.job import Job, JobStatus
+from iceviz.runtime.job import Job, JobStatus
 from iceviz.training.snapshot import Snapshot
 from iceviz.viz import maps
 from iceviz.viz.live_figures import FieldFigure, LossFigure, arrow_columns, image_columns, round2
@@ -65,6 +65,16 @@ TABLE_TITLES = {"model": "run", "seconds": "seconds (s)", "rmse": "test RMSE (sc
 training flux RMS, lengths over the region's extent), the units the papers quote."""
 
 
+def waiting_text(job: Job) -> str:
+    """What a job that has not begun is doing: its place in the server's line, or starting its worker."""
+    if job.status is not JobStatus.QUEUED:
+        return "starting its worker"
+    place = job.position()
+    if place is None:
+        return "waiting for a free worker"
+    return "next in line for a free worker" if place == 0 else f"waiting for a free worker: {place} job(s) ahead"
+
+
 class JobCard:
     """Name, status, progress bar with ETA, device, and pause / resume / cancel buttons for one job."""
 
@@ -105,8 +115,7 @@ class JobCard:
             else:
                 phase = f" of {last.get('best_epoch')}, refit on all points"
         if not history and not status.finished:  # a worker process is starting (imports, data): seconds
-            what = "waiting for a free worker" if status is JobStatus.QUEUED else "starting its worker"
-            text = f"**{self.label}** · {status.value} · {what} …"
+            text = f"**{self.label}** · {status.value} · {waiting_text(job)} …"
         elif status.finished:  # one line: nothing left to control or to wait for
             text = f"**{self.label}** · {status.value} · {device} · epoch {epoch}{phase} · {format_seconds(elapsed)}"
         else:

@@ -32,7 +32,8 @@ from iceviz.data.public import DATASET_FOR_FILE, fetch_hint
 from iceviz.data.shelf import REQUIRED, ShelfProblem, crop_shelf, find_diffice
 from iceviz.models.registry import REGISTRY
 from iceviz.training.device import available_devices
-from iceviz.training.job import Job
+from iceviz.runtime.job import Job
+from iceviz.runtime.queue import JobQueue, QueueFull, SessionQueue
 from iceviz.training.trainers import training_job
 
 MODEL = "viscosity-pinn"
@@ -163,10 +164,12 @@ class ViscosityState(param.Parameterized):
     problem = param.Parameter(None, doc="The shelf cropped to the box: what a job trains on (None when unusable).")
     loading = param.Boolean(False, doc="True from a preset's choice until its shelf is loaded or refused.")
 
-    def __init__(self, **params: Any):
+    def __init__(self, queue: JobQueue | SessionQueue | None = None, **params: Any):
         params.setdefault("hyper", REGISTRY[MODEL].make_params())
         super().__init__(**params)
         self.job: Job | None = None
+        self.queue = queue
+        """Where its inversions wait for a slot (the server's queue in the app; None: they start at once)."""
         self._on_preset()
 
     # -- the shelf -------------------------------------------------------------------------------
@@ -252,9 +255,16 @@ class ViscosityState(param.Parameterized):
         if self.problem is None:
             self.message = self.message or ("The shelf is still loading." if self.loading else "Pick a shelf first.")
             return None
-        self.job = training_job(MODEL, self.problem, device=self.device, snapshot_every=snapshot_every,
-                                isolate=isolate, nice=nice, **self.overrides())
-        self.job.start()
+        job = training_job(MODEL, self.problem, device=self.device, snapshot_every=snapshot_every,
+                           isolate=isolate, nice=nice, **self.overrides())
+        if self.queue is None:
+            self.job = job.start()
+            return self.job
+        try:
+            self.job = self.queue.submit(job)
+        except QueueFull as err:
+            self.message = f"The inversion did not start: {err}."
+            return None
         return self.job
 
     def cancel(self) -> None:

@@ -30,7 +30,8 @@ from iceviz.sim.model import Forcing, RunSettings
 from iceviz.sim.scenarios import SCENARIOS, box_overrides
 from iceviz.sim.ssa import SimulationError
 from iceviz.sim.ugrid import write_run
-from iceviz.training.job import JobStatus
+from iceviz.runtime.job import JobStatus
+from iceviz.runtime.queue import JobQueue, QueueFull, SessionQueue
 from iceviz.viz import mesh_figures
 from iceviz.viz.mesh_figures import SimulationMaps
 
@@ -95,8 +96,11 @@ class SimulatorView:
     """The simulator tab of one browser session: controls, status, live maps and time series."""
 
     def __init__(self, scenario: str = DEFAULT_SCENARIO, poll_ms: int = POLL_MS,
-                 region_bounds: Callable[[], tuple[float, float, float, float] | None] | None = None):
+                 region_bounds: Callable[[], tuple[float, float, float, float] | None] | None = None,
+                 queue: JobQueue | SessionQueue | None = None):
         self.poll_ms = poll_ms
+        self.queue = queue
+        """Where its runs wait for a slot (the server's queue in the app; None: they start at once)."""
         self.region_bounds = region_bounds
         """Gives the map's selected box (xmin, xmax, ymin, ymax) [m], to size a scenario to it."""
         self.scenarios = {name: cls() for name, cls in SCENARIOS.items()}
@@ -184,8 +188,12 @@ class SimulatorView:
         if self.job is not None and not self.job.status.finished:
             return None
         name = self.scenario.value
-        self.job = SimulationJob(name, self.scenarios[name], self.forcing, self.settings)
-        self.job.start()
+        job = SimulationJob(name, self.scenarios[name], self.forcing, self.settings)
+        try:
+            self.job = job.start() if self.queue is None else self.queue.submit(job)
+        except QueueFull as err:
+            self._show_message(f"The run did not start: {err}.")
+            return None
         self.message.visible = False
         self.download.disabled = True
         self.download.filename = f"iceviz_{name}.nc"

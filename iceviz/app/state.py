@@ -2,7 +2,7 @@
 
 One :class:`ExplorerState` per browser session: which region and data source
 are chosen, which models to train with which hyper-parameters, and the jobs
-it launched (through a :class:`~iceviz.training.queue.JobQueue`). The Panel
+it launched (through a :class:`~iceviz.runtime.queue.JobQueue`). The Panel
 layer only renders this state and forwards clicks to its methods.
 """
 
@@ -25,8 +25,8 @@ from iceviz.geo.crs import box_size_km, format_bounds
 from iceviz.geo.regions import PRESET_REGIONS
 from iceviz.models.registry import REGISTRY, model_names
 from iceviz.training.device import available_devices
-from iceviz.training.job import Job
-from iceviz.training.queue import JobQueue
+from iceviz.runtime.job import Job
+from iceviz.runtime.queue import JobQueue, JobTooLarge, QueueFull, SessionQueue
 from iceviz.training.trainers import problem_defaults, training_job
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -91,7 +91,8 @@ class ExplorerState(param.Parameterized):
     session_paths = param.List(default=[], item_type=Path,
                                doc="Data folders this session picked under the server's data roots.")
 
-    def __init__(self, queue: JobQueue | None = None, build_in_background: bool = False, **params: Any):
+    def __init__(self, queue: JobQueue | SessionQueue | None = None, build_in_background: bool = False,
+                 **params: Any):
         self.build_in_background = build_in_background
         self._build_token = 0
         self._build_lock = threading.Lock()
@@ -417,7 +418,14 @@ class ExplorerState(param.Parameterized):
             overrides["seconds"] = self.seconds  # the first budget reached (epochs or seconds) ends the run
             job = training_job(name, self.problem, device=self.device, snapshot_every=snapshot_every, nice=nice,
                                isolate=isolate, **overrides)
-            jobs.append(self.queue.submit(job))
+            try:
+                jobs.append(self.queue.submit(job))
+            except JobTooLarge as err:  # this one alone: the others may fit
+                skipped.append(f"{name} ({err})")
+            except QueueFull as err:
+                skipped.append(f"{', '.join(m for m in self.models[self.models.index(name):] if m not in skipped)} "
+                               f"({err})")
+                break
         self.message = f"Skipped {', '.join(skipped)}." if skipped else ""
         return jobs
 

@@ -39,7 +39,8 @@ from iceviz.app.widgets import param_widgets
 from iceviz.data.problem import DataError
 from iceviz.data.shelf import ShelfProblem
 from iceviz.models.registry import short_budget
-from iceviz.training.job import Job, JobStatus
+from iceviz.runtime.job import Job, JobStatus
+from iceviz.runtime.queue import JobQueue, SessionQueue
 from iceviz.training.snapshot import Snapshot
 from iceviz.viz.shelf_figures import ShelfFigures, ShelfPreview
 
@@ -139,9 +140,9 @@ class ViscosityView:
     """
 
     def __init__(self, preset: str | None = None, poll_ms: int = POLL_MS, isolate: bool = True,
-                 nice: int = TRAINING_NICE):
+                 nice: int = TRAINING_NICE, queue: JobQueue | SessionQueue | None = None):
         self.poll_ms, self.isolate, self.nice = poll_ms, isolate, nice
-        self.state = ViscosityState(preset=preset if preset in PRESETS else DEFAULT_PRESET)
+        self.state = ViscosityState(preset=preset if preset in PRESETS else DEFAULT_PRESET, queue=queue)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iceviz-viscosity")
         self._loading: tuple[str, Future] | None = None
         self._lsq: tuple[ShelfProblem, Future] | None = None

@@ -1,11 +1,11 @@
 """A simulation as a background job: the cached spin-up, then the forced run, with pause, resume and cancel.
 
-:class:`SimulationJob` is a :class:`iceviz.training.job.Job` whose thread builds
+:class:`SimulationJob` is a :class:`iceviz.runtime.job.Job` whose thread builds
 the scenario's :class:`~iceviz.sim.model.Simulator`, takes the spun-up state
 from the cache (running the spin-up first when it is not there), then runs the
 forcing. After every time step the job records the diagnostics and the
 cumulative mass budget, and calls :meth:`Control.tick` (where a pause blocks and
-a cancel raises :class:`~iceviz.training.job.JobCancelled`). It publishes a
+a cancel raises :class:`~iceviz.runtime.job.JobCancelled`). It publishes a
 :class:`SimSnapshot` (plain data, safe to read from any thread) at most every
 ``snapshot_every`` seconds, at every snapshot the run saves, before it pauses
 and at the end. A finished job keeps the :class:`~iceviz.sim.model.SimRun` in
@@ -31,7 +31,7 @@ from iceviz.sim.scenarios import get_scenario
 from iceviz.sim.spinup import spin_up_path, spun_up
 from iceviz.sim.ssa import SimulationError, height_above_flotation
 from iceviz.sim.transport import MassBudget
-from iceviz.training.job import Control, Job, TrainingFailed, lower_thread_priority
+from iceviz.runtime.job import Control, Job, JobFailed, lower_thread_priority
 
 PHASES = ("spin-up", "run")
 BUDGET_TERMS = tuple(MassBudget.__dataclass_fields__)
@@ -41,7 +41,7 @@ HISTORY_KEYS = ("t", "volume", "grounding_line", *(f"budget_{k}" for k in BUDGET
 mass-budget term summed from the start of the run [m³]."""
 
 
-class SimulationFailed(TrainingFailed):
+class SimulationFailed(JobFailed):
     """A simulation that cannot go on; its message (shown as the job's error) says where and why."""
 
 
@@ -113,7 +113,7 @@ class SimulationJob(Job):
     forcing, settings : a :class:`Forcing` / :class:`RunSettings` or a dict of their values.
     snapshot_every : seconds between published snapshots (at most; saved snapshots are published too).
     cache_root : where spin-ups are cached (default: the iceviz cache, ``$ICEVIZ_CACHE``).
-    nice, on_finish : as for :class:`~iceviz.training.job.Job`.
+    nice, on_finish : as for :class:`~iceviz.runtime.job.Job`.
     """
 
     def __init__(self, scenario: str, overrides: Any = None, forcing: Any = None, settings: Any = None,

@@ -35,7 +35,8 @@ from iceviz.training.device import resolve_device
 from iceviz.training.emulator_data import EmulatorData, EmulatorScales
 from iceviz.training.emulator_metrics import Flotation, break_even, state_scores
 from iceviz.training.flux_trainer import FitResult
-from iceviz.training.job import Control, check_finite_loss, check_finite_metrics
+from iceviz.runtime.job import Control
+from iceviz.training.checks import check_finite_loss, check_finite_metrics
 from iceviz.training.snapshot import Snapshot
 
 LIVE_TIMES = 11

@@ -56,7 +56,8 @@ from iceviz.models.flux import FluxNet, make_flux_model
 from iceviz.models.registry import ModelSpec
 from iceviz.training.device import as_tensor, resolve_device
 from iceviz.training.fields import flux_grid_fields
-from iceviz.training.job import Control, check_finite_loss, check_finite_metrics
+from iceviz.runtime.job import Control
+from iceviz.training.checks import check_finite_loss, check_finite_metrics
 from iceviz.training.metrics import flux_scores, in_chunks, rmse
 from iceviz.training.snapshot import Snapshot
 

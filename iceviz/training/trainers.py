@@ -9,10 +9,11 @@ from iceviz.data.problem import FluxProblem
 from iceviz.data.specs import Problem, load_problem
 from iceviz.data.splits import validation_mask
 from iceviz.models.registry import ModelSpec, flux_size_defaults, get_model
+from iceviz.runtime.job import Job
 from iceviz.training.emulator_trainer import EmulatorTrainer
 from iceviz.training.flux_trainer import FluxTrainer
+from iceviz.training.memory import job_memory
 from iceviz.training.viscosity_trainer import ViscosityTrainer
-from iceviz.training.job import Job
 from iceviz.training.worker import ProcessJob
 
 TRAINER_FAMILIES: dict[str, Callable[..., Any]] = {"flux": FluxTrainer, "viscosity": ViscosityTrainer,
@@ -82,4 +83,6 @@ def training_job(model: str, data: str | FluxProblem, device: str = "auto", snap
     get_model(model)  # fail fast, in the caller's thread, on an unknown name
     recipe = TrainerRecipe(model, data, device=device, grid_shape=grid_shape, overrides=overrides)
     kind = ProcessJob if isolate else Job
-    return kind(model, recipe, snapshot_every=snapshot_every, num_threads=num_threads, nice=nice)
+    job = kind(model, recipe, snapshot_every=snapshot_every, num_threads=num_threads, nice=nice)
+    job.memory = job_memory(model, overrides)
+    return job

@@ -66,7 +66,8 @@ from iceviz.models.viscosity import ShelfScales, ViscosityPINN, strip_edges
 from iceviz.physics.ssa import effective_strain_rate, front_residual, momentum_residual
 from iceviz.training.device import as_tensor, resolve_device
 from iceviz.training.flux_trainer import FitResult
-from iceviz.training.job import Control, check_finite_loss, check_finite_metrics
+from iceviz.runtime.job import Control
+from iceviz.training.checks import check_finite_loss, check_finite_metrics
 from iceviz.training.snapshot import Snapshot
 
 BOUNDARY_BAND = 5000.0

@@ -31,7 +31,8 @@ from typing import Any, Callable
 
 import torch
 
-from iceviz.training.job import Control, Job, JobCancelled, TrainingFailed, error_message
+from iceviz.runtime.job import Control, Job, JobCancelled, error_message
+from iceviz.training.checks import TrainingFailed
 from iceviz.training.snapshot import Snapshot
 
 RECORD_FLUSH_S = 0.25

@@ -7,7 +7,7 @@ import pytest
 
 from iceviz.app.emulator import EmulatorView, nearest
 from iceviz.app.emulator_state import EmulatorSession
-from iceviz.training.job import JobStatus
+from iceviz.runtime.job import JobStatus
 from tests.app.conftest import poll_until
 
 FAST = dict(epochs=3, seconds=None, width=8, layers=2, channels=2, batch_size=6)

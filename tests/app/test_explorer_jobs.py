@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from iceviz.app.board import HOLD_ROWS_POLLS
-from iceviz.training.job import JobStatus
+from iceviz.runtime.job import JobStatus
 from iceviz.training.trainers import training_job
 
 
@@ -64,7 +64,7 @@ def test_the_lesson_leaves_the_plan_to_the_fields_size_and_caps_only_the_time(da
 
     app = ex.Explorer()
     submitted = []
-    monkeypatch.setattr(app.lesson_queue, "submit", lambda job: submitted.append(job) or job)  # built, not run
+    monkeypatch.setattr(app.queue, "submit_together", lambda jobs: submitted.extend(jobs) or jobs)  # not run
     app._on_lesson()
     assert [job.name for job in submitted] == ["dfnn", "pinn"]
     problem = load_problem(f"synthetic:{app.lesson_field.value}?noise={app.lesson_noise.value:g}")
@@ -148,11 +148,11 @@ def test_the_lesson_has_its_own_runs_and_colour_scales(data_home, monkeypatch):
     app.board.add([glacier])
     lesson = []
 
-    def run_now(job):
-        lesson.append(job)
-        return job.start()
+    def run_now(jobs):
+        lesson.extend(jobs)
+        return [job.start() for job in jobs]
 
-    monkeypatch.setattr(app.lesson_queue, "submit", run_now)
+    monkeypatch.setattr(app.queue, "submit_together", run_now)
     app.lesson_field.value = "curve"
     app._on_lesson()
     app.lesson_weight.value = 0.5

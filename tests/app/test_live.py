@@ -2,7 +2,7 @@
 
 
 from iceviz.app.live import TABLE_FORMATS, JobCard, LiveRow, metrics_frame, shared_limits
-from iceviz.training.job import JobStatus
+from iceviz.runtime.job import JobStatus
 from iceviz.training.trainers import training_job
 from iceviz.viz.live_figures import shared_ranges
 
@@ -61,3 +61,31 @@ def test_a_card_says_what_a_job_waits_for_before_its_first_epoch():
     job = training_job("dfnn", "synthetic:curve")  # not started: queued
     card = JobCard(job, "dfnn #1")
     assert "waiting for a free worker" in card.info.object and "epoch 0" not in card.info.object
+
+
+def test_a_waiting_job_says_its_place_in_the_servers_line():
+    import threading
+
+    from iceviz.app.live import waiting_text
+    from iceviz.runtime.job import Job
+    from iceviz.runtime.queue import JobQueue
+
+    gate = threading.Event()
+
+    class Blocked:
+        def fit(self, control):
+            while not gate.is_set():
+                control.tick()
+                gate.wait(0.01)
+
+    queue = JobQueue(slots=1)
+    jobs = [queue.submit(Job(f"j{i}", Blocked, snapshot_every=None), f"session-{i}") for i in range(3)]
+    try:
+        assert waiting_text(jobs[0]) == "starting its worker"
+        assert waiting_text(jobs[1]) == "next in line for a free worker"
+        assert waiting_text(jobs[2]) == "waiting for a free worker: 1 job(s) ahead"
+        assert waiting_text(Job("alone", Blocked)) == "waiting for a free worker"  # in no queue
+    finally:
+        gate.set()
+        for job in jobs:
+            job.wait(5)

@@ -12,7 +12,7 @@ from iceviz.sim.job import SimSnapshot
 from iceviz.sim.ssa import height_above_flotation
 from iceviz.sim.model import Forcing, RunSettings
 from iceviz.sim.scenarios import get_scenario
-from iceviz.training.job import JobStatus
+from iceviz.runtime.job import JobStatus
 from tests.app.conftest import poll_until
 
 TINY = dict(resolution=8e3, refined_resolution=4e3, spin_up_years=2.0)

@@ -6,7 +6,7 @@ from iceviz.app.state import CUSTOM, ExplorerState
 from iceviz.data.splits import validation_mask
 from iceviz.geo.regions import PRESET_REGIONS
 from iceviz.models.registry import flux_size_defaults
-from iceviz.training.job import JobStatus
+from iceviz.runtime.job import JobStatus
 
 
 

@@ -14,7 +14,7 @@ from iceviz.app.shelf_presets import PRESETS, ViscosityState, missing_file_messa
 from iceviz.app.viscosity import LABELS, LSQ_LABEL, ViscosityView, metrics_markdown, status_text
 from iceviz.app.widgets import param_label
 from iceviz.models.registry import ViscosityParams
-from iceviz.training.job import JobStatus
+from iceviz.runtime.job import JobStatus
 from tests.app.conftest import poll_until
 
 SMALL = dict(width=12, depth=2, mu_width=12, mu_depth=2, collocation=150, front_points=40, batch_size=150)

@@ -58,7 +58,9 @@ def serve(tmp_path_factory, cwd: Path = REPO, env: dict[str, str] | None = None)
     shorter lifetime can discard a page's session before its slow first WebSocket connects."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("server") / "panel.log"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ICEVIZ_CACHE": str(tmp_path_factory.mktemp("cache")), **(env or {})}
+    # pytest's own temporary folders are the test server's data roots (fixtures write ensembles and products there)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ICEVIZ_CACHE": str(tmp_path_factory.mktemp("cache")),
+           "ICEVIZ_DATA_ROOTS": str(tmp_path_factory.getbasetemp()), **(env or {})}
     cmd = [sys.executable, "-m", "panel", "serve", str(REPO / "apps" / "explorer.py"), "--address", "127.0.0.1",
            "--port", str(port), "--allow-websocket-origin", f"127.0.0.1:{port}", "--num-procs", "1",
            "--check-unused-sessions", "500", "--unused-session-lifetime", "5000"]

@@ -9,7 +9,7 @@ from iceviz.sim.job import HISTORY_KEYS, SimSnapshot, SimulationJob, wait_for_sn
 from iceviz.sim.ssa import height_above_flotation
 from iceviz.sim.model import SimRun
 from iceviz.sim.ssa import SSASolver
-from iceviz.training.job import JobStatus
+from iceviz.runtime.job import JobStatus
 
 TINY = dict(resolution=8e3, refined_resolution=4e3, spin_up_years=2.0)
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from iceviz.training.job import Job
+from iceviz.runtime.job import Job
 from iceviz.training.trainers import training_job
 from iceviz.training.worker import ProcessJob
 

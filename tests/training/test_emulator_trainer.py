@@ -14,7 +14,8 @@ from iceviz.data.specs import load_problem
 from iceviz.training.checkpoint import load_checkpoint, save_checkpoint
 from iceviz.training.emulator_data import EmulatorData, EmulatorScales
 from iceviz.training.emulator_metrics import break_even, pearson, state_scores
-from iceviz.training.job import Control, JobStatus, TrainingFailed
+from iceviz.runtime.job import Control, JobStatus
+from iceviz.training.checks import TrainingFailed
 from iceviz.training.trainers import make_trainer, training_job
 
 from tests.training.conftest import wait_until

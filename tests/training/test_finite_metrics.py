@@ -13,7 +13,8 @@ import torch
 from iceviz.cli import main
 from iceviz.data.specs import load_problem
 from iceviz.training.flux_trainer import HEADLINE_METRICS, FluxTrainer
-from iceviz.training.job import Control, JobStatus, TrainingFailed, check_finite_metrics
+from iceviz.runtime.job import Control, JobStatus
+from iceviz.training.checks import TrainingFailed, check_finite_metrics
 from iceviz.training.trainers import make_trainer, training_job
 
 from tests.training.conftest import curve_job

@@ -7,7 +7,7 @@ import pytest
 
 from iceviz.data.problem import FluxObservations, FluxProblem, FluxScale
 from iceviz.data.specs import load_problem
-from iceviz.training.job import Control
+from iceviz.runtime.job import Control
 from iceviz.training.trainers import make_trainer
 
 

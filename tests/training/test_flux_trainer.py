@@ -39,7 +39,7 @@ def test_dfnn_recovers_a_known_field_with_zero_divergence(curve):
 
 
 def trainer_control():
-    from iceviz.training.job import Control
+    from iceviz.runtime.job import Control
 
     control = Control(snapshot_every=None)
     control.start_clock()

@@ -18,7 +18,8 @@ import pytest
 from iceviz.data.problem import FluxObservations
 from iceviz.data.specs import load_problem
 from iceviz.training.flux_trainer import FitResult, FluxTrainer
-from iceviz.training.job import Control, Job, JobStatus, TrainingFailed
+from iceviz.runtime.job import Control, Job, JobStatus
+from iceviz.training.checks import TrainingFailed
 from iceviz.training.snapshot import Snapshot
 from iceviz.training.trainers import make_trainer, training_job
 from tests.training.conftest import curve_job, wait_until

@@ -13,7 +13,8 @@ from iceviz.data.specs import load_problem
 from iceviz.data.splits import tile_labels
 from iceviz.models.registry import get_model
 from iceviz.training.checkpoint import load_checkpoint, save_checkpoint
-from iceviz.training.job import Control, JobStatus, TrainingFailed
+from iceviz.runtime.job import Control, JobStatus
+from iceviz.training.checks import TrainingFailed
 from iceviz.training.trainers import make_trainer, training_job
 from iceviz.training.viscosity_trainer import data_loss, near_boundary, relative_error
 

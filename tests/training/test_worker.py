@@ -12,7 +12,7 @@ import pytest
 from iceviz.data.problem import FluxObservations
 from iceviz.data.specs import load_problem
 from iceviz.training.flux_trainer import FitResult
-from iceviz.training.job import JobStatus
+from iceviz.runtime.job import JobStatus
 from iceviz.training.worker import ProcessJob, warm_up
 from tests.training.conftest import curve_job, wait_until
 

@@ -1,28 +1,24 @@
-"""Background training jobs: a trainer in a thread, with pause, resume and cancel.
+"""Background jobs: a task (a trainer, a simulation) in a thread, with pause, resume and cancel.
 
 A :class:`Job` never calls into a UI. Whoever shows it (the CLI's progress bar,
 the app's periodic callback) polls :meth:`Job.latest` and :meth:`Job.history`.
-The trainer cooperates through a :class:`Control`: it calls
-:meth:`Control.tick` between optimisation steps (that is where pause blocks
-and cancel takes effect), records scalars, and publishes snapshots when
-:meth:`Control.snapshot_due` says so.
+The task cooperates through a :class:`Control`: it calls
+:meth:`Control.tick` between steps (that is where pause blocks and cancel takes
+effect), records scalars, and publishes snapshots when
+:meth:`Control.snapshot_due` says so. Nothing here knows what a task computes.
 """
 
 from __future__ import annotations
 
 import enum
 import itertools
-import math
 import os
 import threading
 import time
 import traceback
 from collections import deque
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Protocol
 
-import torch
-
-from iceviz.training.snapshot import Snapshot
 
 
 class JobStatus(str, enum.Enum):
@@ -42,45 +38,13 @@ class JobCancelled(Exception):
     """Raised inside the training thread by :meth:`Control.tick` after a cancel."""
 
 
-class TrainingFailed(RuntimeError):
-    """A run that cannot go on (a NaN loss, a diverging fit); the message says why and what to try."""
-
-
-def check_finite_loss(loss: Any, terms: dict[str, Any], run: str, where: str, lr: float) -> None:
-    """Raise :class:`TrainingFailed` when ``loss`` is not finite, naming ``run`` ('MODEL on DATA'), ``where``
-    ('step 12'), every loss term's value, and what to try."""
-    value = float(loss.detach())
-    if math.isfinite(value):
-        return
-    detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
-    raise TrainingFailed(f"{run}: the loss became {value} at {where} ({detail}). Try a lower learning rate "
-                         f"(now {lr:g}) or check the data for extreme values.")
-
-
-def check_finite_metrics(metrics: dict[str, Any], keys: Iterable[str], run: str, where: str, lr: float) -> None:
-    """Raise :class:`TrainingFailed` when a headline score of a finished run is NaN or infinite.
-
-    Parameters
-    ----------
-    metrics : the run's final scores (other entries, such as per-forcing tables, are not looked at).
-    keys : its family's headline scores, those the CLI's summary line reports; absent ones are skipped
-        (a validation score without a validation set, the viscosity error without a true viscosity).
-    run : 'MODEL on DATA', named in the message with every score that is not finite.
-    where : how far it got ('after 12 epochs').
-    lr : the learning rate, for the advice.
-    """
-    bad = {key: metrics[key] for key in keys if key in metrics and not math.isfinite(metrics[key])}
-    if not bad:
-        return
-    detail = ", ".join(f"{key}={value}" for key, value in bad.items())
-    what = f"scores {detail} are" if len(bad) > 1 else f"score {detail} is"
-    raise TrainingFailed(f"{run}: the final {what} not finite ({where}). The fit diverged or the data hold "
-                         f"extreme values: try a lower learning rate (now {lr:g}) or check the data for "
-                         "extreme values.")
+class JobFailed(RuntimeError):
+    """A job that cannot go on (a NaN loss, a diverging solve); its message says why and what to try, and is
+    what the job shows as its error (no exception type in front)."""
 
 
 class Trainer(Protocol):
-    """What a job runs. ``fit`` returns when the budget is spent (or raises)."""
+    """What a job runs. ``fit`` returns when its work or its budget is done (or raises)."""
 
     def fit(self, control: "Control") -> Any: ...
 
@@ -105,7 +69,7 @@ class Control:
         self._started: float | None = None
         self._paused_total = 0.0
         self._paused_at: float | None = None  # set while tick() is blocked by a pause
-        self._latest: Snapshot | None = None
+        self._latest: Any = None
         self._history: deque[dict[str, Any]] = deque(maxlen=history_size)
         self._last_snapshot = -float("inf")
         self.snapshot_every = snapshot_every
@@ -157,7 +121,7 @@ class Control:
         every = self.snapshot_every
         return every is not None and time.perf_counter() - self._last_snapshot >= every
 
-    def publish(self, snapshot: Snapshot) -> None:
+    def publish(self, snapshot: Any) -> None:
         with self._lock:
             self._latest = snapshot
             self._last_snapshot = time.perf_counter()
@@ -173,7 +137,7 @@ class Control:
         self._cancel.set()
         self.resume()
 
-    def latest(self) -> Snapshot | None:
+    def latest(self) -> Any:
         with self._lock:
             return self._latest
 
@@ -186,8 +150,8 @@ _ids = itertools.count(1)
 
 
 def error_message(err: BaseException) -> str:
-    """What a failed job shows: a TrainingFailed's own words, else the exception's type and message."""
-    return str(err) if isinstance(err, TrainingFailed) else f"{type(err).__name__}: {err}"
+    """What a failed job shows: a JobFailed's own words, else the exception's type and message."""
+    return str(err) if isinstance(err, JobFailed) else f"{type(err).__name__}: {err}"
 
 
 def lower_thread_priority(nice: int) -> None:
@@ -239,12 +203,19 @@ class Job:
         self._status = JobStatus.QUEUED
         self._status_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._ended = threading.Event()
+        """Set once the job has finished, whatever its status (a queued job cancelled before it ran too)."""
         self.error: str | None = None
         self.traceback: str | None = None
         self.result: Any = None
         self.trainer: Trainer | None = None
         self.device: str | None = None
         """Where it trains, once the trainer is built."""
+        self.memory = 0
+        """The most memory it may take [bytes] (an estimate its maker gives; 0: unknown, not counted)."""
+        self.position: Callable[[], int | None] = lambda: None
+        """Its 0-based place among the jobs waiting for a slot (set by the queue it waits in; None: not
+        waiting)."""
 
     def _control_events(self) -> tuple[Any, Any] | None:
         """The (resume, cancel) events of the control; None: thread events (the trainer runs here)."""
@@ -256,6 +227,7 @@ class Job:
             if self._thread is not None:
                 raise RuntimeError(f"job {self.name!r} was already started")
             if self._status is JobStatus.CANCELLED:
+                self._ended.set()
                 return self
             self._status = JobStatus.RUNNING
             self._thread = threading.Thread(target=self._run, name=f"iceviz-job-{self.id}-{self.name}", daemon=True)
@@ -275,12 +247,15 @@ class Job:
         finally:
             if self.on_finish is not None:
                 self.on_finish(self)
+            self._ended.set()
 
     def _execute(self) -> Any:
         """Build the trainer and train, here in the job's thread; returns what ``fit`` returns."""
         if self.nice:
             lower_thread_priority(self.nice)
         if self._num_threads is not None:
+            import torch  # a task that trains shares torch's process-wide thread count
+
             torch.set_num_threads(self._num_threads)
         self.trainer = self._make_trainer()
         self.device = str(getattr(self.trainer, "device", "cpu"))
@@ -308,14 +283,16 @@ class Job:
         with self._status_lock:
             if self._status is JobStatus.QUEUED:
                 self._status = JobStatus.CANCELLED
+                self._ended.set()
             elif self._status is JobStatus.PAUSED:
                 self._status = JobStatus.RUNNING
         self.control.cancel()
 
     def wait(self, timeout: float | None = None) -> JobStatus:
-        """Block until the job has finished (or ``timeout`` seconds); returns the status."""
-        if self._thread is not None:
-            self._thread.join(timeout)
+        """Block until the job has finished (or ``timeout`` seconds), a job still waiting in a queue too;
+        returns the status."""
+        if self._ended.wait(timeout) and self._thread is not None:
+            self._thread.join()  # it has run its last line: returns at once, and the thread is gone
         return self.status
 
     # -- observation ----------------------------------------------------------
@@ -328,7 +305,7 @@ class Job:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def latest(self) -> Snapshot | None:
+    def latest(self) -> Any:
         return self.control.latest()
 
     def history(self) -> list[dict[str, Any]]:
