@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -112,11 +113,25 @@ def _train(args: argparse.Namespace, overrides: dict[str, Any], out: Path | None
 
     _note_default_ensemble(args.data, args.quiet)
     problem = load_problem(args.data)
-    job = training_job(args.model, problem, device=args.device, snapshot_every=None,
-                       num_threads=args.threads, **overrides)
-    job.start()
-    _progress_loop(job, quiet=args.quiet)
-    status = job.wait()
+    address = args.scheduler or os.environ.get("ICEVIZ_SCHEDULER", "")
+    client = None
+    if address:
+        from iceviz.training.dask_job import scheduler_client
+
+        try:
+            client = scheduler_client(address)
+        except ValueError as err:
+            print(f"iceviz train: {err}", file=sys.stderr)
+            return 2
+    try:
+        job = training_job(args.model, problem, device=args.device, snapshot_every=None,
+                           num_threads=args.threads, client=client, **overrides)
+        job.start()
+        _progress_loop(job, quiet=args.quiet)
+        status = job.wait()
+    finally:
+        if client is not None:
+            client.close()
     if status is not JobStatus.DONE:
         message = job.error or status.value
         print(f"iceviz train: {args.model} on {args.data} {status.value}: {message}", file=sys.stderr)
@@ -596,6 +611,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--json", action="store_true", help="print one final JSON line on stdout")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyper-parameter (repeatable)")
     train.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads for training (default 1)")
+    train.add_argument("--scheduler", metavar="ADDRESS",
+                       help="train on a worker of the Dask cluster whose scheduler is at ADDRESS (e.g. "
+                            "tcp://10.0.0.5:8786; default $ICEVIZ_SCHEDULER, else here, in this process)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 

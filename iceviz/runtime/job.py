@@ -137,6 +137,12 @@ class Control:
         self._cancel.set()
         self.resume()
 
+    def restart(self) -> None:
+        """The task began again from its start (e.g. on another worker): forget its history and snapshot."""
+        with self._lock:
+            self._history.clear()
+            self._latest = None
+
     def latest(self) -> Any:
         with self._lock:
             return self._latest
@@ -211,6 +217,8 @@ class Job:
         self.trainer: Trainer | None = None
         self.device: str | None = None
         """Where it trains, once the trainer is built."""
+        self.restarts = 0
+        """How often its task began again from the start (its worker died and another took it over)."""
         self.memory = 0
         """The most memory it may take [bytes] (an estimate its maker gives; 0: unknown, not counted)."""
         self.position: Callable[[], int | None] = lambda: None

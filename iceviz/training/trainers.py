@@ -73,16 +73,23 @@ class TrainerRecipe:
 
 def training_job(model: str, data: str | FluxProblem, device: str = "auto", snapshot_every: float | None = 0.5,
                  num_threads: int | None = 1, grid_shape: tuple[int, int] | None = None, nice: int = 0,
-                 isolate: bool = False, **overrides: Any) -> Job:
+                 isolate: bool = False, client: Any = None, **overrides: Any) -> Job:
     """A (not yet started) job that loads the data, builds the trainer and trains.
 
     All of it happens in the job's thread, or with ``isolate`` in a worker process
     (:class:`~iceviz.training.worker.ProcessJob`: the trainer holds no lock the caller needs,
-    which is what a server wants; the job then has no ``trainer`` attribute to inspect).
+    which is what a server wants; the job then has no ``trainer`` attribute to inspect), or, given a
+    ``distributed.Client`` as ``client``, on a worker of that Dask cluster
+    (:class:`~iceviz.training.dask_job.DaskJob`).
     """
     get_model(model)  # fail fast, in the caller's thread, on an unknown name
     recipe = TrainerRecipe(model, data, device=device, grid_shape=grid_shape, overrides=overrides)
-    kind = ProcessJob if isolate else Job
-    job = kind(model, recipe, snapshot_every=snapshot_every, num_threads=num_threads, nice=nice)
+    if client is not None:
+        from iceviz.training.dask_job import DaskJob
+
+        job: Job = DaskJob(model, recipe, snapshot_every=snapshot_every, num_threads=num_threads, client=client)
+    else:
+        kind = ProcessJob if isolate else Job
+        job = kind(model, recipe, snapshot_every=snapshot_every, num_threads=num_threads, nice=nice)
     job.memory = job_memory(model, overrides)
     return job

@@ -73,12 +73,13 @@ class WorkerFailed(TrainingFailed):
 
 
 class _RelayControl(Control):
-    """The child's control: pause and cancel from the shared events; records and snapshots go to the pipe."""
+    """The child's control: pause and cancel from the shared events; records and snapshots go to ``send``
+    (a pipe's end, or a Dask queue), as ``(kind, payload)`` messages."""
 
-    def __init__(self, conn: multiprocessing.connection.Connection, snapshot_every: float | None,
+    def __init__(self, send: Callable[[tuple[str, Any]], None], snapshot_every: float | None,
                  events: tuple[Any, Any]):
         super().__init__(snapshot_every=snapshot_every, history_size=1, events=events)
-        self._conn = conn
+        self._send = send
         self._pending: list[dict[str, Any]] = []
         self._flushed = time.perf_counter()
 
@@ -90,7 +91,7 @@ class _RelayControl(Control):
     def flush(self, snapshot: Snapshot | None = None) -> None:
         """Send the pending records (and ``snapshot``, if any) to the parent."""
         records, self._pending = self._pending, []
-        self._conn.send(("progress", (records, snapshot)))
+        self._send(("progress", (records, snapshot)))
         self._flushed = time.perf_counter()
 
     def publish(self, snapshot: Snapshot) -> None:
@@ -108,28 +109,40 @@ class _RelayControl(Control):
 def _child_main(make_trainer: Callable[[], Any], conn: multiprocessing.connection.Connection,
                 snapshot_every: float | None, events: tuple[Any, Any], num_threads: int | None, nice: int) -> None:
     """The worker process: build the trainer, train, report how it ended. Never raises."""
-    control = _RelayControl(conn, snapshot_every, events)
+    try:
+        run_and_report(make_trainer, conn.send, snapshot_every, events, num_threads, nice)
+    finally:
+        conn.close()
+
+
+def run_and_report(make_trainer: Callable[[], Any], send: Callable[[tuple[str, Any]], None],
+                   snapshot_every: float | None, events: tuple[Any, Any], num_threads: int | None,
+                   nice: int, send_trainer: bool = False) -> None:
+    """Where the trainer runs (a worker process, a Dask worker): build it, train, and ``send`` the device,
+    progress and how it ended (``done``, ``cancelled`` or ``failed``); with ``send_trainer``, the trained
+    trainer too (for a caller that saves its model). Never raises."""
+    control = _RelayControl(send, snapshot_every, events)
     try:
         if nice:
             os.nice(nice)
         if num_threads is not None:
             torch.set_num_threads(num_threads)
         trainer = make_trainer()
-        conn.send(("device", str(getattr(trainer, "device", "cpu"))))
+        send(("device", str(getattr(trainer, "device", "cpu"))))
         control.tick()
         result = trainer.fit(control)
         control.flush()
-        conn.send(("done", result))
+        if send_trainer:
+            send(("trainer", trainer))
+        send(("done", result))
     except JobCancelled:
-        conn.send(("cancelled", None))
+        send(("cancelled", None))
     except BaseException as err:  # noqa: BLE001 - the parent must hear about every ending
         try:
             control.flush()
-            conn.send(("failed", (error_message(err), traceback.format_exc())))
-        except OSError:
-            pass  # the parent is gone; nobody to tell
-    finally:
-        conn.close()
+            send(("failed", (error_message(err), traceback.format_exc())))
+        except Exception:  # noqa: BLE001 - the parent is gone; nobody to tell
+            pass
 
 
 class ProcessJob(Job):
@@ -151,51 +164,67 @@ class ProcessJob(Job):
 
     def _execute(self) -> Any:
         ctx = worker_context()
-        receive, send = ctx.Pipe(duplex=False)
+        pipe, send = ctx.Pipe(duplex=False)
         process = ctx.Process(target=_child_main, name=f"iceviz-worker-{self.id}-{self.name}", daemon=True,
                               args=(self._make_trainer, send, self.control.snapshot_every, self.control.events,
                                     self._num_threads, self.nice))
         process.start()
         self.pid = process.pid
         send.close()  # the child holds the only sending end: EOF means it is gone
+
+        def receive(timeout: float) -> tuple[str, Any] | None:
+            try:
+                if pipe.poll(timeout):
+                    return pipe.recv()
+                if process.is_alive() or pipe.poll():
+                    return None
+                raise EOFError
+            except (EOFError, OSError):
+                process.join(1.0)
+                raise WorkerFailed(f"the worker process of {self.name} ended (exit code {process.exitcode}) "
+                                   "without reporting a result") from None
+
         try:
-            return self._relay(receive, process)
+            return relay(self, receive)
         finally:
-            receive.close()
+            pipe.close()
             process.join(1.0)
             if process.is_alive():
                 process.terminate()
                 process.join()
             self.pid = None
 
-    def _relay(self, receive: multiprocessing.connection.Connection, process: Any) -> Any:
-        cancel_seen: float | None = None
-        while True:
-            if self.control.cancelled and cancel_seen is None:
-                cancel_seen = time.perf_counter()
-            if cancel_seen is not None and time.perf_counter() - cancel_seen > CANCEL_GRACE_S:
-                raise JobCancelled()
-            try:
-                if not receive.poll(POLL_S):
-                    if not process.is_alive() and not receive.poll():
-                        raise EOFError
-                    continue
-                kind, payload = receive.recv()
-            except (EOFError, OSError):
-                process.join(1.0)
-                raise WorkerFailed(f"the worker process of {self.name} ended (exit code {process.exitcode}) "
-                                   "without reporting a result") from None
-            if kind == "progress":
-                records, snapshot = payload
-                for record in records:
-                    self.control.record(record)
-                if snapshot is not None:
-                    self.control.publish(snapshot)
-            elif kind == "device":
-                self.device = payload
-            elif kind == "done":
-                return payload
-            elif kind == "cancelled":
-                raise JobCancelled()
-            elif kind == "failed":
-                raise WorkerFailed(*payload)
+
+def relay(job: Job, receive: Callable[[float], tuple[str, Any] | None]) -> Any:
+    """In the job's thread: copy what the trainer's side sends (``receive(timeout)``: a message, or None when
+    none came in time) into the job, until it ends; returns the result, or raises as it ended. A trainer still
+    going ``CANCEL_GRACE_S`` after a cancel is given up on."""
+    cancel_seen: float | None = None
+    while True:
+        if job.control.cancelled and cancel_seen is None:
+            cancel_seen = time.perf_counter()
+        if cancel_seen is not None and time.perf_counter() - cancel_seen > CANCEL_GRACE_S:
+            raise JobCancelled()
+        message = receive(POLL_S)
+        if message is None:
+            continue
+        kind, payload = message
+        if kind == "progress":
+            records, snapshot = payload
+            for record in records:
+                job.control.record(record)
+            if snapshot is not None:
+                job.control.publish(snapshot)
+        elif kind == "device":
+            if job.device is not None:  # it began again (its worker died; the cluster gave it to another)
+                job.control.restart()
+                job.restarts += 1
+            job.device = payload
+        elif kind == "trainer":
+            job.trainer = payload
+        elif kind == "done":
+            return payload
+        elif kind == "cancelled":
+            raise JobCancelled()
+        elif kind == "failed":
+            raise WorkerFailed(*payload)

@@ -108,7 +108,7 @@ def test_a_worker_about_to_pause_sends_its_pending_records_first():
 
     parent, child = multiprocessing.Pipe()
     resume, cancel = threading.Event(), threading.Event()
-    control = _RelayControl(child, snapshot_every=None, events=(resume, cancel))
+    control = _RelayControl(child.send, snapshot_every=None, events=(resume, cancel))
     control.record({"epoch": 7})  # younger than the flush period: held back
     assert not parent.poll(0.1)
     resume.clear()  # the parent paused the job

@@ -1,0 +1,121 @@
+"""Training on a Dask cluster: a local scheduler and one worker process on 127.0.0.1, like a real cluster."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+from iceviz.cli import main  # noqa: E402
+from iceviz.runtime.job import JobStatus  # noqa: E402
+from iceviz.training.trainers import training_job  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A scheduler and one single-threaded worker process on localhost (no dashboard)."""
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as local, distributed.Client(local) as client:
+        yield local, client
+
+
+def wait_until(predicate, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_job_trains_on_a_dask_worker_and_streams_its_progress_back(cluster):
+    _, client = cluster
+    job = training_job("dfnn", "synthetic:curve", snapshot_every=0.1, epochs=40, client=client).start()
+    assert job.wait(120) is JobStatus.DONE, job.error
+    assert len(job.history()) == 40 and job.latest().final and job.latest().epoch == 40
+    assert job.device == "cpu" and job.result.epochs == 40
+    assert job.trainer is not None and job.trainer.epoch == 40  # the trained model came back, to be saved
+
+
+def test_pause_resume_and_cancel_reach_the_task_within_a_second(cluster):
+    _, client = cluster
+    job = training_job("dfnn", "synthetic:curve", snapshot_every=0.1, epochs=1_000_000, client=client).start()
+    wait_until(lambda: len(job.history()) > 5)
+    job.pause()
+    time.sleep(1.0)
+    paused_at = len(job.history())
+    time.sleep(1.0)
+    assert len(job.history()) == paused_at and job.status is JobStatus.PAUSED
+    job.resume()
+    wait_until(lambda: len(job.history()) > paused_at + 5, 10)
+    start = time.monotonic()
+    job.cancel()
+    assert job.wait(10) is JobStatus.CANCELLED and time.monotonic() - start < 1.0
+
+
+def test_a_failure_on_the_worker_is_the_jobs_message(cluster):
+    _, client = cluster
+    job = training_job("dfnn", "synthetic:nonsense", client=client).start()
+    assert job.wait(60) is JobStatus.FAILED and "nonsense" in job.error
+
+
+def test_the_cli_trains_on_a_scheduler_by_address_and_saves_the_run(cluster, tmp_path, capsys):
+    local, _ = cluster
+    out = tmp_path / "run"
+    code = main(["train", "dfnn", "--data", "synthetic:curve", "--epochs", "5", "--json", "--quiet",
+                 "--scheduler", local.scheduler_address, "--out", str(out)])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and summary["epochs"] == 5 and (out / "model.safetensors").is_file()
+
+
+def test_an_unreachable_scheduler_is_a_clear_error(capsys):
+    code = main(["train", "dfnn", "--data", "synthetic:curve", "--epochs", "1", "--scheduler", "tcp://127.0.0.1:9"])
+    assert code == 2 and "no Dask scheduler answered at tcp://127.0.0.1:9" in capsys.readouterr().err
+
+
+@pytest.fixture
+def command_line_cluster(tmp_path):
+    """``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1, as a user would start them."""
+    import shutil
+    import socket
+    import subprocess
+
+    if shutil.which("dask") is None:
+        pytest.skip("the dask command-line tool is not on PATH")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    log = open(tmp_path / "cluster.log", "w")
+    procs = [subprocess.Popen(["dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--dashboard-address", ":0"], stdout=log, stderr=subprocess.STDOUT)]
+    try:
+        with distributed.Client(address, timeout="30s") as client:
+            procs += [subprocess.Popen(["dask", "worker", address, "--nworkers", "1", "--nthreads", "1", "--no-nanny",
+                                        "--host", "127.0.0.1"], stdout=log, stderr=subprocess.STDOUT)
+                      for _ in range(2)]
+            client.wait_for_workers(2, timeout=60)
+            yield client
+    finally:
+        for proc in procs[::-1]:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
+        log.close()
+
+
+def test_killing_the_busy_worker_reruns_the_job_on_the_other(command_line_cluster):
+    import os
+    import signal
+
+    client = command_line_cluster
+    job = training_job("dfnn", "synthetic:curve", snapshot_every=0.2, epochs=400, client=client).start()
+    wait_until(lambda: len(job.history()) > 20)
+    busy = [worker for worker, tasks in client.processing().items() if tasks]
+    assert len(busy) == 1
+    os.kill(client.run(os.getpid, workers=busy)[busy[0]], signal.SIGKILL)
+    assert job.wait(120) is JobStatus.DONE, job.error
+    epochs = [record["epoch"] for record in job.history() if "epoch" in record]
+    assert job.restarts == 1 and epochs == sorted(epochs) and epochs[-1] == 400  # the second attempt, whole
+    assert len(client.scheduler_info()["workers"]) == 1
