@@ -134,7 +134,8 @@ def _train(args: argparse.Namespace, overrides: dict[str, Any], out: Path | None
             client.close()
     if status is not JobStatus.DONE:
         message = job.error or status.value
-        print(f"iceviz train: {args.model} on {args.data} {status.value}: {message}", file=sys.stderr)
+        print(f"iceviz train: {args.model} on {args.data} {status.value}" + (f": {job.error}" if job.error else ""),
+              file=sys.stderr)
         if args.json:
             print(json.dumps({"model": args.model, "data": args.data, "status": status.value, "error": message}))
         return 1 if status is JobStatus.FAILED else 130

@@ -252,3 +252,12 @@ def test_ensemble_workers_below_one_is_a_usage_error(tmp_path):
     code, _, stderr = run_main("sim", "ensemble", "confined-shelf", "--melt", "0", "--workers", "0",
                                "--out", str(tmp_path / "e"))
     assert code == 2 and "argument --workers: expected a whole number of at least 1, got '0'" in stderr
+
+
+def test_a_cancelled_run_says_so_once(monkeypatch, capsys):
+    import iceviz.cli as cli
+
+    monkeypatch.setattr(cli, "_progress_loop", lambda job, quiet: job.cancel())
+    code = cli.main(["train", "dfnn", "--data", "synthetic:curve", "--epochs", "100000", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 130 and err == "iceviz train: dfnn on synthetic:curve cancelled"
