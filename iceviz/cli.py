@@ -277,6 +277,101 @@ def _prediction(job: Any, summary: dict[str, Any]) -> Any:
     )
 
 
+def _values(text: str) -> list[Any]:
+    """``V1,V2,...`` as parsed values (numbers and booleans as JSON)."""
+    return [_parse_value(v.strip()) for v in text.split(",") if v.strip()]
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Train every combination of models, data specs, seeds and --set values on Dask; write sweep.csv/.json."""
+    from iceviz.training.sweep import sweep_runs
+
+    grid = {}
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not _values(value):
+            print(f"iceviz sweep: --set expects KEY=V1,V2,..., got {item!r}", file=sys.stderr)
+            return 2
+        grid[key.strip()] = _values(value)
+    try:
+        seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
+        runs = sweep_runs(args.models, args.data, seeds, grid)
+    except ValueError as err:
+        print(f"iceviz sweep: {err}", file=sys.stderr)
+        return 2
+    budget = {k: getattr(args, k) for k in ("epochs", "seconds") if getattr(args, k) is not None}
+    try:
+        return _sweep(args, runs, budget)
+    except ValueError as err:  # an unreachable scheduler, an unusable --out
+        print(f"iceviz sweep: {err}", file=sys.stderr)
+        return 2
+
+
+def _sweep(args: argparse.Namespace, runs: list[dict[str, Any]], budget: dict[str, Any]) -> int:
+    from iceviz.training.outputs import SaveError, claimed_folder, save_run
+    from iceviz.training.sweep import run_sweep
+
+    with claimed_folder(Path(args.out)) as out, _dask_client(args) as (client, slots):
+        bar = None
+        if not args.quiet:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(runs), desc="sweep", unit="run", file=sys.stderr)
+        start = time.perf_counter()
+        rows = run_sweep(runs, client, slots, budget, progress=(lambda done, total: bar.update(1)) if bar else None)
+        if bar is not None:
+            bar.close()
+        summary = {"runs": len(rows), "done": sum(r["status"] == "done" for r in rows), "workers": slots,
+                   "wall_time": round(time.perf_counter() - start, 3), "out": str(out)}
+        try:
+            save_run(out, {"sweep.json": lambda p: p.write_text(json.dumps({**summary, "rows": rows}, indent=2)),
+                           "sweep.csv": lambda p: _sweep_table(rows).to_csv(p, index=False)}, label="sweep")
+        except SaveError as err:
+            print(f"iceviz sweep: {err}", file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"sweep: {summary['done']} of {summary['runs']} runs done in {summary['wall_time']:.1f} s on "
+              f"{slots} worker(s) -> {summary['out']}/sweep.csv")
+    return 0 if summary["done"] == summary["runs"] else 1
+
+
+def _sweep_table(rows: list[dict[str, Any]]) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(rows)
+
+
+class _dask_client:
+    """(client, slots): the cluster at --scheduler / $ICEVIZ_SCHEDULER, else a local one of --workers single-threaded
+    worker processes (closed at the end)."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.address = args.scheduler or os.environ.get("ICEVIZ_SCHEDULER", "")
+        self.workers = args.workers
+        self.cluster = self.client = None
+
+    def __enter__(self) -> tuple[Any, int]:
+        from distributed import Client, LocalCluster
+
+        from iceviz.training.dask_job import scheduler_client
+
+        if self.address:
+            self.client = scheduler_client(self.address)
+            return self.client, max(1, len(self.client.scheduler_info().get("workers", {})))
+        self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                    dashboard_address=None)
+        self.client = Client(self.cluster)
+        return self.client, self.workers
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from iceviz.models.registry import REGISTRY
 
@@ -617,6 +712,21 @@ def build_parser() -> argparse.ArgumentParser:
                             "tcp://10.0.0.5:8786; default $ICEVIZ_SCHEDULER, else here, in this process)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
+
+    sweep = sub.add_parser("sweep", help="train every combination of models, data, seeds and --set values on Dask")
+    sweep.add_argument("models", nargs="+", choices=list(REGISTRY), metavar="MODEL", help="one or more models")
+    sweep.add_argument("--data", action="append", required=True, metavar="SPEC", help="data spec (repeatable)")
+    sweep.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    sweep.add_argument("--set", action="append", metavar="KEY=V1,V2", help="values of a hyper-parameter (repeatable)")
+    sweep.add_argument("--epochs", type=int, help="epoch budget of each run")
+    sweep.add_argument("--seconds", type=float, help="wall-clock budget of each run [s]")
+    sweep.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask cluster (default $ICEVIZ_SCHEDULER, "
+                                                              "else a local one of --workers processes)")
+    sweep.add_argument("--workers", type=_positive_int, default=1, help="local worker processes (default 1)")
+    sweep.add_argument("--out", required=True, metavar="DIR", help="write sweep.csv and sweep.json here")
+    sweep.add_argument("--json", action="store_true", help="print one final JSON line on stdout")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.set_defaults(func=cmd_sweep)
 
     models = sub.add_parser("models", help="list the registered models")
     models.set_defaults(func=cmd_models)

@@ -1,0 +1,37 @@
+"""`iceviz sweep`: models x seeds x --set values x data specs on a local Dask cluster, written as CSV and JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("distributed")
+
+from iceviz.cli import main  # noqa: E402
+
+
+def test_a_sweep_writes_one_row_per_run_with_its_settings_and_scores(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    code = main(["sweep", "dfnn", "nn", "--data", "synthetic:curve", "--seeds", "0,1", "--set", "width=16,32",
+                 "--epochs", "3", "--workers", "2", "--quiet", "--json", "--out", str(out)])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and summary["runs"] == summary["done"] == 8 and summary["workers"] == 2
+    table = pd.read_csv(out / "sweep.csv")
+    assert len(table) == 8 and set(table["model"]) == {"dfnn", "nn"} and set(table["width"]) == {16, 32}
+    assert set(table["seed"]) == {0, 1} and (table["status"] == "done").all() and (table["epochs"] == 3).all()
+    assert table["rmse"].notna().all() and (table.loc[table["model"] == "dfnn", "mad"] < 1e-4).all()
+    doc = json.loads((out / "sweep.json").read_text())
+    assert len(doc["rows"]) == 8 and doc["rows"][0]["model"] == "dfnn"
+
+
+def test_a_failing_run_is_a_row_with_its_error_and_bad_settings_stop_before_training(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    code = main(["sweep", "dfnn", "--data", "synthetic:curve", "--data", "synthetic:nonsense", "--epochs", "2",
+                 "--quiet", "--out", str(out)])
+    assert code == 1
+    table = pd.read_csv(out / "sweep.csv")
+    assert list(table["status"]) == ["done", "failed"] and "nonsense" in table["error"].iloc[1]
+    code = main(["sweep", "dfnn", "--data", "synthetic:curve", "--set", "width=abc", "--out", str(tmp_path / "x")])
+    assert code == 2 and "width" in capsys.readouterr().err
