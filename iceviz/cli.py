@@ -324,8 +324,9 @@ def _sweep(args: argparse.Namespace, runs: list[dict[str, Any]], budget: dict[st
         summary = {"runs": len(rows), "done": sum(r["status"] == "done" for r in rows), "workers": slots,
                    "wall_time": round(time.perf_counter() - start, 3), "out": str(out)}
         try:
-            save_run(out, {"sweep.json": lambda p: p.write_text(json.dumps({**summary, "rows": rows}, indent=2)),
-                           "sweep.csv": lambda p: _sweep_table(rows).to_csv(p, index=False)}, label="sweep")
+            save_run(out, {"sweep.csv": lambda p: _sweep_table(rows).to_csv(p, index=False),
+                           "sweep.json": lambda p: p.write_text(json.dumps({**summary, "rows": rows}, indent=2))},
+                     label="sweep", keep=("sweep.csv", "sweep.json"), what="the sweep's table")
         except SaveError as err:
             print(f"iceviz sweep: {err}", file=sys.stderr)
             return 1

@@ -152,6 +152,27 @@ def test_a_rescue_that_fails_too_says_so(tmp_path, monkeypatch):
                                       f"{tmp_path / 'file' / 'a'} and {tmp_path / 'file' / 'b'})")
 
 
+def test_other_files_are_rescued_by_name(tmp_path, monkeypatch):
+    """A sweep's table (no model among its files) is what gets saved elsewhere, and what the message names."""
+    monkeypatch.setattr(outputs, "rescue_roots", lambda: (tmp_path / "rescued", tmp_path / "spare"))
+    out = tmp_path / "sweep"
+    out.mkdir()
+
+    def table(path: Path) -> None:
+        if path.parent == out:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        path.write_text("model,rmse\n")
+
+    with pytest.raises(outputs.SaveError) as caught:
+        outputs.save_run(out, {"sweep.csv": table, "sweep.json": lambda p: p.write_text("{}")}, "sweep",
+                         keep=("sweep.csv", "sweep.json"), what="the sweep's table")
+    rescued = caught.value.rescued
+    assert (rescued / "sweep.csv").read_text() == "model,rmse\n" and (rescued / "sweep.json").is_file()
+    assert str(caught.value).endswith(f"the sweep's table was saved to {rescued / 'sweep.csv'} instead "
+                                      "(with sweep.json)")
+    assert sorted(p.name for p in out.iterdir()) == []
+
+
 # --------------------------------------------------------------------------- one run per folder
 
 

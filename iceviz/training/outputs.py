@@ -240,22 +240,30 @@ def rescue(writers: Mapping[str, Writer], label: str) -> Path | None:
     return None
 
 
-def save_run(out: Path, writers: Mapping[str, Writer], label: str) -> Path:
-    """Write a trained run's files into ``out`` (see :func:`write_files`); ``out``.
+def save_run(out: Path, writers: Mapping[str, Writer], label: str, keep: tuple[str, ...] = RESCUED,
+             what: str = "the trained model") -> Path:
+    """Write a run's files into ``out`` (see :func:`write_files`); ``out``.
+
+    Parameters
+    ----------
+    keep : the files saved elsewhere when ``out`` cannot take them (the first named in the message).
+    what : what those files are, for the message.
 
     Raises
     ------
     SaveError
-        When they cannot be written: the model and metrics were rescued (see :func:`rescue`) and the message
-        says where, or that they could not be saved anywhere.
+        When they cannot be written: the ``keep`` files were rescued (see :func:`rescue`) and the message says
+        where, or that they could not be saved anywhere.
     """
     try:
         write_files(out, writers)
     except Exception as err:  # noqa: BLE001 - OSError, DataError, safetensors' errors alike: never lose the model
         reason = f"{type(err).__name__}: {err}"
-        where = rescue({name: writers[name] for name in RESCUED if name in writers}, label)
-        kept = (f"the trained model was saved to {where / RESCUED[0]} instead (with {RESCUED[1]})" if where
-                else "the trained model could not be saved anywhere else either (tried "
+        kept_files = [name for name in keep if name in writers]
+        where = rescue({name: writers[name] for name in kept_files}, label) if kept_files else None
+        with_rest = f" (with {', '.join(kept_files[1:])})" if kept_files[1:] else ""
+        kept = (f"{what} was saved to {where / kept_files[0]} instead{with_rest}" if where
+                else f"{what} could not be saved anywhere else either (tried "
                      + " and ".join(map(str, rescue_roots())) + ")")
         raise SaveError(f"cannot write the outputs to {out} ({reason}); {kept}", where) from None
     return out
