@@ -345,8 +345,8 @@ class ExplorerState(param.Parameterized):
         where = PRESET_REGIONS[self.region].name if self.region != CUSTOM else "This box"
         return (f"No usable data in this box: {where} lies outside the chosen data set ({self.source}, which "
                 f"covers {format_bounds(footprint)}). Pick a data set that covers it (the cyan boxes "
-                f"on the map), draw a box inside one, or add the real products (Map tab, 'Add data'; or "
-                f"`iceviz data download`) and choose the real-data source.")
+                f"on the map), draw a box inside one, or use the real products (Map tab, 'Use this folder'; "
+                f"or `iceviz data download`) and choose the real-data source.")
 
     @staticmethod
     def _try_load(spec: str) -> tuple[FluxProblem | None, str]:

@@ -71,7 +71,7 @@ def test_a_box_without_data_is_refused_with_a_message_not_an_exception():
     assert state.bounds == PRESET_REGIONS["amery"].bounds
     assert state.problem is None
     assert "No usable data" in state.message and "Amery Ice Shelf lies outside the chosen data set" in state.message
-    assert "covers x" in state.message and "Add data" in state.message  # what covers what, and what to do
+    assert "covers x" in state.message and "Use this folder" in state.message  # what covers what, what to do
     assert state.start() == []
     state.region = "custom"
     state.set_bounds((-49_990, -49_000, 399_000, 399_990))  # a corner of the field: the loader's own reason
