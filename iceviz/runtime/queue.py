@@ -79,8 +79,8 @@ class JobQueue:
         self._turn: deque[str] = deque()
         """Sessions in round-robin order: the front one's next group starts first."""
         self._running: list[Job] = []
-        self._session_of: dict[int, str] = {}
-        self.jobs: list[Job] = []
+        self._session_of: dict[Job, str] = {}
+        """Every job waiting or running, with its session (a finished one is forgotten: a server runs for days)."""
 
     # -- submitting ----------------------------------------------------------------------------------
     def submit(self, job: Job, session: str = "") -> Job:
@@ -108,8 +108,7 @@ class JobQueue:
                                 f"{self.per_session}): wait until they start, or cancel some")
             for job in jobs:
                 self._hook(job)
-                self._session_of[job.id] = session
-                self.jobs.append(job)
+                self._session_of[job] = session
             self._waiting.setdefault(session, deque()).append(jobs)
             if session not in self._turn:
                 self._turn.append(session)
@@ -133,11 +132,16 @@ class JobQueue:
         with self._lock:
             if job in self._running:
                 self._running.remove(job)
+            self._session_of.pop(job, None)
         self._fill()
 
     def _drop_finished(self) -> None:
         """(Lock held) forget waiting jobs that were cancelled, and groups and sessions left empty."""
         for session in list(self._waiting):
+            for group in self._waiting[session]:
+                for job in group:
+                    if job.status is not JobStatus.QUEUED:
+                        self._session_of.pop(job, None)  # cancelled before it ran: never released
             groups = deque(g for g in ([j for j in group if j.status is JobStatus.QUEUED]
                                        for group in self._waiting[session]) if g)
             if groups:
@@ -192,9 +196,7 @@ class JobQueue:
 
     def cancel_all(self, session: str | None = None) -> None:
         """Cancel every queued and running job (of ``session`` only, when given: e.g. its tab closed)."""
-        with self._lock:
-            jobs = [j for j in self.jobs if session is None or self._session_of.get(j.id) == session]
-        for job in jobs:
+        for job in self.jobs_of(session):
             job.cancel()
         self._fill()
 
@@ -202,6 +204,16 @@ class JobQueue:
     def running(self) -> list[Job]:
         with self._lock:
             return list(self._running)
+
+    @property
+    def jobs(self) -> list[Job]:
+        """The jobs waiting or running."""
+        return self.jobs_of(None)
+
+    def jobs_of(self, session: str | None) -> list[Job]:
+        """The jobs of ``session`` waiting or running (every session's for None)."""
+        with self._lock:
+            return [j for j, s in self._session_of.items() if session is None or s == session]
 
     def session(self, name: str) -> SessionQueue:
         """This queue as one session sees it: its own jobs only."""
@@ -232,11 +244,12 @@ class SessionQueue:
 
     @property
     def jobs(self) -> list[Job]:
-        return [j for j in self.queue.jobs if self.queue._session_of.get(j.id) == self.name]
+        return self.queue.jobs_of(self.name)
 
     @property
     def running(self) -> list[Job]:
-        return [j for j in self.queue.running if self.queue._session_of.get(j.id) == self.name]
+        mine = set(self.jobs)
+        return [j for j in self.queue.running if j in mine]
 
 
 _server: JobQueue | None = None

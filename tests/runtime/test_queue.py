@@ -157,3 +157,16 @@ def test_the_memory_budget_is_settable(monkeypatch):
         memory_budget()
     monkeypatch.delenv("ICEVIZ_MEMORY_BUDGET")
     assert memory_budget() > 0
+
+
+def test_a_server_queue_forgets_the_jobs_that_ended():
+    gate = threading.Event()
+    started: list = []
+    queue = JobQueue(slots=1)
+    ran = queue.submit(gated("ran", gate, started), "s")
+    dropped = queue.submit(gated("dropped", gate, started), "s")
+    dropped.cancel()  # before it ever ran
+    assert _wait(lambda: ran.status is JobStatus.RUNNING)
+    gate.set()
+    assert ran.wait(5) is JobStatus.DONE and dropped.wait(5) is JobStatus.CANCELLED
+    assert _wait(lambda: queue.jobs == []) and queue.session("s").jobs == [] and queue.running == []
