@@ -20,12 +20,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 
 def _parse_value(text: str) -> Any:
@@ -113,11 +113,11 @@ def _train(args: argparse.Namespace, overrides: dict[str, Any], out: Path | None
 
     _note_default_ensemble(args.data, args.quiet)
     problem = load_problem(args.data)
-    address = args.scheduler or os.environ.get("ICEVIZ_SCHEDULER", "")
+    from iceviz.training.dask_job import scheduler_address, scheduler_client
+
+    address = scheduler_address(args.scheduler)
     client = None
     if address:
-        from iceviz.training.dask_job import scheduler_client
-
         try:
             client = scheduler_client(address)
         except ValueError as err:
@@ -344,33 +344,22 @@ def _sweep_table(rows: list[dict[str, Any]]) -> Any:
     return pd.DataFrame(rows)
 
 
-class _dask_client:
+@contextlib.contextmanager
+def _dask_client(args: argparse.Namespace) -> Iterator[tuple[Any, int]]:
     """(client, slots): the cluster at --scheduler / $ICEVIZ_SCHEDULER, else a local one of --workers single-threaded
     worker processes (closed at the end)."""
+    from distributed import Client, LocalCluster
 
-    def __init__(self, args: argparse.Namespace):
-        self.address = args.scheduler or os.environ.get("ICEVIZ_SCHEDULER", "")
-        self.workers = args.workers
-        self.cluster = self.client = None
+    from iceviz.training.dask_job import scheduler_address, scheduler_client
 
-    def __enter__(self) -> tuple[Any, int]:
-        from distributed import Client, LocalCluster
-
-        from iceviz.training.dask_job import scheduler_client
-
-        if self.address:
-            self.client = scheduler_client(self.address)
-            return self.client, max(1, len(self.client.scheduler_info().get("workers", {})))
-        self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                    dashboard_address=None)
-        self.client = Client(self.cluster)
-        return self.client, self.workers
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.client is not None:
-            self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
+    address = scheduler_address(args.scheduler)
+    if address:
+        with scheduler_client(address) as client:
+            yield client, max(1, len(client.scheduler_info().get("workers", {})))
+        return
+    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client, args.workers
 
 
 def cmd_models(args: argparse.Namespace) -> int:

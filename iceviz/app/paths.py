@@ -97,8 +97,7 @@ def safe_path(text: str, roots: Iterable[Path], suffixes: Iterable[str], must_ex
     roots = [Path(r).resolve() for r in roots]
     suffixes = tuple(s.lower() for s in suffixes)
     raw = Path(text).expanduser()
-    candidates = [raw] if raw.is_absolute() else [Path(b) / raw for b in bases] + [root / raw for root in roots]
-    for candidate in candidates:
+    for candidate in _candidates(raw, roots, bases):
         resolved = candidate.resolve()
         if not inside(resolved, roots):
             continue
@@ -107,7 +106,7 @@ def safe_path(text: str, roots: Iterable[Path], suffixes: Iterable[str], must_ex
         if must_exist and not resolved.is_file():
             continue
         return resolved
-    where = ", ".join(f"{r.name}/" for r in roots)  # by name: the server's own paths are not shown
+    where = _named(roots)
     if raw.is_absolute() or ".." in raw.parts:
         raise ValueError(f"{text}: outside the allowed folders ({where})")
     raise ValueError(f"{text}: no such file in the allowed folders ({where})")
@@ -121,10 +120,17 @@ def safe_folder(text: str, roots: Iterable[Path], bases: Iterable[Path] = ()) ->
     if not text or "\x00" in text:
         raise ValueError("no usable folder name given")
     roots = [Path(r).resolve() for r in roots]
-    raw = Path(text).expanduser()
-    candidates = [raw] if raw.is_absolute() else [Path(b) / raw for b in bases] + [root / raw for root in roots]
-    for candidate in candidates:
+    for candidate in _candidates(Path(text).expanduser(), roots, bases):
         if inside(candidate, roots) and candidate.resolve().is_dir():
             return candidate.resolve()
-    where = ", ".join(f"{r.name}/" for r in roots)
-    raise ValueError(f"{text}: not a folder inside the allowed folders ({where})")
+    raise ValueError(f"{text}: not a folder inside the allowed folders ({_named(roots)})")
+
+
+def _candidates(raw: Path, roots: list[Path], bases: Iterable[Path]) -> list[Path]:
+    """Where a typed path may point: itself when absolute, else under each of ``bases``, then each root."""
+    return [raw] if raw.is_absolute() else [Path(b) / raw for b in bases] + [root / raw for root in roots]
+
+
+def _named(roots: list[Path]) -> str:
+    """The allowed folders by name, for a message (the server's own paths are not shown)."""
+    return ", ".join(f"{r.name}/" for r in roots)

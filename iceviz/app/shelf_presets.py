@@ -168,8 +168,8 @@ class ViscosityState(param.Parameterized):
         params.setdefault("hyper", REGISTRY[MODEL].make_params())
         super().__init__(**params)
         self.job: Job | None = None
-        self.queue = queue
-        """Where its inversions wait for a slot (the server's queue in the app; None: they start at once)."""
+        self.queue = queue or JobQueue()
+        """Where its inversions wait for a slot (the server's queue in the app; by default its own)."""
         self._on_preset()
 
     # -- the shelf -------------------------------------------------------------------------------
@@ -257,9 +257,6 @@ class ViscosityState(param.Parameterized):
             return None
         job = training_job(MODEL, self.problem, device=self.device, snapshot_every=snapshot_every,
                            isolate=isolate, nice=nice, **self.overrides())
-        if self.queue is None:
-            self.job = job.start()
-            return self.job
         try:
             self.job = self.queue.submit(job)
         except QueueFull as err:

@@ -99,8 +99,8 @@ class SimulatorView:
                  region_bounds: Callable[[], tuple[float, float, float, float] | None] | None = None,
                  queue: JobQueue | SessionQueue | None = None):
         self.poll_ms = poll_ms
-        self.queue = queue
-        """Where its runs wait for a slot (the server's queue in the app; None: they start at once)."""
+        self.queue = queue or JobQueue()
+        """Where its runs wait for a slot (the server's queue in the app; by default its own)."""
         self.region_bounds = region_bounds
         """Gives the map's selected box (xmin, xmax, ymin, ymax) [m], to size a scenario to it."""
         self.scenarios = {name: cls() for name, cls in SCENARIOS.items()}
@@ -190,7 +190,7 @@ class SimulatorView:
         name = self.scenario.value
         job = SimulationJob(name, self.scenarios[name], self.forcing, self.settings)
         try:
-            self.job = job.start() if self.queue is None else self.queue.submit(job)
+            self.job = self.queue.submit(job)
         except QueueFull as err:
             self._show_message(f"The run did not start: {err}.")
             return None

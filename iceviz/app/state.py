@@ -138,8 +138,8 @@ class ExplorerState(param.Parameterized):
         the server). Refreshes the catalogue and the sources; returns one line per file found, named relative
         to its root (what went wrong goes to :attr:`message`, without revealing anything outside the roots)."""
         roots = data_roots()
-        path = Path(str(folder).strip() or ".")
-        if not str(folder).strip() or not path.is_absolute() or not inside(path, roots):
+        path = Path(str(folder).strip())
+        if not path.is_absolute() or not inside(path, roots):
             self.message = ("Only the data folders this server offers can be used: pick one in the list (whoever "
                             "runs the server adds folders with `iceviz data add` or $ICEVIZ_DATA_ROOTS).")
             return []
@@ -423,8 +423,7 @@ class ExplorerState(param.Parameterized):
             except JobTooLarge as err:  # this one alone: the others may fit
                 skipped.append(f"{name} ({err})")
             except QueueFull as err:
-                skipped.append(f"{', '.join(m for m in self.models[self.models.index(name):] if m not in skipped)} "
-                               f"({err})")
+                skipped.append(f"{', '.join(self.models[self.models.index(name):])} ({err})")
                 break
         self.message = f"Skipped {', '.join(skipped)}." if skipped else ""
         return jobs

@@ -40,6 +40,11 @@ def mlp(sizes: list[int], last_activation: bool = False) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def mlp_parameters(sizes: list[int]) -> int:
+    """Weights and biases of a fully connected network with layer sizes ``sizes`` (what :func:`mlp` holds)."""
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
 class BatchedEdges(NamedTuple):
     """The directed edges of B copies of a mesh graph, numbered copy by copy and sorted by destination."""
 

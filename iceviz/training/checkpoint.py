@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from iceviz.data.problem import FluxScale
 from iceviz.data.region import check_bounds
-from iceviz.models.emulators import make_emulator
+from iceviz.models.emulators import make_emulator, mlp_parameters
 from iceviz.models.flux import make_flux_model
 from iceviz.models.registry import ModelSpec, get_model
 from iceviz.models.viscosity import ViscosityPINN
@@ -333,21 +333,16 @@ def config_bytes(family: str, config: dict[str, Any]) -> int:
     if family == "flux":
         surface = config.get("surface") or {}
         features = _count("config.surface.features", surface.get("features", 0))
-        return 4 * _mlp_parameters([3] + [config["width"]] * config["depth"] + [2]) + 32 * features
+        return 4 * mlp_parameters([3] + [config["width"]] * config["depth"] + [2]) + 32 * features
     if family == "viscosity":
         parts = len(config.get("edges", [])) + 1
-        flow = _mlp_parameters([2] + [config["width"]] * config["depth"] + [3])
-        log_mu = _mlp_parameters([2] + [config["mu_width"]] * config["mu_depth"] + [1])
+        flow = mlp_parameters([2] + [config["width"]] * config["depth"] + [3])
+        log_mu = mlp_parameters([2] + [config["mu_width"]] * config["mu_depth"] + [1])
         return 4 * parts * (flow + log_mu)
     layers, channels = config.get("layers", 0), config.get("channels", 0)
     width = max(config.get("width", 0), _count("config.hidden", config.get("hidden", 0)))  # EGCN: node-wise width
     inputs = config["n_scalars"] + 2 * config["n_vectors"] + 3 * channels + 2
     return 4 * 10 * (layers + 3) * (width + inputs) ** 2 + 256 * config.get("cells", 0)
-
-
-def _mlp_parameters(sizes: list[int]) -> int:
-    """Weights and biases of a fully connected network with layer sizes ``sizes``."""
-    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
 def _check_scale(where: str, values: dict[str, Any], positive: tuple[str, ...]) -> None:

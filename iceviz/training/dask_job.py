@@ -26,6 +26,7 @@ job after ``WORKERLESS_S``.
 from __future__ import annotations
 
 import math
+import os
 import time
 import uuid
 from collections import deque
@@ -163,6 +164,12 @@ class DaskJob(Job):
         finally:
             if not future.done():
                 future.cancel()
+
+
+def scheduler_address(given: str | None) -> str:
+    """The Dask scheduler a command should use: ``given`` (its ``--scheduler``), else ``$ICEVIZ_SCHEDULER``,
+    else '' (none: train here)."""
+    return given or os.environ.get(SCHEDULER_VAR, "")
 
 
 def scheduler_client(address: str) -> Any:

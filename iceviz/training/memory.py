@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from iceviz.models.emulators import mlp_parameters
 from iceviz.models.registry import get_model
 
 WORKER_BASE_BYTES = 400 * 2**20
@@ -27,10 +28,6 @@ EMULATOR_NODES = 20_000
 """Mesh nodes an emulator job is sized for before its ensemble is read (the default glacier has 2,345)."""
 
 
-def _mlp_weights(width: int, depth: int, inputs: int = 4, outputs: int = 3) -> int:
-    return inputs * width + max(depth - 1, 0) * width * width + width * outputs
-
-
 def job_memory(model: str, overrides: dict[str, Any] | None = None) -> int:
     """Bytes a training job of ``model`` with ``overrides`` may take at most (see the module notes)."""
     spec = get_model(model)
@@ -40,11 +37,12 @@ def job_memory(model: str, overrides: dict[str, Any] | None = None) -> int:
         return WORKER_BASE_BYTES
     family = spec.family
     if family == "flux":
-        weights = _mlp_weights(p.width, p.depth)
+        weights = mlp_parameters([4] + [p.width] * p.depth + [3])
         points = p.batch_size + p.collocation
         activations = points * p.width * p.depth
     elif family == "viscosity":
-        weights = p.subdomains * (_mlp_weights(p.width, p.depth) + _mlp_weights(p.mu_width, p.mu_depth, outputs=1))
+        weights = p.subdomains * (mlp_parameters([4] + [p.width] * p.depth + [3])
+                                  + mlp_parameters([4] + [p.mu_width] * p.mu_depth + [1]))
         points = p.batch_size + p.collocation + p.front_points + p.interface_points * (p.subdomains - 1)
         activations = points * (p.width * p.depth + p.mu_width * p.mu_depth)
     else:  # emulators: every node of every graph in a batch, through every layer (a grid CNN: its cells)

@@ -238,14 +238,14 @@ class ShelfPreview:
         self.ranges[1].update(start=ymin, end=ymax)
         self.map.update(x, y, speed, low, max(high, low * 1.5))
         self.front.data = front_columns(front)
-        self.box.data = dict(left=[], right=[], bottom=[], top=[])
+        self.set_box(None)
         self.figure.title.text = self.TITLE
 
     def clear(self, title: str) -> None:
         """No shelf (loading, or refused): an empty frame titled ``title``."""
         self.source.data = dict(image=[], x=[], y=[], dw=[], dh=[])
         self.front.data = front_columns(None)
-        self.box.data = dict(left=[], right=[], bottom=[], top=[])
+        self.set_box(None)
         self.figure.title.text = title
 
     @property
