@@ -78,7 +78,7 @@ def _progress_loop(job: Any, quiet: bool) -> None:
                     bar.n = n
                     loss = last.get("epoch_data_loss", last.get("loss_total", float("nan")))
                     bar.set_postfix(epoch=last["epoch"], loss=f"{loss:.4g}", refresh=False)
-                    if not finished and n < 100:  # the last state is drawn once, by close()
+                    if not finished and n < 99.5:  # the last state (shown as 100 %) is drawn once, by close()
                         bar.refresh()
             if finished:
                 break
