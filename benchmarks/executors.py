@@ -18,7 +18,7 @@ import time
 from benchmarks.common import machine, median, write_json
 from iceviz.runtime.job import JobStatus
 from iceviz.training.trainers import training_job
-from iceviz.training.worker import warm_up
+from iceviz.runtime.worker import warm_up
 
 
 def one(kind: str, epochs: int, client) -> dict[str, float]:
@@ -40,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     from distributed import Client, LocalCluster
 
-    warm_up()
+    warm_up("iceviz.training.trainers")
     kinds = ("thread", "process", "dask")
     runs: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",

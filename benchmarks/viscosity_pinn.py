@@ -8,7 +8,11 @@ The reference method's recorded points on SynData_exp1 (science page §2) are
 printed beside ours. The least-squares preview is timed and scored in the
 same run.
 
-Usage: python -m benchmarks.viscosity_pinn [--data SPEC] [--seeds 0,1,2] [--seconds 300]
+With ``--steps N`` each run stops after N steps instead of a wall-clock
+budget: the scores then do not depend on how busy the machine is (compare
+settings that way, then check the chosen one at its wall-clock budget).
+
+Usage: python -m benchmarks.viscosity_pinn [--data SPEC] [--seeds 0,1,2] [--seconds 300 | --steps N]
        [--set KEY=VALUE ...] [--json OUT] [--plot PNG]
        python -m benchmarks.viscosity_pinn --replot OUT.json --plot PNG
 """
@@ -68,6 +72,7 @@ def main() -> None:
     parser.add_argument("--data", default=SYNDATA)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--seconds", type=float, default=300.0)
+    parser.add_argument("--steps", type=int, help="a step budget instead of --seconds")
     parser.add_argument("--plot", help="draw the time-to-accuracy curves to this PNG")
     parser.add_argument("--replot", help="only redraw the plot from this results JSON")
     args, overrides = parse_run_args(parser)
@@ -87,13 +92,14 @@ def main() -> None:
 
     runs = []
     for seed in (int(s) for s in args.seeds.split(",")):
-        trainer = make_trainer("viscosity-pinn", problem, device="cpu", seconds=args.seconds, epochs=1_000_000,
-                               seed=seed, **overrides)
+        budget = dict(epochs=args.steps, seconds=None) if args.steps else dict(epochs=1_000_000, seconds=args.seconds)
+        trainer = make_trainer("viscosity-pinn", problem, device="cpu", seed=seed, **budget, **overrides)
         control = Control(snapshot_every=None, history_size=100_000)
         result = trainer.fit(control)
         history = control.history()
         curve = [(round(r["seconds"], 2), r["mu_rel_error"]) for r in history if "mu_rel_error" in r]
-        at = {str(s): error_at(history, s) for s in CHECKPOINTS if s <= args.seconds}
+        spent = result.seconds if args.steps else args.seconds
+        at = {str(s): error_at(history, s) for s in CHECKPOINTS if s <= spent}
         runs.append(dict(seed=seed, steps=result.steps, seconds=result.seconds,
                          ms_per_step=1000 * result.seconds / max(1, result.steps), metrics=result.metrics,
                          error_at=at, curve=curve[::max(1, len(curve) // 200)]))
@@ -107,7 +113,8 @@ def main() -> None:
     for key in runs[0]["metrics"]:
         values = [r["metrics"][key] for r in runs]
         summary[key] = dict(median=median(values), worst=float(np.max(values)), best=float(np.min(values)))
-    results = dict(benchmark="viscosity_pinn", data=args.data, seconds=args.seconds, overrides=overrides,
+    results = dict(benchmark="viscosity_pinn", data=args.data, seconds=None if args.steps else args.seconds,
+                   steps=args.steps, overrides=overrides,
                    machine=machine(), reference_points=REFERENCE_POINTS, preview=preview, summary=summary, runs=runs)
     write_json(args.json, results)
     if args.plot:

@@ -14,7 +14,7 @@
     iceviz sim run SCENARIO --out FILE [--melt X] [--smb X] [--calving fixed|retreat] [--retreat-rate X]
                    [--years Y] [--snapshot-every Y] [--set KEY=VALUE ...] [--json] [--quiet]
     iceviz sim ensemble SCENARIO --out DIR [--melt SPEC] [--smb SPEC] [--retreat-rate SPEC] [--workers N]
-                        [--years Y] [--snapshot-every Y] [--set KEY=VALUE ...] [--json] [--quiet]
+                        [--scheduler ADDRESS] [--years Y] [--snapshot-every Y] [--set KEY=VALUE ...] [--json] [--quiet]
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def _progress_loop(job: Any, quiet: bool) -> None:
         job.cancel()
         job.wait(5)
     finally:
-        if job.status.name == "DONE":  # a run that stopped early (patience) is complete too
+        if job.status.completed:  # a run that stopped early (patience, its budget) is complete too
             bar.n = 100
         bar.close()  # draws the final state once
 
@@ -113,7 +113,7 @@ def _train(args: argparse.Namespace, overrides: dict[str, Any], out: Path | None
 
     _note_default_ensemble(args.data, args.quiet)
     problem = load_problem(args.data)
-    from iceviz.training.dask_job import scheduler_address, scheduler_client
+    from iceviz.runtime.dask_job import scheduler_address, scheduler_client
 
     address = scheduler_address(args.scheduler)
     client = None
@@ -132,7 +132,7 @@ def _train(args: argparse.Namespace, overrides: dict[str, Any], out: Path | None
     finally:
         if client is not None:
             client.close()
-    if status is not JobStatus.DONE:
+    if not status.completed:
         message = job.error or status.value
         print(f"iceviz train: {args.model} on {args.data} {status.value}" + (f": {job.error}" if job.error else ""),
               file=sys.stderr)
@@ -151,6 +151,9 @@ def _train(args: argparse.Namespace, overrides: dict[str, Any], out: Path | None
         "device": str(trainer.device),
         "seed": trainer.params.seed,
     }
+    if job.shortfall:
+        summary["shortfall"] = job.shortfall
+        print(f"iceviz train: {args.model} on {args.data} cut short: {job.shortfall}", file=sys.stderr)
     if trainer.spec.family == "viscosity":
         summary.update({k: result.metrics[k] for k in VISCOSITY_KEYS if k in result.metrics})
         summary["units"] = VISCOSITY_UNITS | {"viscosity_scale_pa_s": trainer.scales.viscosity}
@@ -311,7 +314,7 @@ def _sweep(args: argparse.Namespace, runs: list[dict[str, Any]], budget: dict[st
     from iceviz.training.outputs import SaveError, claimed_folder, save_run
     from iceviz.training.sweep import run_sweep
 
-    with claimed_folder(Path(args.out)) as out, _dask_client(args) as (client, slots):
+    with claimed_folder(Path(args.out)) as out, _dask_client(args.scheduler, args.workers) as (client, slots):
         bar = None
         if not args.quiet:
             from tqdm import tqdm
@@ -345,21 +348,21 @@ def _sweep_table(rows: list[dict[str, Any]]) -> Any:
 
 
 @contextlib.contextmanager
-def _dask_client(args: argparse.Namespace) -> Iterator[tuple[Any, int]]:
-    """(client, slots): the cluster at --scheduler / $ICEVIZ_SCHEDULER, else a local one of --workers single-threaded
-    worker processes (closed at the end)."""
+def _dask_client(scheduler: str | None, workers: int) -> Iterator[tuple[Any, int]]:
+    """(client, slots): the cluster at ``scheduler`` (--scheduler) or $ICEVIZ_SCHEDULER, else a local one of
+    ``workers`` single-threaded worker processes (closed at the end)."""
     from distributed import Client, LocalCluster
 
-    from iceviz.training.dask_job import scheduler_address, scheduler_client
+    from iceviz.runtime.dask_job import scheduler_address, scheduler_client
 
-    address = scheduler_address(args.scheduler)
+    address = scheduler_address(scheduler)
     if address:
         with scheduler_client(address) as client:
             yield client, max(1, len(client.scheduler_info().get("workers", {})))
         return
-    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster) as client:
-        yield client, args.workers
+        yield client, workers
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -606,7 +609,8 @@ def cmd_sim_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sim_ensemble(args: argparse.Namespace) -> int:
-    from iceviz.sim.ensemble import parse_values, run_ensemble
+    from iceviz.runtime.dask_job import scheduler_address
+    from iceviz.sim.ensemble import grid_points, parse_values, run_ensemble
 
     specs = {"melt": args.melt, "smb": args.smb, "retreat_rate": args.retreat_rate}
     grid = {k: parse_values(spec) for k, spec in specs.items() if spec is not None}
@@ -622,17 +626,23 @@ def cmd_sim_ensemble(args: argparse.Namespace) -> int:
                    else f"FAILED: {record['error']}")
         print(f"[{done}/{total}] run {record['index']} {point}: {outcome}", file=sys.stderr, flush=True)
 
-    manifest = run_ensemble(args.scenario, _scenario_overrides(args), grid, _sim_settings(args),
-                            args.out, workers=args.workers, progress=progress)
+    overrides, settings = _scenario_overrides(args), _sim_settings(args)
+    runs = len(grid_points(grid))
+    workers = min(args.workers, runs)  # a worker per run at most
+    if workers == 1 and not scheduler_address(args.scheduler):
+        manifest = run_ensemble(args.scenario, overrides, grid, settings, args.out, progress=progress)
+    else:
+        with _dask_client(args.scheduler, workers) as (client, _):
+            manifest = run_ensemble(args.scenario, overrides, grid, settings, args.out, progress=progress,
+                                    client=client)
     failed = sum(run["status"] == "failed" for run in manifest["runs"])
-    runs = len(manifest["runs"])
-    workers = min(args.workers, runs)  # run_ensemble's pool has a process per run at most
+    workers = manifest["workers"]
     summary = {"scenario": args.scenario, "out": str(Path(args.out).expanduser()), "runs": runs,
                "failed": failed, "wall_time": round(manifest["wall_time"], 3), "workers": workers}
     if args.json:
         print(json.dumps(summary))
     else:
-        capped = f" (--workers {args.workers} capped: one worker per run at most)" if workers < args.workers else ""
+        capped = f" (--workers {args.workers} capped: one worker per run at most)" if args.workers > runs else ""
         print(f"{args.scenario}: {runs - failed} of {runs} runs done in {manifest['wall_time']:.1f} s on "
               f"{workers} worker(s){capped} -> {summary['out']}")
     return 1 if failed else 0
@@ -792,7 +802,11 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble.add_argument("--retreat-rate", metavar="SPEC",
                           help=f"front retreat values [m/a] (positive: a retreating front): {spec}")
     ensemble.add_argument("--workers", type=_positive_int, default=1,
-                          help="worker processes, one per run at most (default 1)")
+                          help="local Dask worker processes, one per run at most (default 1: every run here, in "
+                               "this process)")
+    ensemble.add_argument("--scheduler", metavar="ADDRESS",
+                          help="run on the Dask cluster whose scheduler is at ADDRESS (its workers must see --out; "
+                               "default $ICEVIZ_SCHEDULER, else local)")
     ensemble.add_argument("--out", required=True, metavar="DIR", help="write runs/run-NNN.nc and manifest.json here")
     ensemble.add_argument("--json", action="store_true",
                           help='print one final JSON line {"out", "runs", "failed", "wall_time", "workers"}')

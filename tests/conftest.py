@@ -1,11 +1,17 @@
-"""Shared test fixtures: where the real data lives, and a skip when it does not."""
+"""Shared test fixtures: where the real data lives (and a skip when it does not); jobs that never outlive their
+test, and small helpers for them."""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
+
+from iceviz.runtime.job import Job
+from iceviz.runtime.worker import ProcessJob
+from iceviz.training.trainers import training_job
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ICEVIZ_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -85,3 +91,70 @@ def data_home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("ICEVIZ_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("ICEVIZ_CACHE", str(tmp_path / "cache"))
     return tmp_path
+
+@pytest.fixture
+def jobs():
+    """Collects jobs; any still alive at teardown is cancelled and joined (no thread or worker outlives
+    its test). A worker process gets longer to end than a thread."""
+    started: list[Job] = []
+    yield started
+    for job in started:
+        job.cancel()
+    for job in started:
+        job.wait(15 if isinstance(job, ProcessJob) else 5)
+        assert not job.alive, f"job {job.name} still running after cancel"
+        assert getattr(job, "pid", None) is None, "worker process left behind"
+
+
+def wait_until(predicate, timeout: float = 10.0, every: float = 0.005) -> bool:
+    end = time.perf_counter() + timeout
+    while time.perf_counter() < end:
+        if predicate():
+            return True
+        time.sleep(every)
+    return predicate()
+
+
+def curve_job(jobs: list[Job], model: str = "dfnn", data="synthetic:curve", **overrides) -> Job:
+    """A job on ``synthetic:curve`` (fast epochs) with frequent snapshots, registered for teardown."""
+    overrides.setdefault("snapshot_every", 0.05)
+    job = training_job(model, data, device="cpu", **overrides)
+    jobs.append(job)
+    return job
+
+
+@pytest.fixture
+def command_line_cluster(tmp_path):
+    """``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1, as a user would start them."""
+    import shutil
+    import socket
+    import subprocess
+
+    import distributed
+
+    if shutil.which("dask") is None:
+        pytest.skip("the dask command-line tool is not on PATH")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    log = open(tmp_path / "cluster.log", "w")
+    procs = [subprocess.Popen(["dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--dashboard-address", ":0"], stdout=log, stderr=subprocess.STDOUT)]
+    try:
+        with distributed.Client(address, timeout="30s") as client:
+            procs += [subprocess.Popen(["dask", "worker", address, "--nworkers", "1", "--nthreads", "1", "--no-nanny",
+                                        "--host", "127.0.0.1"], stdout=log, stderr=subprocess.STDOUT)
+                      for _ in range(2)]
+            client.wait_for_workers(2, timeout=60)
+            yield client
+    finally:
+        for proc in procs[::-1]:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:  # a worker busy in a task may not stop on its own: end it
+                proc.kill()
+                proc.wait(30)
+        log.close()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -253,15 +254,24 @@ def test_importing_the_entry_point_loads_nothing_heavy():
 
 @pytest.mark.parametrize("as_json", [False, True])
 def test_ensemble_reports_the_workers_it_used(as_json, tmp_path, monkeypatch):
-    def run_ensemble(scenario, overrides, grid, settings, out, workers, progress):
-        assert workers == 10000
-        return {"runs": [{"status": "done"}] * 3, "wall_time": 1.0, "workers": workers}
+    started = []
 
+    @contextlib.contextmanager
+    def dask_client(scheduler, workers):  # the local cluster it would start: one worker per run at most
+        started.append(workers)
+        yield "client", workers
+
+    def run_ensemble(scenario, overrides, grid, settings, out, progress, client):
+        assert client == "client"
+        return {"runs": [{"status": "done"}] * 3, "wall_time": 1.0, "workers": started[-1]}
+
+    monkeypatch.setattr("iceviz.cli._dask_client", dask_client)
     monkeypatch.setattr("iceviz.sim.ensemble.run_ensemble", run_ensemble)
     out = tmp_path / "e"
     code, stdout, stderr = run_main("sim", "ensemble", "confined-shelf", "--melt", "0,1,2", "--workers", "10000",
                                     "--out", str(out), *(["--json"] if as_json else []))
     assert code == 0, stderr
+    assert started == [3]
     if as_json:
         assert one_json_line(stdout)["workers"] == 3
     else:

@@ -15,7 +15,7 @@ import numpy as np
 import panel as pn
 
 from iceviz.app.emulator_state import SOURCES, EmulatorSession
-from iceviz.app.live import STATUS_COLOURS, fixed_pane, format_seconds, run_buttons, toggle_pause
+from iceviz.app.live import JOB_NICE, STATUS_COLOURS, fixed_pane, format_seconds, run_buttons, toggle_pause
 from iceviz.app.paths import for_browser
 from iceviz.app.widgets import param_widgets
 from iceviz.models.registry import short_budget
@@ -25,7 +25,6 @@ from iceviz.viz.emulator_figures import ComparisonMaps, RmseFigure
 
 POLL_MS = 1000
 SNAPSHOT_EVERY_S = 1.0
-TRAINING_NICE = 10
 WIDGET_WIDTH = 170
 MAP_FRAME = 860
 """Width of each comparison map for long domains (stacked); wide ones get half of it, two maps a row."""
@@ -54,8 +53,9 @@ class EmulatorView:
 
     def __init__(self, poll_ms: int = POLL_MS,
                  region_bounds: Callable[[], tuple[float, float, float, float] | None] | None = None,
-                 session: EmulatorSession | None = None):
-        self.poll_ms = poll_ms
+                 session: EmulatorSession | None = None, isolate: bool = True):
+        self.poll_ms, self.isolate = poll_ms, isolate
+        """Build ensembles and train in worker processes (what a server wants; a test may use threads)."""
         self.session = session or EmulatorSession(region_bounds=region_bounds)
         self.maps: ComparisonMaps | None = None
         self.rmse: RmseFigure | None = None
@@ -128,7 +128,7 @@ class EmulatorView:
 
     # -- actions -------------------------------------------------------------------------------------
     def build(self) -> None:
-        build = self.session.build()
+        build = self.session.build(nice=JOB_NICE, isolate=self.isolate)
         if build is not None:
             self.build_progress.visible = not self.session.cached() or self.session.source == "directory"
             self.build_progress.value = 0
@@ -138,7 +138,7 @@ class EmulatorView:
         self.budget_note.object = short_budget(self.session.models, self.session.hyper.seconds)
 
     def train(self) -> None:
-        self.session.start(snapshot_every=SNAPSHOT_EVERY_S, nice=TRAINING_NICE, isolate=True)
+        self.session.start(snapshot_every=SNAPSHOT_EVERY_S, nice=JOB_NICE, isolate=self.isolate)
         self._shown = None
         self._update_status()
 
@@ -157,9 +157,9 @@ class EmulatorView:
         s = self.session
         if s.poll_build() and s.problem is not None:
             self._new_ensemble()
-        build = s.build_job
-        if build is not None and not build.finished and build.total:
-            self.build_progress.value = int(100 * build.done / build.total)
+        progress = s.build_progress()
+        if s.building() and progress is not None and progress.total:
+            self.build_progress.value = int(100 * progress.done / progress.total)
         if s.jobs:
             with pn.io.hold():
                 self.table.value = self._ranking()
@@ -249,12 +249,17 @@ class EmulatorView:
 
     def _update_status(self) -> None:
         s = self.session
-        self.message.object = for_browser(s.message)
-        self.message.visible = bool(s.message)
-        build = s.build_job
+        self.message.param.update(object=for_browser(s.message), visible=bool(s.message), alert_type="danger")
+        build, progress = s.build_job, s.build_progress()
         parts = []
-        if build is not None and not build.finished:
-            parts.append(f"**building** {build.label}: run {build.done} of {build.total or '…'} done")
+        if s.building() and build.status is JobStatus.QUEUED:
+            place = build.position()
+            where = f" (place {place + 1} in line)" if place is not None else ""
+            parts.append(f"**waiting** to build {build.name}{where}")
+        elif s.building() and progress is not None:
+            parts.append(f"**building** {build.name}: run {progress.done} of {progress.total} done")
+        elif s.building():
+            parts.append(f"**loading** {build.name}")
         elif s.problem is None:
             parts.append("No ensemble yet: press **Build / load the ensemble**.")
         active = s.active_job()
@@ -266,16 +271,19 @@ class EmulatorView:
                 snap = active.latest()
                 seconds = format_seconds(snap.seconds) if snap is not None else "starting"
                 parts.append(f"**{active.status.value}**: {name}, epoch {snap.epoch if snap else 0}, {seconds}")
-        failed = [(n, j) for n, j in s.jobs if j.status is JobStatus.FAILED]
-        if failed:
-            self.message.object = for_browser("  \n".join(f"**{n} failed.** {j.error}" for n, j in failed))
-            self.message.visible = True
+        troubles = [f"**{n} failed.** {j.error}" if j.status is JobStatus.FAILED
+                    else f"**{n} was cut short.** {j.shortfall}"
+                    for n, j in s.jobs if j.status in (JobStatus.FAILED, JobStatus.SHORT)]
+        if troubles:
+            failed = any(j.status is JobStatus.FAILED for _, j in s.jobs)
+            self.message.param.update(object=for_browser("  \n".join(troubles)), visible=True,
+                                      alert_type="danger" if failed else "warning")
         self.status.object = " · ".join(parts)
-        building = build is not None and not build.finished
+        building = s.building()
         self.build_button.disabled = building or s.running()
         self.train_button.disabled = building or s.problem is None or s.running()
         self.pause_button.disabled = active is None
         self.pause_button.name = "Resume" if active is not None and active.status is JobStatus.PAUSED else "Pause"
-        self.cancel_button.disabled = not s.running()
+        self.cancel_button.disabled = not (s.running() or building)
         self.build_progress.bar_color = STATUS_COLOURS[JobStatus.RUNNING]
 

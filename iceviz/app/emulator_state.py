@@ -3,14 +3,14 @@
 An ensemble comes from one of four places: the default one (the marine glacier under eight melt
 rates, run on first use and cached), the confined ice shelf under the same melt rates, the marine
 glacier sized to the box picked on the map (run and cached likewise), or a directory the user made
-with ``iceviz sim ensemble``. Building runs in
-a background thread with progress; training runs every chosen model as a job, one after the other
-(through a :class:`~iceviz.runtime.queue.JobQueue`), each with the same budget.
+with ``iceviz sim ensemble``. Building (or loading) is a job
+(:class:`~iceviz.data.ensemble.EnsembleTask`, in a worker process in the app) with progress; training runs
+every chosen model as a job, each with the same budget; all of them wait in the session's
+:class:`~iceviz.runtime.queue.JobQueue`.
 """
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,15 +19,16 @@ import pandas as pd
 import param
 
 from iceviz.app.paths import allowed_roots, safe_folder
-from iceviz.data.ensemble import EnsembleProblem, load_ensemble
-from iceviz.data.problem import DataError
+from iceviz.data.ensemble import BuildProgress, EnsembleTask
 from iceviz.data.roots import data_roots
 from iceviz.models.registry import EmulatorParams, model_names
-from iceviz.sim.ensemble import (DEFAULT_GRID, DEFAULT_SCENARIO, DEFAULT_SETTINGS, cached_ensemble,
+from iceviz.sim.ensemble import (DEFAULT_GRID, DEFAULT_SCENARIO, DEFAULT_SETTINGS,
                                  cached_ensemble_dir)
-from iceviz.sim.scenarios import box_overrides
+from iceviz.sim.job import simulation_memory
+from iceviz.sim.scenarios import box_overrides, get_scenario
 from iceviz.sim.ssa import SimulationError
 from iceviz.runtime.job import Job, JobStatus
+from iceviz.runtime.worker import ProcessJob
 from iceviz.runtime.queue import JobQueue, QueueFull, SessionQueue
 from iceviz.training.trainers import training_job
 
@@ -42,41 +43,6 @@ EMULATORS = model_names("ensemble")
 DEFAULT_MODELS = ["egcn", "gcn", "mlp", "persistence"]
 RANKING_COLUMNS = ["model", "status", "epochs", "seconds", "rmse_h", "rmse_v", "r", "r_change_h", "gl_error_km",
                    "speedup"]
-
-
-class EnsembleBuild:
-    """Builds (or finds in the cache) an ensemble and loads it, in a daemon thread.
-
-    Attributes: ``done`` / ``total`` runs so far, ``problem`` once loaded, ``error`` if it failed.
-    """
-
-    def __init__(self, label: str, make: Callable[["EnsembleBuild"], Path], spec: str | None = None):
-        self.label = label
-        self.done, self.total = 0, 0
-        self.problem: EnsembleProblem | None = None
-        self.error: str | None = None
-        self._make, self._spec = make, spec
-        self._thread = threading.Thread(target=self._run, name=f"iceviz-ensemble-{label}", daemon=True)
-
-    def start(self) -> "EnsembleBuild":
-        self._thread.start()
-        return self
-
-    @property
-    def finished(self) -> bool:
-        return not self._thread.is_alive() and (self.problem is not None or self.error is not None)
-
-    def progress(self, done: int, total: int, record: dict) -> None:
-        self.done, self.total = done, total
-
-    def _run(self) -> None:
-        try:
-            directory = self._make(self)
-            self.problem = load_ensemble(directory, spec=self._spec or f"sim:{directory}")
-        except (DataError, SimulationError) as err:
-            self.error = str(err)
-        except Exception as err:  # noqa: BLE001 - the app must keep serving whatever happened
-            self.error = f"{type(err).__name__}: {err}"
 
 
 def ensemble_roots() -> list[Path]:
@@ -110,7 +76,8 @@ class EmulatorSession(param.Parameterized):
         """Where built ensembles are cached (default: the iceviz cache)."""
         self.roots = roots
         """The folders an ensemble directory may be named in (default: :func:`ensemble_roots`)."""
-        self.build_job: EnsembleBuild | None = None
+        self.build_job: Job | None = None
+        """The job that builds or loads the ensemble (its result: the EnsembleProblem)."""
         self.jobs: list[tuple[str, Job]] = []
 
     # -- the ensemble ------------------------------------------------------------------------------
@@ -136,9 +103,10 @@ class EmulatorSession(param.Parameterized):
         return (cached_ensemble_dir(scenario, overrides, DEFAULT_GRID, DEFAULT_SETTINGS, self.ensemble_root)
                 / "manifest.json").is_file()
 
-    def build(self) -> EnsembleBuild | None:
-        """Start building or loading the chosen ensemble (None, with a message, when it cannot start)."""
-        if self.build_job is not None and not self.build_job.finished:
+    def build(self, nice: int = 0, isolate: bool = False) -> Job | None:
+        """Queue the job that builds or loads the chosen ensemble (None, with a message, when it cannot start);
+        ``isolate`` runs it in a worker process (what a server wants), at niceness ``nice``."""
+        if self.build_job is not None and not self.build_job.status.finished:
             return None
         self.message = ""
         if self.source == "directory":
@@ -152,32 +120,42 @@ class EmulatorSession(param.Parameterized):
             except ValueError as err:
                 self.message = f"{err}: an ensemble directory must lie in one of this server's data or run folders."
                 return None
-            self.build_job = EnsembleBuild(text, lambda build: folder).start()
-            return self.build_job
+            label, task, memory = text, EnsembleTask(directory=str(folder)), 0
+        else:
+            try:
+                scenario, overrides = self.recipe()
+                memory = simulation_memory(get_scenario(scenario, **overrides))
+            except (SimulationError, ValueError) as err:
+                self.message = str(err)
+                return None
+            root = self.ensemble_root
+            spec = "sim:default" if self.source == "default" and root is None else None
+            label = SOURCES[self.source]
+            task = EnsembleTask(scenario=scenario, overrides=overrides, grid=DEFAULT_GRID, settings=DEFAULT_SETTINGS,
+                                root=None if root is None else str(root), spec=spec)
+        job = (ProcessJob if isolate else Job)(label, task, snapshot_every=None, num_threads=None, nice=nice)
+        job.memory = memory
         try:
-            scenario, overrides = self.recipe()
-        except SimulationError as err:
-            self.message = str(err)
+            self.build_job = self.queue.submit(job)
+        except QueueFull as err:
+            self.message = f"The ensemble was not built: {err}."
             return None
-        root = self.ensemble_root
-
-        def make(build: EnsembleBuild) -> Path:
-            return cached_ensemble(scenario, overrides, DEFAULT_GRID, DEFAULT_SETTINGS, progress=build.progress,
-                                   root=root)
-
-        spec = "sim:default" if self.source == "default" and root is None else None
-        self.build_job = EnsembleBuild(SOURCES[self.source], make, spec=spec).start()
         return self.build_job
+
+    def build_progress(self) -> BuildProgress | None:
+        """How far the running build is (None before its first run or when only loading)."""
+        progress = self.build_job.latest() if self.build_job is not None else None
+        return progress if isinstance(progress, BuildProgress) else None
 
     def poll_build(self) -> bool:
         """Take a finished build's result (the problem, or its error as the message); True when it changed."""
         build = self.build_job
-        if build is None or not build.finished or (build.problem is None and build.error is None):
+        if build is None or not build.status.finished:
             return False
-        if build.problem is not None and build.problem is not self.problem:
-            self.problem = build.problem
+        if build.status is JobStatus.DONE and build.result is not self.problem:
+            self.problem = build.result
             return True
-        if build.error is not None and self.message != build.error:
+        if build.status is JobStatus.FAILED and self.message != build.error:
             self.message = build.error
             return True
         return False
@@ -217,9 +195,15 @@ class EmulatorSession(param.Parameterized):
         return {k: v for k, v in values.items()
                 if k != "name" and (k in always or v != EmulatorParams.param[k].default)}
 
+    def building(self) -> bool:
+        """Whether the ensemble is being built or loaded (or waits to be)."""
+        return self.build_job is not None and not self.build_job.status.finished
+
     def cancel(self) -> None:
-        for _, job in self.jobs:
-            job.cancel()
+        """Cancel the build and every emulator job."""
+        for job in [self.build_job, *(job for _, job in self.jobs)]:
+            if job is not None:
+                job.cancel()
 
     def active_job(self) -> Job | None:
         """The job now training (or paused), if any."""

@@ -29,6 +29,7 @@ from tornado.websocket import WebSocketClosedError
 from holoviews.operation.datashader import datashade, dynspread, rasterize
 
 from iceviz.app.board import RunBoard
+from iceviz.app.live import JOB_NICE
 from iceviz.app.paths import allowed_roots, offered_folders
 from iceviz.app.saved_runs import SavedRuns
 from iceviz.app.state import REPO_ROOT, ExplorerState
@@ -42,18 +43,17 @@ from iceviz.geo.graticule import graticule, graticule_labels
 from iceviz.geo.regions import PRESET_REGIONS
 from iceviz.models.registry import REGISTRY, get_model, short_budget
 from iceviz.runtime.job import JobStatus
-from iceviz.runtime.queue import QueueFull, server_queue
+from iceviz.runtime.queue import QueueFull, quick_queue, server_queue
 from iceviz.training.trainers import training_job
-from iceviz.training.worker import warm_up
+from iceviz.runtime.worker import warm_up
 from iceviz.viz import maps
 
 POLL_MS = 500
-SIMULATOR_TAB = 5
-VISCOSITY_TAB = 6
-EMULATOR_TAB = 7
+SWEEP_TAB = 4
+SIMULATOR_TAB = 6
+VISCOSITY_TAB = 7
+EMULATOR_TAB = 8
 SNAPSHOT_EVERY_S = 1.0
-TRAINING_NICE = 10
-"""Training threads yield the CPU to the server and the browser first."""
 LESSON_TEXT = (
     "**Divergence-free vs soft-constrained.** Both networks fit the same noisy observations along nine "
     "flight lines of a field whose truth is known. The dfNN conserves mass by construction; the PINN only "
@@ -209,7 +209,8 @@ class Explorer:
         self.session_id = f"session-{next(_sessions)}"
         self.queue = server_queue().session(self.session_id)
         """This session's view of the server's one queue: every job of every tab waits there for a slot."""
-        self.state = ExplorerState(build_in_background=True, queue=self.queue)
+        self.state = ExplorerState(build_in_background=True, queue=self.queue,
+                                   loads=quick_queue().session(self.session_id), isolate=True)
         self.board = RunBoard(self._notify)
         """The Training tab's runs."""
         self.lesson_board = RunBoard(self._notify, captions=LESSON_CAPTIONS, export=False)
@@ -222,6 +223,8 @@ class Explorer:
         """A shelf preset picked on the map, for the viscosity tab's next visit."""
         self.emulator: Any = None
         """The emulator tab's view (iceviz.app.emulator.EmulatorView), made on the tab's first visit."""
+        self.sweep: Any = None
+        """The sweep tab's view (iceviz.app.sweep_view.SweepView), made on the tab's first visit."""
         self._build()
 
     # -- layout --------------------------------------------------------------------------------
@@ -337,13 +340,15 @@ class Explorer:
                                notify=lambda text: setattr(self.state, "message", text))
         runs_tab = self.saved.view
 
-        # simulator and viscosity tabs: built on first visit, like the region tab
+        # sweep, simulator and viscosity tabs: built on first visit, like the region tab
+        sweep_tab = pn.Column(sizing_mode="stretch_width")
         simulator_tab = pn.Column(sizing_mode="stretch_width")
         viscosity_tab = pn.Column(sizing_mode="stretch_width")
         emulator_tab = pn.Column(sizing_mode="stretch_width")
 
         self.tabs = pn.Tabs(("Map", map_tab), ("Region", region_tab), ("Training", training_tab),
-                            ("Lesson", lesson_tab), ("Saved runs", runs_tab), ("Simulator", simulator_tab),
+                            ("Lesson", lesson_tab), ("Sweep", sweep_tab), ("Saved runs", runs_tab),
+                            ("Simulator", simulator_tab),
                             ("Viscosity", viscosity_tab), ("Emulator", emulator_tab), dynamic=False)
         self.tabs.param.watch(self._on_tab, "active")
         self.main = [pn.Column(self.tabs, sizing_mode="stretch_width")]
@@ -361,6 +366,13 @@ class Explorer:
         if event.new == 1 and len(region_tab) == 1:
             region_tab.append(pn.pane.HoloViews(region_view(self.region_shown), linked_axes=False,
                                                 css_classes=["region-map"]))
+        if event.new == SWEEP_TAB and self.sweep is None:
+            from iceviz.app.sweep_state import SweepState
+            from iceviz.app.sweep_view import SweepView
+
+            self.sweep = SweepView(SweepState(self.state, queue=self.queue))
+            self.tabs[SWEEP_TAB].append(self.sweep.view)
+            self.sweep.attach()
         if event.new == SIMULATOR_TAB and self.simulator is None:
             # imported here: the simulator's modules would lengthen every session's first page load
             from iceviz.app.simulator import SimulatorView
@@ -372,7 +384,8 @@ class Explorer:
             from iceviz.app.shelf_presets import preset_for_region
             from iceviz.app.viscosity import ViscosityView
 
-            self.viscosity = ViscosityView(preset=preset_for_region(self.state.region), queue=self.queue)
+            self.viscosity = ViscosityView(preset=preset_for_region(self.state.region), queue=self.queue,
+                                           loads=self.state.loads)
             self.tabs[VISCOSITY_TAB].append(self.viscosity.view)
             self.viscosity.attach()
             self.shelf_wanted = None
@@ -546,7 +559,7 @@ class Explorer:
 
     def _on_start(self, event: Any = None) -> None:
         self.tabs.active = 2  # show the tab first, then add plots to it
-        self.board.add(self.state.start(snapshot_every=SNAPSHOT_EVERY_S, nice=TRAINING_NICE, isolate=True))
+        self.board.add(self.state.start(snapshot_every=SNAPSHOT_EVERY_S, nice=JOB_NICE, isolate=True))
 
     def _on_lesson(self, event: Any = None) -> None:
         """Train a PINN with the chosen penalty beside a dfNN on the same observations; a second Start with
@@ -555,7 +568,7 @@ class Explorer:
         spec = f"synthetic:{field}?noise={noise:g}"
         setting = f"{field}, noise {noise:g}"
         labels = {label: job for label, job in self.lesson_board.jobs  # runs to reuse: not stopped short
-                  if job.status not in (JobStatus.CANCELLED, JobStatus.FAILED)}
+                  if job.status not in (JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.SHORT)}
         wanted = [(f"dfNN · {setting}", "dfnn", {}), (f"PINN {weight:g} · {setting}", "pinn", {"div_weight": weight})]
         jobs, names = [], []
         for label, name, extra in wanted:
@@ -563,7 +576,7 @@ class Explorer:
                 continue
             # the plan, patience and batch follow the field's size (problem_defaults); 60 s at most
             job = training_job(name, spec, device=self.state.device, snapshot_every=SNAPSHOT_EVERY_S, seconds=60,
-                               nice=TRAINING_NICE, isolate=True, **extra)
+                               nice=JOB_NICE, isolate=True, **extra)
             jobs.append(job)
             names.append(label)
         try:
@@ -577,12 +590,16 @@ class Explorer:
         self.lesson_board.compare_runs(same[:1] + same[1:][-2:] if len(same) > 3 else same)
 
     def cancel_all(self) -> None:
-        """Cancel every job of this session (the tab closed)."""
+        """Cancel every job of this session (the tab closed), its region builds too."""
         self.queue.cancel_all()
+        self.state.loads.cancel_all()
 
     def close(self) -> None:
-        """The session ended: cancel its training jobs, its simulation, its inversion and its emulators."""
+        """The session ended: cancel its training jobs, its sweep, its simulation, its inversion and its
+        emulators."""
         self.cancel_all()
+        if self.sweep is not None:
+            self.sweep.cancel()
         if self.simulator is not None:
             self.simulator.cancel()
         if self.viscosity is not None:
@@ -641,5 +658,5 @@ def build_app() -> pn.template.BootstrapTemplate:
         asyncio.get_running_loop().set_exception_handler(_quiet_closed_websockets)
     except RuntimeError:  # not inside a server (e.g. built in a test or a notebook)
         pass
-    warm_up()  # training runs in worker processes; start their forkserver before the first click
+    warm_up("iceviz.training.trainers", "iceviz.sim.job")  # jobs run in worker processes: start their forkserver now
     return Explorer().servable()

@@ -25,9 +25,11 @@ from iceviz.viz.live_figures import FieldFigure, LossFigure, arrow_columns, imag
 LOSS_EVERY_S = 2.0
 """Loss curves redraw at most this often (they grow every epoch)."""
 
+JOB_NICE = 10
+"""Background jobs (training, simulations) yield the CPU to the server and the browser first."""
 STATUS_COLOURS = {
     JobStatus.QUEUED: "secondary", JobStatus.RUNNING: "primary", JobStatus.PAUSED: "warning",
-    JobStatus.DONE: "success", JobStatus.FAILED: "danger", JobStatus.CANCELLED: "light",
+    JobStatus.DONE: "success", JobStatus.SHORT: "warning", JobStatus.FAILED: "danger", JobStatus.CANCELLED: "light",
 }
 
 
@@ -101,7 +103,7 @@ class JobCard:
         job, status = self.job, self.job.status
         history = job.history()
         last = history[-1] if history else {}
-        progress = 1.0 if status is JobStatus.DONE else float(last.get("progress", 0.0))
+        progress = 1.0 if status.completed else float(last.get("progress", 0.0))
         elapsed = float(last.get("seconds", 0.0))
         eta = elapsed * (1 - progress) / progress if progress > 0.01 and not status.finished else None
         device = job.device or "…"
@@ -123,6 +125,8 @@ class JobCard:
                     f"{format_seconds(elapsed)} elapsed · ETA {format_seconds(eta)}")
         if status is JobStatus.FAILED:
             text += f"\n\n<span style='color:#b00020'>Failed: {job.error}</span>"
+        elif status is JobStatus.SHORT:
+            text += f"\n\n<span style='color:#8a5300'>Cut short: {job.shortfall}</span>"
         self.info.object = text
         self.pause.name = "Resume" if status is JobStatus.PAUSED else "Pause"
         self.pause.disabled = status not in (JobStatus.RUNNING, JobStatus.PAUSED)

@@ -1,8 +1,9 @@
 """The simulator view: run a scenario in the background and watch it evolve on its mesh.
 
 Pick a scenario, set its parameters, the forcing and the run settings, press
-Run: a :class:`~iceviz.sim.job.SimulationJob` spins the scenario up (cached on
-disk) and runs the forcing in a thread. A periodic callback copies the job's
+Run: a :class:`~iceviz.sim.job.SimulationProcessJob` spins the scenario up
+(cached on disk) and runs the forcing in a worker process, queued with the
+server's other jobs. A periodic callback copies the job's
 latest snapshot into Bokeh figures made once per mesh (see
 :mod:`iceviz.viz.mesh_figures`): thickness, speed and the grounded / floating
 mask side by side (stacked for long, narrow domains), zooming together, each
@@ -23,9 +24,9 @@ import numpy as np
 import panel as pn
 import param
 
-from iceviz.app.live import STATUS_COLOURS, fixed_pane, format_seconds, run_buttons, toggle_pause
+from iceviz.app.live import JOB_NICE, STATUS_COLOURS, fixed_pane, format_seconds, run_buttons, toggle_pause
 from iceviz.app.widgets import param_widgets
-from iceviz.sim.job import SimSnapshot, SimulationJob
+from iceviz.sim.job import SimSnapshot, SimulationJob, SimulationProcessJob
 from iceviz.sim.model import Forcing, RunSettings
 from iceviz.sim.scenarios import SCENARIOS, box_overrides
 from iceviz.sim.ssa import SimulationError
@@ -74,7 +75,7 @@ def status_text(job: SimulationJob | None, snap: SimSnapshot | None) -> str:
     if job is None:
         return "No simulation yet: set it up and press **Run**."
     status = job.status
-    parts = [f"**{status.value}**", f"scenario {job.scenario_name}"]
+    parts = [f"**{status.value}**", f"scenario {job.name}"]
     if snap is not None:
         if snap.phase == "spin-up":
             parts.append(f"spinning up: year {snap.time:.1f} of {snap.years:g}")
@@ -97,8 +98,9 @@ class SimulatorView:
 
     def __init__(self, scenario: str = DEFAULT_SCENARIO, poll_ms: int = POLL_MS,
                  region_bounds: Callable[[], tuple[float, float, float, float] | None] | None = None,
-                 queue: JobQueue | SessionQueue | None = None):
-        self.poll_ms = poll_ms
+                 queue: JobQueue | SessionQueue | None = None, isolate: bool = True, nice: int = JOB_NICE):
+        self.poll_ms, self.isolate, self.nice = poll_ms, isolate, nice
+        """Run in a worker process (what a server wants; a test may run in a thread), at this niceness."""
         self.queue = queue or JobQueue()
         """Where its runs wait for a slot (the server's queue in the app; by default its own)."""
         self.region_bounds = region_bounds
@@ -188,7 +190,8 @@ class SimulatorView:
         if self.job is not None and not self.job.status.finished:
             return None
         name = self.scenario.value
-        job = SimulationJob(name, self.scenarios[name], self.forcing, self.settings)
+        kind = SimulationProcessJob if self.isolate else SimulationJob
+        job = kind(name, self.scenarios[name], self.forcing, self.settings, nice=self.nice)
         try:
             self.job = self.queue.submit(job)
         except QueueFull as err:

@@ -9,7 +9,6 @@ layer only renders this state and forwards clicks to its methods.
 from __future__ import annotations
 
 import functools
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +24,9 @@ from iceviz.geo.crs import box_size_km, format_bounds
 from iceviz.geo.regions import PRESET_REGIONS
 from iceviz.models.registry import REGISTRY, model_names
 from iceviz.training.device import available_devices
-from iceviz.runtime.job import Job
+from iceviz.runtime.job import CallTask, Job, JobStatus
 from iceviz.runtime.queue import JobQueue, JobTooLarge, QueueFull, SessionQueue
+from iceviz.runtime.worker import ProcessJob
 from iceviz.training.trainers import problem_defaults, training_job
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -92,11 +92,13 @@ class ExplorerState(param.Parameterized):
                                doc="Data folders this session picked under the server's data roots.")
 
     def __init__(self, queue: JobQueue | SessionQueue | None = None, build_in_background: bool = False,
-                 **params: Any):
+                 loads: JobQueue | SessionQueue | None = None, isolate: bool = False, **params: Any):
         self.build_in_background = build_in_background
-        self._build_token = 0
-        self._build_lock = threading.Lock()
-        self._built: tuple[int, tuple[FluxProblem | None, str]] | None = None
+        self.loads = loads or JobQueue(slots=1)
+        """Where background region builds wait (the server's quick queue in the app)."""
+        self.isolate = isolate
+        """Build regions in a worker process (what a server wants), not a thread."""
+        self._build_job: Job | None = None
         params.setdefault("catalog", Catalog.discover())
         params.setdefault("recipe", RegionRecipe())
         self._sources = available_sources(params["catalog"])
@@ -317,16 +319,24 @@ class ExplorerState(param.Parameterized):
     def load(self) -> FluxProblem | None:
         """Load the current box; a box without usable data leaves a message, never an exception.
 
-        With :attr:`build_in_background` a real-data box is built in a thread (seconds for a large box, which
-        would stall every session of a server); :meth:`finish_build` then applies the newest result.
+        With :attr:`build_in_background` a real-data box is built as a job (seconds for a large box, which
+        would stall every session of a server): :meth:`finish_build` then applies the newest result.
         """
         spec = self.spec
         if self.is_real and self.build_in_background:
-            self._build_token += 1
-            token = self._build_token
+            if self._build_job is not None:
+                self._build_job.cancel()  # a newer box replaces it: its result, if it comes, is dropped
             self.problem = None
+            kind = ProcessJob if self.isolate else Job
+            job = kind("region build", CallTask(load_problem, (spec,), (DataError,)), snapshot_every=None,
+                       num_threads=None)
+            try:
+                self._build_job = self.loads.submit(job)
+            except QueueFull as err:
+                self._build_job = None
+                self.message = f"The box was not built: {err}."
+                return None
             self.message = f"Building the box from the product files ({spec})…"
-            threading.Thread(target=self._build, args=(spec, token), daemon=True, name="region-build").start()
             return None
         problem, message = self._try_load(spec)
         if problem is None and not self.is_real:
@@ -359,20 +369,19 @@ class ExplorerState(param.Parameterized):
         self.problem = problem
         self.message = message
 
-    def _build(self, spec: str, token: int) -> None:
-        result = self._try_load(spec)
-        with self._build_lock:
-            if token == self._build_token:  # an older request that ends late is dropped here
-                self._built = (token, result)
-
     def finish_build(self) -> bool:
-        """Apply a finished background build if it is for the newest request (older ones are dropped); True
-        when something was applied. Call it from the thread that owns the session (the app's poll)."""
-        with self._build_lock:
-            done, self._built = self._built, None
-        if done is None or done[0] != self._build_token:
+        """Apply the newest background build once it has ended (older ones were cancelled and are dropped);
+        True when something was applied. Call it from the thread that owns the session (the app's poll)."""
+        job = self._build_job
+        if job is None or not job.status.finished:
             return False
-        self._apply(*done[1])
+        self._build_job = None
+        if job.status is JobStatus.DONE:
+            self._apply(job.result, "")
+        elif job.status is JobStatus.FAILED:
+            self._apply(None, f"No usable data in this box: {job.error}")
+        else:
+            return False
         return True
 
     def summary(self) -> dict[str, Any]:
@@ -403,7 +412,7 @@ class ExplorerState(param.Parameterized):
     def start(self, snapshot_every: float = 0.5, nice: int = 0, isolate: bool = False) -> list[Job]:
         """Queue one job per selected model (skipping, with a message, those the data cannot serve).
 
-        ``isolate`` trains each job in a worker process (what a server wants: see iceviz.training.worker).
+        ``isolate`` trains each job in a worker process (what a server wants: see iceviz.runtime.worker).
         """
         if self.problem is None:
             self.message = self.message or "Load a region with data first."

@@ -13,8 +13,9 @@ loss terms beside the validation misfit (on the held-out cells, which choose the
 kept weights: marked). At the end: a metrics table and the final fields as NetCDF.
 
 Loading a shelf (seconds for a synthetic one: it solves an SSA) and the
-least-squares preview run in a thread, off the server's event loop; the poll
-picks their results up, so the page stays responsive.
+least-squares preview are jobs in the server's quick queue, run in a thread of
+the server (a loaded shelf is cached for every session), off its event loop;
+the poll picks their results up, so the page stays responsive.
 """
 
 from __future__ import annotations
@@ -25,22 +26,21 @@ import math
 import re
 import tempfile
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import panel as pn
 
-from iceviz.app.live import STATUS_COLOURS, fixed_pane, format_seconds, run_buttons, toggle_pause
+from iceviz.app.live import JOB_NICE, STATUS_COLOURS, fixed_pane, format_seconds, run_buttons, toggle_pause
 from iceviz.app.paths import for_browser
 from iceviz.app.shelf_presets import DEFAULT_PRESET, MODEL, PRESETS, ViscosityState, load_preset
 from iceviz.app.widgets import param_widgets
 from iceviz.data.problem import DataError
 from iceviz.data.shelf import ShelfProblem
 from iceviz.models.registry import short_budget
-from iceviz.runtime.job import Job, JobStatus
-from iceviz.runtime.queue import JobQueue, SessionQueue
+from iceviz.runtime.job import CallTask, Job, JobStatus
+from iceviz.runtime.queue import JobQueue, QueueFull, SessionQueue
 from iceviz.training.snapshot import Snapshot
 from iceviz.viz.shelf_figures import ShelfFigures, ShelfPreview
 
@@ -49,8 +49,6 @@ from iceviz.physics.viscosity_preview import least_squares_viscosity
 POLL_MS = 1000
 """How often the view copies the job's latest snapshot (and finished loads) into its figures."""
 SNAPSHOT_EVERY_S = 1.0
-TRAINING_NICE = 10
-"""The training worker yields the CPU to the server and the browser first."""
 LOSS_EVERY_S = 2.0
 """The loss chart redraws at most this often (it grows every 50 steps)."""
 CONTROL_WIDTH = 300
@@ -137,15 +135,19 @@ class ViscosityView:
     poll_ms : period of the poll in a served session (a view built elsewhere is polled by hand).
     isolate : train in a worker process (what a server wants; tests train in a thread).
     nice : raise the training's niceness by this much.
+    queue : where the inversion waits (the server's queue in the app).
+    loads : where loading a shelf and the least-squares preview wait (the server's quick queue in the app). Both
+        run as jobs in a thread of this process: a loaded shelf is cached for every session of the server.
     """
 
     def __init__(self, preset: str | None = None, poll_ms: int = POLL_MS, isolate: bool = True,
-                 nice: int = TRAINING_NICE, queue: JobQueue | SessionQueue | None = None):
+                 nice: int = JOB_NICE, queue: JobQueue | SessionQueue | None = None,
+                 loads: JobQueue | SessionQueue | None = None):
         self.poll_ms, self.isolate, self.nice = poll_ms, isolate, nice
         self.state = ViscosityState(preset=preset if preset in PRESETS else DEFAULT_PRESET, queue=queue)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iceviz-viscosity")
-        self._loading: tuple[str, Future] | None = None
-        self._lsq: tuple[ShelfProblem, Future] | None = None
+        self.loads = loads or JobQueue(slots=1)
+        self._loading: tuple[str, Job] | None = None
+        self._lsq: tuple[ShelfProblem, Job] | None = None
         self.figures: ShelfFigures | None = None
         self._figures_problem: ShelfProblem | None = None
         self._job_problem: ShelfProblem | None = None
@@ -245,50 +247,54 @@ class ViscosityView:
     def load(self) -> None:
         """Load the current preset in the background (the poll shows it, or the refusal)."""
         label = self.state.preset
-        future = self._executor.submit(load_preset, label)
-        self._loading = (label, future)
+        job = Job(label, CallTask(load_preset, (label,), (DataError,)), snapshot_every=None, num_threads=None)
+        if self._doc is not None:  # show it as soon as it is loaded, not at the next poll
+            job.on_finish = self._loaded_soon
+        try:
+            self._loading = (label, self.loads.submit(job))
+        except QueueFull as err:
+            self._show_message(f"{label} was not loaded: {err}.")
+            return
         if self._doc is None:
             self._show_loading(label)
-        else:  # show it as soon as it is loaded, not at the next poll; say "Loading" only if that takes a while
-            future.add_done_callback(self._loaded_soon)
+        else:  # say "Loading" only if that takes a while
             self._doc.add_timeout_callback(lambda: self._show_loading(label), LOADING_NOTE_MS)
         self._refresh_buttons()
 
     def _show_loading(self, label: str) -> None:
         """The preview says the shelf is loading (when it still is): one change to the page for a shelf that
         loads at once, instead of a placeholder and then the picture."""
-        if self._loading is None or self._loading[0] != label or self._loading[1].done():
+        if self._loading is None or self._loading[0] != label or self._loading[1].status.finished:
             return
         with pn.io.hold():
             self.shelf_preview.clear(f"Loading {label} …")
             self.info.object = PRESETS[label].description
             self._show_message("")
 
-    def _loaded_soon(self, future: Future) -> None:
-        """(In the loading thread) ask the session's event loop to show the result now; if the session has
-        gone, the poll that no longer runs does not matter."""
+    def _loaded_soon(self, job: Job) -> None:
+        """(In the loading job's thread) ask the session's event loop to show the result now; if the session
+        has gone, the poll that no longer runs does not matter."""
         try:
             self._doc.add_next_tick_callback(self._apply_load)
         except Exception:  # noqa: BLE001 - a closed session's document refuses callbacks
             pass
 
     def _apply_load(self) -> None:
-        if self._loading is None or not self._loading[1].done():
+        if self._loading is None or not self._loading[1].status.finished:
             return
-        (label, future), self._loading = self._loading, None
-        if label != self.state.preset:
+        (label, job), self._loading = self._loading, None
+        if label != self.state.preset or job.status is JobStatus.CANCELLED:
             return
         with pn.io.hold():  # the picture, its description and the buttons reach the browser as one change
-            self._show_loaded(label, future)
+            self._show_loaded(label, job)
 
-    def _show_loaded(self, label: str, future: Future) -> None:
-        err = future.exception()
-        if err is not None:
-            self.state.refuse(str(err), label)
+    def _show_loaded(self, label: str, job: Job) -> None:
+        if job.status is not JobStatus.DONE:
+            self.state.refuse(job.error or job.status.value, label)
             self.shelf_preview.clear(f"{label} cannot be loaded (see above)")
             self.info.object = PRESETS[label].description
         else:
-            whole = future.result()
+            whole = job.result
             self.state.accept(whole, label)
             self._draw_preview(whole)
             self.info.object = self._describe(whole)
@@ -352,9 +358,9 @@ class ViscosityView:
         self._refresh_buttons()
         return problem
 
-    def _show_message(self, text: str) -> None:
-        self.message.object = for_browser(text)
-        self.message.visible = bool(text)
+    def _show_message(self, text: str, kind: str = "danger") -> None:
+        """Show ``text`` (a refusal or a failure; ``kind`` "warning" for a run cut short), or hide it when ""."""
+        self.message.param.update(object=for_browser(text), alert_type=kind, visible=bool(text))
 
     # -- training ----------------------------------------------------------------------------------
     def _on_start(self, event: Any = None) -> Job | None:
@@ -388,7 +394,7 @@ class ViscosityView:
     def close(self) -> None:
         """The session ended: cancel the job and drop pending loads."""
         self.state.cancel()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.loads.cancel_all()
 
     # -- the least-squares preview -------------------------------------------------------------------
     def _on_lsq(self, event: Any = None) -> None:
@@ -404,21 +410,27 @@ class ViscosityView:
         self._ensure_figures(problem)
         self.lsq_button.name = "Computing the μ preview …"
         self.lsq_button.disabled = True
-        self._lsq = (problem, self._executor.submit(least_squares_viscosity, problem))
+        job = Job("μ preview", CallTask(least_squares_viscosity, (problem,)), snapshot_every=None, num_threads=None)
+        try:
+            self._lsq = (problem, self.loads.submit(job))
+        except QueueFull as err:
+            self.lsq_button.name = LSQ_LABEL
+            self._show_message(f"The least-squares preview did not start: {err}.")
+            self._refresh_buttons()
 
     def _apply_lsq(self) -> None:
-        if self._lsq is None or not self._lsq[1].done():
+        if self._lsq is None or not self._lsq[1].status.finished:
             return
-        (problem, future), self._lsq = self._lsq, None
+        (problem, job), self._lsq = self._lsq, None
         self.lsq_button.name = LSQ_LABEL
         self._refresh_buttons()
-        err = future.exception()
-        if err is not None:
-            self._show_message(f"The least-squares preview failed: {err}")
+        if job.status is not JobStatus.DONE:
+            if job.status is JobStatus.FAILED:
+                self._show_message(f"The least-squares preview failed: {job.error}")
             return
         if problem is not self._figures_problem or self._training():
             return  # the shelf or the crop changed meanwhile, or an inversion took the maps
-        mu = future.result()
+        mu = job.result
         vel = problem.velocity
         truth = vel.fields.get("mu")
         self.figures.show_preview(vel.x, vel.y, mu, truth)
@@ -493,10 +505,12 @@ class ViscosityView:
         self.status.object = status_text(job, snap, self._budget)
         if job is None:
             return
-        self.progress.value = 1000 if status is JobStatus.DONE else int(1000 * (snap.progress if snap else 0.0))
+        self.progress.value = 1000 if status.completed else int(1000 * (snap.progress if snap else 0.0))
         self.progress.bar_color = STATUS_COLOURS[status]
         if status is JobStatus.FAILED:
             self._show_message(f"**The inversion failed.** {job.error}")
+        elif status is JobStatus.SHORT:
+            self._show_message(f"**The inversion was cut short.** {job.shortfall}", kind="warning")
         self._refresh_buttons()
 
     def _refresh_buttons(self) -> None:

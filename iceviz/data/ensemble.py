@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from iceviz.data.problem import DataError
+from iceviz.runtime.job import Control, JobFailed
 
 if TYPE_CHECKING:  # the simulator is heavy to import: only where an ensemble is loaded
     from iceviz.sim.mesh import IceMesh
@@ -192,3 +193,70 @@ def load_ensemble(directory: str | os.PathLike, spec: str | None = None, test: l
                      for k in ("grounding_line", "volume_above_flotation")},
         wall_time=np.array([run.wall_time for run in runs]), mean_dt=float(dts.mean()) if len(dts) else 0.0,
         settings=dict(manifest["settings"]), split=split, files=tuple(r["file"] for r in done), notes=notes)
+
+
+class EnsembleFailed(JobFailed):
+    """An ensemble that could not be built or loaded; the message (the job's error) says why."""
+
+
+@dataclass(frozen=True)
+class BuildProgress:
+    """How far an ensemble build is: ``done`` of ``total`` runs (both 0 while only loading)."""
+
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class EnsembleTask:
+    """Build an ensemble (or find it in the cache) and load it: a job's task, as plain values (it pickles, so
+    it can run in a worker process). With ``directory`` it only loads that ensemble directory.
+
+    Calling it gives the runner whose ``fit(control)`` returns the :class:`EnsembleProblem` (the job contract's
+    ``make_trainer``). The runs go one after the other in the task's own process: the job holds one slot of
+    the queue it waits in. A cancel takes effect between runs (a stopped build leaves nothing in the cache).
+    """
+
+    directory: str | None = None
+    scenario: str = ""
+    overrides: dict = field(default_factory=dict)
+    grid: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+    root: str | None = None
+    spec: str | None = None
+
+    def __call__(self) -> "EnsembleBuilder":
+        return EnsembleBuilder(self)
+
+
+class EnsembleBuilder:
+    """Runs one :class:`EnsembleTask` (see there)."""
+
+    device = "cpu"
+
+    def __init__(self, task: EnsembleTask):
+        self.task = task
+
+    def fit(self, control: Control) -> EnsembleProblem:
+        from iceviz.sim.ensemble import cached_ensemble, grid_points
+        from iceviz.sim.ssa import SimulationError
+
+        task = self.task
+        control.start_clock()
+        try:
+            if task.directory is not None:
+                folder = Path(task.directory)
+            else:
+                total = len(grid_points(task.grid))
+                control.publish(BuildProgress(0, total))
+
+                def progress(done: int, total: int, record: dict) -> None:
+                    control.record(dict(done=done, total=total, progress=done / total, seconds=control.elapsed()))
+                    control.publish(BuildProgress(done, total))
+                    control.tick()
+
+                folder = cached_ensemble(task.scenario, task.overrides, task.grid, task.settings, progress=progress,
+                                         root=None if task.root is None else Path(task.root), workers=1)
+            return load_ensemble(folder, spec=task.spec or f"sim:{folder}")
+        except (DataError, SimulationError) as err:
+            raise EnsembleFailed(str(err)) from None

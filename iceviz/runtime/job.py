@@ -17,8 +17,8 @@ import threading
 import time
 import traceback
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol
-
 
 
 class JobStatus(str, enum.Enum):
@@ -26,12 +26,19 @@ class JobStatus(str, enum.Enum):
     RUNNING = "running"
     PAUSED = "paused"
     DONE = "done"
+    SHORT = "cut short"
+    """It ended with a result, but without doing the work it was asked for (see :attr:`Job.shortfall`)."""
     FAILED = "failed"
     CANCELLED = "cancelled"
 
     @property
     def finished(self) -> bool:
-        return self in (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
+        return self in (JobStatus.DONE, JobStatus.SHORT, JobStatus.FAILED, JobStatus.CANCELLED)
+
+    @property
+    def completed(self) -> bool:
+        """It ended with a result (done, or cut short)."""
+        return self in (JobStatus.DONE, JobStatus.SHORT)
 
 
 class JobCancelled(Exception):
@@ -63,10 +70,11 @@ class Control:
                  events: tuple[Any, Any] | None = None):
         self._lock = threading.Lock()
         # (resume, cancel): threading.Event by default; multiprocessing events when the trainer runs in
-        # another process (see iceviz.training.worker), so pause and cancel reach it there.
+        # another process (see iceviz.runtime.worker), so pause and cancel reach it there.
         self._resume, self._cancel = events or (threading.Event(), threading.Event())
         self._resume.set()
         self._started: float | None = None
+        self._cpu_started = 0.0
         self._paused_total = 0.0
         self._paused_at: float | None = None  # set while tick() is blocked by a pause
         self._latest: Any = None
@@ -79,6 +87,7 @@ class Control:
         """Start the training clock (the trainer calls this when set-up is done)."""
         with self._lock:
             self._started = time.perf_counter()
+            self._cpu_started = time.thread_time()
             self._paused_total = 0.0
 
     def elapsed(self) -> float:
@@ -88,6 +97,13 @@ class Control:
                 return 0.0
             now = self._paused_at if self._paused_at is not None else time.perf_counter()
             return now - self._started - self._paused_total
+
+    def cpu_share(self) -> float:
+        """The share of one CPU core the calling thread (the trainer's: call it there) has had since
+        :meth:`start_clock`: its CPU time over :meth:`elapsed` (1: never short of a core; 0.3: the machine was
+        busy)."""
+        elapsed = self.elapsed()
+        return (time.thread_time() - self._cpu_started) / elapsed if elapsed > 0 else 1.0
 
     def tick(self) -> None:
         """Between steps: raise JobCancelled after a cancel, block while paused."""
@@ -152,6 +168,34 @@ class Control:
             return list(self._history)
 
 
+@dataclass(frozen=True)
+class CallTask:
+    """A function call as a job's task (the ``make_trainer`` of a :class:`Job`): the job's result is
+    ``function(*args)``. ``function`` is a module-level function, so that the task pickles (to run in a worker
+    process); an exception of a type in ``expected`` fails the job with its own message alone."""
+
+    function: Callable[..., Any]
+    args: tuple = ()
+    expected: tuple[type[BaseException], ...] = ()
+
+    def __call__(self) -> "_CallRunner":
+        return _CallRunner(self)
+
+
+class _CallRunner:
+    device = "cpu"
+
+    def __init__(self, task: CallTask):
+        self.task = task
+
+    def fit(self, control: "Control") -> Any:
+        control.start_clock()
+        try:
+            return self.task.function(*self.task.args)
+        except self.task.expected as err:
+            raise JobFailed(str(err)) from None
+
+
 _ids = itertools.count(1)
 
 
@@ -212,6 +256,8 @@ class Job:
         self._ended = threading.Event()
         """Set once the job has finished, whatever its status (a queued job cancelled before it ran too)."""
         self.error: str | None = None
+        self.shortfall = ""
+        """Why a job that ended with a result did not do the work it was asked for (its status then SHORT)."""
         self.traceback: str | None = None
         self.result: Any = None
         self.trainer: Trainer | None = None
@@ -245,7 +291,8 @@ class Job:
     def _run(self) -> None:
         try:
             self.result = self._execute()
-            self._set(JobStatus.DONE)
+            self.shortfall = str(getattr(self.result, "shortfall", "") or "")
+            self._set(JobStatus.SHORT if self.shortfall else JobStatus.DONE)
         except JobCancelled:
             self._set(JobStatus.CANCELLED)
         except Exception as err:  # noqa: BLE001 - a job must never take the process down

@@ -9,7 +9,9 @@ the first one's ten jobs running first; a session may have at most
 side (the lesson's dfNN and PINN) are submitted together and start together.
 
 :func:`server_queue` gives the one queue of the whole process, shared by every
-browser session of a server; a session talks to it through
+browser session of a server (and :func:`quick_queue` a second one, of one slot,
+for short jobs such as building a region's data, so that they never wait behind
+a training); a session talks to it through
 :meth:`JobQueue.session`, which sees only its own jobs. A group larger than the
 slots (the lesson's two runs on a two-core machine) starts when nothing else
 runs, so it never waits forever.
@@ -264,3 +266,16 @@ def server_queue() -> JobQueue:
         if _server is None:
             _server = JobQueue(memory=memory_budget())
         return _server
+
+
+_quick: JobQueue | None = None
+
+
+def quick_queue() -> JobQueue:
+    """The process's queue for short jobs (loading or building a region's data: seconds), shared by every
+    session: one slot, so that they never wait behind a training and never run more than one at a time."""
+    global _quick
+    with _server_lock:
+        if _quick is None:
+            _quick = JobQueue(slots=1, memory=memory_budget())
+        return _quick

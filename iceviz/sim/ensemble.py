@@ -6,10 +6,15 @@ the run settings, the spin-up, the grid of forcing values and, per run, its
 forcing, file, wall time, solver and budget statistics and whether it finished
 (a run that fails is recorded with its error; the others carry on).
 
-Every grid point runs in a worker process (``forkserver`` start method): the
-worker rebuilds the simulator from the scenario name and overrides (meshing is
-deterministic, which the spin-up key checks) and starts from the spun-up state
-the parent sends it, so the results do not depend on the number of workers.
+Every grid point runs in a worker: a task on a Dask cluster (given a
+``distributed.Client``: a local one, or any cluster whose workers see the
+output directory), else a process of a local pool (``forkserver`` start
+method), or one after the other in this process. The worker rebuilds the
+simulator from the scenario name and overrides (meshing is deterministic, which
+the spin-up key checks) and starts from the spun-up state the parent sends it,
+so the results do not depend on the number or kind of workers. On Dask a run
+whose worker dies is run again elsewhere (a run only writes its own file, so
+that is safe).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from decimal import Decimal
 from pathlib import Path
@@ -110,7 +116,7 @@ def make_forcing(values: dict[str, Any]) -> Forcing:
 
 def run_ensemble(scenario_name: str, scenario_overrides: dict[str, Any], grid: dict[str, list[float]],
                  settings: RunSettings, out_dir: str | os.PathLike, workers: int = 1,
-                 progress: Progress | None = None) -> dict:
+                 progress: Progress | None = None, client: Any = None) -> dict:
     """Run ``scenario_name`` for every point of ``grid``; write the runs and the manifest; the manifest.
 
     Parameters
@@ -119,8 +125,9 @@ def run_ensemble(scenario_name: str, scenario_overrides: dict[str, Any], grid: d
     grid : forcing parameter (melt, smb, retreat_rate) -> its values; every combination is run.
     settings : the length and snapshots of every run.
     out_dir : where ``runs/run-NNN.nc`` and ``manifest.json`` go (created).
-    workers : worker processes (1 runs in this process).
+    workers : worker processes of a local pool (1 runs in this process); ignored with ``client``.
     progress : called with (runs done, runs in all, the run's manifest record) as each run finishes.
+    client : a ``distributed.Client``: every run a task on its cluster (the manifest records its workers).
     """
     t_wall = time.perf_counter()
     if int(workers) != workers or workers < 1:
@@ -144,7 +151,9 @@ def run_ensemble(scenario_name: str, scenario_overrides: dict[str, Any], grid: d
         if progress is not None:
             progress(len(records), len(tasks), record)
 
-    if workers == 1:
+    if client is not None:
+        workers = _run_on_dask(client, tasks, common, finished)
+    elif workers == 1:
         for task in tasks:
             finished(run_one(task, **common))
     else:
@@ -165,6 +174,27 @@ def run_ensemble(scenario_name: str, scenario_overrides: dict[str, Any], grid: d
                     workers=int(workers))
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _run_on_dask(client: Any, tasks: list[dict], common: dict, finished: Callable[[dict], None]) -> int:
+    """Every task as a Dask task on ``client``'s cluster (each carries the spun-up state: a task that must run
+    again elsewhere needs nothing from the worker that died); calls ``finished(record)`` as each ends; returns
+    the cluster's number of workers."""
+    from distributed import as_completed as completed
+
+    batch = uuid.uuid4().hex[:8]
+    futures = {client.submit(run_one, task, **common, pure=False, key=f"iceviz-sim-{batch}-run-{task['index']}"): task
+               for task in tasks}
+    try:
+        for future in completed(futures):
+            try:
+                record = future.result()
+            except Exception as exc:  # noqa: BLE001 - a task the cluster gave up on (its workers kept dying)
+                record = _failed(futures[future], exc)
+            finished(record)
+    finally:
+        client.cancel([f for f in futures if not f.done()])
+    return max(1, len(client.scheduler_info().get("workers", {})))
 
 
 def run_one(task: dict, scenario_name: str, overrides: str, settings: dict, state: State, expected_key: str,

@@ -1,11 +1,16 @@
-"""Checks a training run makes on itself: a loss or a final score that is not finite ends it as failed."""
+"""Checks a training run makes on itself: a loss or a final score that is not finite ends it as failed; a run its
+time budget ended before it did its work says so."""
 
 from __future__ import annotations
 
 import math
 from typing import Any, Iterable
 
-from iceviz.runtime.job import JobFailed
+from iceviz.runtime.job import Control, JobFailed
+
+STARVED_SHARE = 0.5
+"""A run its time budget ended with less than this share of one CPU core (its training thread's CPU time over
+its wall time) was starved by load: its scores say more about the machine than about the model."""
 
 
 class TrainingFailed(JobFailed):
@@ -43,3 +48,22 @@ def check_finite_metrics(metrics: dict[str, Any], keys: Iterable[str], run: str,
     raise TrainingFailed(f"{run}: the final {what} not finite ({where}). The fit diverged or the data hold "
                          f"extreme values: try a lower learning rate (now {lr:g}) or check the data for "
                          "extreme values.")
+
+
+def shortfall(control: Control, time_limited: bool, work: str, useful: bool) -> str:
+    """Why a finished run did not do the work it was asked for, in words; "" when it did.
+
+    Only a run that its time budget ended can fall short (an epoch or step budget is always worked through):
+    when it stopped before its first useful result (``useful`` False: each family says what that is), or with
+    less than :data:`STARVED_SHARE` of a CPU core. ``work`` says what it did ("17 of 400 planned epochs").
+    Call it in the training thread (the CPU share is that thread's).
+    """
+    if not time_limited:
+        return ""
+    share = control.cpu_share()
+    reasons = ([] if useful else ["before its first useful result"]) + \
+        ([f"with {share:.0%} of a CPU core (the machine was busy)"] if share < STARVED_SHARE else [])
+    if not reasons:
+        return ""
+    return (f"its {control.elapsed():.0f} s budget ended it {' and '.join(reasons)}, after {work}: its scores are "
+            "not meaningful. Give it a larger budget, or run it when the machine is less busy")

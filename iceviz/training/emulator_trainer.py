@@ -36,9 +36,12 @@ from iceviz.training.emulator_data import EmulatorData, EmulatorScales
 from iceviz.training.emulator_metrics import Flotation, break_even, state_scores
 from iceviz.training.flux_trainer import FitResult
 from iceviz.runtime.job import Control
-from iceviz.training.checks import check_finite_loss, check_finite_metrics
+from iceviz.training.checks import check_finite_loss, check_finite_metrics, shortfall
 from iceviz.training.snapshot import Snapshot
 
+USEFUL_EPOCHS = 10
+"""A run its time budget ends before this many epochs is cut short (the explorer's EGCN with one epoch in 15 s
+ranked last; the MLP's validation loss was still 5x its 200 s figure at epoch 10, BENCHMARKS.md)."""
 LIVE_TIMES = 11
 """Live snapshots score the test runs at about this many snapshot times; the final one at all of them."""
 CHUNK = {"cpu": 4, "cuda": 64}
@@ -124,8 +127,11 @@ class EmulatorTrainer:
         check_finite_metrics(final.metrics, HEADLINE_METRICS, f"{self.spec.name} on {self.problem.spec}",
                              f"after {self.epoch} epochs", self.params.lr)
         control.publish(final)
+        p = self.params
+        timed_out = self.optimizer is not None and bool(p.seconds) and self.epoch < p.epochs
+        short = shortfall(control, timed_out, f"{self.epoch} epochs", useful=self.epoch >= USEFUL_EPOCHS)
         return FitResult(epochs=self.epoch, steps=self.step, seconds=self.train_seconds, best_epoch=self.best_epoch,
-                         metrics=dict(final.metrics), losses=dict(self.losses))
+                         metrics=dict(final.metrics), losses=dict(self.losses), shortfall=short)
 
     def _train(self, control: Control) -> dict[str, torch.Tensor] | None:
         p, n = self.params, len(self.train_pairs)

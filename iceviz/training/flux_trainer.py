@@ -57,7 +57,7 @@ from iceviz.models.registry import ModelSpec
 from iceviz.training.device import as_tensor, resolve_device
 from iceviz.training.fields import flux_grid_fields
 from iceviz.runtime.job import Control
-from iceviz.training.checks import check_finite_loss, check_finite_metrics
+from iceviz.training.checks import check_finite_loss, check_finite_metrics, shortfall
 from iceviz.training.metrics import flux_scores, in_chunks, rmse
 from iceviz.training.snapshot import Snapshot
 
@@ -68,6 +68,9 @@ LIVE_TEST_POINTS = 4000
 """Live snapshots score a fixed random subset of this many test points (the final one scores all)."""
 LIVE_MAD_POINTS = 2000
 """... and the divergence on this many of them (it needs a backward pass)."""
+USEFUL_PLAN_SHARE = 0.25
+"""A run its time budget ends before this share of its planned epochs is cut short: the rate is still high, the
+weights far from what the plan reaches (the lesson's dfNN at 9-17 of its 400 epochs under classroom load)."""
 REFIT_SAFETY = 1.25
 """A refit starts only if this many times its estimated duration (the first phase's seconds per epoch, scaled by
 the point count, up to the kept epoch) fits in what is left of the time budget."""
@@ -90,6 +93,8 @@ class FitResult:
     losses: dict[str, float] = field(default_factory=dict)
     stop_reason: str = ""
     refit: bool = False
+    shortfall: str = ""
+    """Why the run did not do the work it was asked for (see :func:`~iceviz.training.checks.shortfall`)."""
 
 
 def check_compatible(spec: ModelSpec, problem: FluxProblem, params: Any) -> None:
@@ -256,9 +261,12 @@ class FluxTrainer:
         check_finite_metrics(final.metrics, HEADLINE_METRICS, f"{self.spec.name} on {self.problem.spec}",
                              f"after {self.epoch} epochs", self.params.lr)
         control.publish(final)
+        planned = self.params.planned_epochs
+        short = shortfall(control, self.stop_reason == "seconds", f"{self.epoch} of {planned} planned epochs",
+                          useful=self.epoch >= USEFUL_PLAN_SHARE * planned)
         return FitResult(epochs=self.epoch, steps=self.step, seconds=seconds, best_epoch=self.best_epoch,
                          metrics=dict(final.metrics), losses=dict(self.losses), stop_reason=self.stop_reason,
-                         refit=self.refitted)
+                         refit=self.refitted, shortfall=short)
 
     def _select(self, control: Control) -> None:
         """The first phase: fit the points outside the validation set, keep the weights of the lowest validation

@@ -1,7 +1,7 @@
 """Sweeps: every combination of models, data specs, seeds and hyper-parameter values, trained on Dask.
 
 :func:`sweep_runs` lists the runs (the product of the choices, in a fixed
-order); :func:`run_sweep` trains them as :class:`~iceviz.training.dask_job.DaskJob`
+order); :func:`run_sweep` trains them as :class:`~iceviz.runtime.dask_job.DaskJob`
 tasks on a cluster, at most as many at once as it has workers (the runtime's
 :class:`~iceviz.runtime.queue.JobQueue` admits them), and returns one row per
 run: its settings, how it ended and its scores. A run that fails or diverges is
@@ -14,7 +14,7 @@ import itertools
 from typing import Any, Callable, Sequence
 
 from iceviz.models.registry import get_model
-from iceviz.runtime.job import Job, JobStatus
+from iceviz.runtime.job import Job
 from iceviz.runtime.queue import JobQueue
 from iceviz.training.trainers import training_job
 
@@ -38,6 +38,29 @@ def sweep_runs(models: Sequence[str], datas: Sequence[str], seeds: Sequence[int]
     return runs
 
 
+def run_row(run: dict[str, Any], job: Job) -> dict[str, Any]:
+    """The row of one run of a sweep: its settings, then how its job stands.
+
+    Parameters
+    ----------
+    run : the run's settings, as :func:`sweep_runs` lists them.
+    job : the job that trains it, in any state.
+
+    Returns
+    -------
+    dict
+        ``run`` with ``status`` (the job's: ``done``, ``cut short``, ``failed``, ``running``...), ``error``
+        (its failure text, or why it was cut short, else ""), ``epochs`` and ``seconds`` (None until it has
+        ended with a result) and the :data:`SCORES` its family reports (likewise).
+    """
+    status = job.status
+    result = job.result if status.completed else None
+    metrics = getattr(result, "metrics", None) or {}
+    return {**run, "status": status.value, "error": job.error or job.shortfall,
+            "epochs": getattr(result, "epochs", None), "seconds": getattr(result, "seconds", None),
+            **{k: metrics[k] for k in SCORES if k in metrics}}
+
+
 def run_sweep(runs: list[dict[str, Any]], client: Any, slots: int, budget: dict[str, Any],
               progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
     """Train every run on the cluster of ``client``, ``slots`` at a time, each with ``budget`` (epochs and / or
@@ -52,12 +75,8 @@ def run_sweep(runs: list[dict[str, Any]], client: Any, slots: int, budget: dict[
     rows = []
     try:
         for done, (run, job) in enumerate(zip(runs, jobs), start=1):
-            status = job.wait()
-            result = job.result if status is JobStatus.DONE else None
-            metrics = result.metrics if result is not None else {}
-            rows.append({**run, "status": status.value, "error": job.error or "",
-                         "epochs": getattr(result, "epochs", None), "seconds": getattr(result, "seconds", None),
-                         **{k: metrics[k] for k in SCORES if k in metrics}})
+            job.wait()
+            rows.append(run_row(run, job))
             if progress is not None:
                 progress(done, len(runs))
     finally:

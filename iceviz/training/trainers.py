@@ -14,7 +14,7 @@ from iceviz.training.emulator_trainer import EmulatorTrainer
 from iceviz.training.flux_trainer import FluxTrainer
 from iceviz.training.memory import job_memory
 from iceviz.training.viscosity_trainer import ViscosityTrainer
-from iceviz.training.worker import ProcessJob
+from iceviz.runtime.worker import ProcessJob
 
 TRAINER_FAMILIES: dict[str, Callable[..., Any]] = {"flux": FluxTrainer, "viscosity": ViscosityTrainer,
                                                    "emulator": EmulatorTrainer}
@@ -77,15 +77,15 @@ def training_job(model: str, data: str | FluxProblem, device: str = "auto", snap
     """A (not yet started) job that loads the data, builds the trainer and trains.
 
     All of it happens in the job's thread, or with ``isolate`` in a worker process
-    (:class:`~iceviz.training.worker.ProcessJob`: the trainer holds no lock the caller needs,
+    (:class:`~iceviz.runtime.worker.ProcessJob`: the trainer holds no lock the caller needs,
     which is what a server wants; the job then has no ``trainer`` attribute to inspect), or, given a
     ``distributed.Client`` as ``client``, on a worker of that Dask cluster
-    (:class:`~iceviz.training.dask_job.DaskJob`).
+    (:class:`~iceviz.runtime.dask_job.DaskJob`).
     """
     get_model(model)  # fail fast, in the caller's thread, on an unknown name
     recipe = TrainerRecipe(model, data, device=device, grid_shape=grid_shape, overrides=overrides)
     if client is not None:
-        from iceviz.training.dask_job import DaskJob
+        from iceviz.runtime.dask_job import DaskJob
 
         job: Job = DaskJob(model, recipe, snapshot_every=snapshot_every, num_threads=num_threads, client=client)
     else:

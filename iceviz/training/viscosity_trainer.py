@@ -67,9 +67,12 @@ from iceviz.physics.ssa import effective_strain_rate, front_residual, momentum_r
 from iceviz.training.device import as_tensor, resolve_device
 from iceviz.training.flux_trainer import FitResult
 from iceviz.runtime.job import Control
-from iceviz.training.checks import check_finite_loss, check_finite_metrics
+from iceviz.training.checks import check_finite_loss, check_finite_metrics, shortfall
 from iceviz.training.snapshot import Snapshot
 
+USEFUL_STEPS = 2000
+"""A run its time budget ends before this many steps is cut short: 30 s on one idle core (~1,500 steps) left the
+reference synthetic shelf's viscosity error above 50 %, 60 s (~3,000) gave 5 % (BENCHMARKS.md)."""
 BOUNDARY_BAND = 5000.0
 """Cells closer than this to the shelf's edge [m] are 'near-boundary' in the split viscosity error."""
 RECORD_EVERY = 50
@@ -312,7 +315,9 @@ class ViscosityTrainer:
         check_finite_metrics(final.metrics, HEADLINE_METRICS, f"{self.spec.name} on {self.problem.spec}",
                              f"after {self.step} steps", self.params.lr)
         control.publish(final)
-        return FitResult(epochs=self.epoch, steps=self.step, seconds=seconds,
+        short = shortfall(control, bool(p.seconds) and self.step < p.epochs, f"{self.step} steps",
+                          useful=self.step >= USEFUL_STEPS)
+        return FitResult(epochs=self.epoch, steps=self.step, seconds=seconds, shortfall=short,
                          best_epoch=self.best_epoch if self.has_validation else self.epoch,
                          metrics=dict(final.metrics), losses=dict(self.losses))
 

@@ -44,7 +44,7 @@ def test_bad_sources_give_messages_and_keep_the_view_alive(tmp_path):
         assert "/etc" not in view.message.object.split(":", 1)[1]  # named by the user, never listed by the server
     view.session.directory = str(tmp_path)
     view.build()
-    poll_until(view, lambda: view.session.build_job.finished)
+    poll_until(view, lambda: view.session.build_job.status.finished)
     view.poll()
     assert "no manifest.json" in view.message.object and view.session.problem is None
     view.session.source = "region"  # no map box to size the glacier to

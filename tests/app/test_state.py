@@ -148,13 +148,15 @@ def test_real_data_source_builds_the_box_from_the_products(glacier_products, dat
     assert bad.use_data(folder / "bedmap" / "..") and bad.session_paths == [folder]  # resolved once
 
 
-def test_a_background_build_applies_only_the_newest_box(glacier_products, data_home, monkeypatch):
+@pytest.mark.parametrize("isolate", [False, True])
+def test_a_background_build_applies_only_the_newest_box(glacier_products, data_home, monkeypatch, isolate):
+    """Built as a job (a thread, or a worker process as in the app): the newest box only, its refusal in words."""
     import time
 
     from iceviz.app.state import REAL_LABEL
 
     monkeypatch.setenv("ICEVIZ_DATA_ROOTS", str(glacier_products["bedmap"].parent))
-    state = ExplorerState(build_in_background=True)
+    state = ExplorerState(build_in_background=True, isolate=isolate)
     state.use_data(glacier_products["bedmap"].parent)
     state.source = REAL_LABEL
     assert state.problem is None and state.message.startswith("Building the box from the product files")

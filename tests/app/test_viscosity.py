@@ -103,7 +103,11 @@ def test_an_inversion_streams_maps_and_losses_then_reports_and_exports(view):
 
     poll_until(view, grab, timeout=60)
     view.poll()
-    assert job.status is JobStatus.DONE, job.error
+    # 6 s is far below the inversion's first useful result (2,000 steps): it ends cut short, and says so,
+    # with its maps, scores and export all the same
+    assert job.status is JobStatus.SHORT, job.error
+    assert "The inversion was cut short." in view.message.object and "before its first useful result" in \
+        view.message.object and view.message.visible
     assert len(seen) >= 2  # the viscosity map changed while it trained
     assert view.figures.mu_source == "pinn"
     assert view.metrics.visible and "viscosity μ: relative L2 error" in view.metrics.object

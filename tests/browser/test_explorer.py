@@ -309,8 +309,10 @@ def test_viscosity_inversion_runs_on_a_shelf_and_the_map_changes(page, tmp_path)
     wait_for(lambda: "μ error" in deep_text(status), 20, "the first viscosity snapshot")
     page.wait_for_timeout(800)
     first = mu_map.screenshot()
-    wait_for(lambda: "done" in deep_text(status), 40, "the inversion to finish")
+    # 14 s is below the inversion's first useful result (2,000 steps): it finishes, and says it was cut short
+    wait_for(lambda: "cut short" in deep_text(status), 40, "the inversion to finish")
     page.wait_for_timeout(1500)
+    assert "The inversion was cut short." in deep_text(message) and message.is_visible()
     assert mu_map.screenshot() != first, "the viscosity map did not change while training"
     metrics = page.locator(".visc-metrics").first
     assert "viscosity μ: relative L2 error" in deep_text(metrics)

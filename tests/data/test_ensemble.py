@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -183,3 +184,44 @@ def test_a_link_out_of_the_ensemble_directory_is_refused(small_ensemble, tmp_pat
     first.symlink_to(moved)
     with pytest.raises(DataError, match="lie outside the ensemble directory"):
         load_ensemble(dst)
+
+
+def test_a_build_job_runs_the_ensemble_with_progress_loads_it_and_caches_it(tmp_path, monkeypatch):
+    from iceviz.data.ensemble import BuildProgress, EnsembleTask
+    from iceviz.runtime.job import Job, JobStatus
+    from iceviz.runtime.worker import ProcessJob, warm_up
+
+    monkeypatch.setenv("ICEVIZ_CACHE", str(tmp_path / "cache"))
+    task = EnsembleTask(scenario="marine-glacier", overrides=dict(resolution=40e3, refined_resolution=20e3,
+                                                                   spin_up_years=5), grid={"melt": [0.0, 30.0, 60.0]},
+                        settings=dict(years=1.0, snapshot_every=0.5), root=str(tmp_path / "ensembles"))
+    job = Job("build", task, snapshot_every=None, num_threads=None).start()
+    assert job.wait(120) is JobStatus.DONE, job.error
+    assert job.result.n_runs == 3 and [r["done"] for r in job.history()] == [1, 2, 3]
+    assert job.latest() == BuildProgress(3, 3)
+    folder = job.result.directory
+    assert folder.parent == tmp_path / "ensembles" and (folder / "manifest.json").is_file()
+
+    warm_up("iceviz.data.ensemble")
+    again = ProcessJob("load", EnsembleTask(directory=str(folder)), snapshot_every=None, num_threads=None).start()
+    assert again.wait(120) is JobStatus.DONE, again.error  # loaded in a worker process, brought back whole
+    np.testing.assert_array_equal(again.result.fields["h"], job.result.fields["h"])
+    missing = Job("load", EnsembleTask(directory=str(tmp_path / "nothing")), snapshot_every=None).start()
+    assert missing.wait(30) is JobStatus.FAILED and missing.error.endswith("is not an ensemble: no manifest.json")
+
+
+def test_a_cancelled_build_leaves_nothing_in_the_cache(tmp_path, monkeypatch):
+    from iceviz.data.ensemble import EnsembleTask
+    from iceviz.runtime.job import Job, JobStatus
+
+    monkeypatch.setenv("ICEVIZ_CACHE", str(tmp_path / "cache"))
+    tiny = dict(resolution=40e3, refined_resolution=20e3, spin_up_years=5)
+    task = EnsembleTask(scenario="marine-glacier", overrides=tiny, grid={"melt": [0.0, 10.0, 20.0, 30.0]},
+                        settings=dict(years=1.0, snapshot_every=0.5), root=str(tmp_path / "ensembles"))
+    job = Job("build", task, snapshot_every=None, num_threads=None).start()
+    deadline = time.monotonic() + 120
+    while not job.history() and time.monotonic() < deadline:  # the first run is done
+        time.sleep(0.01)
+    job.cancel()
+    assert job.wait(60) is JobStatus.CANCELLED
+    assert not any((tmp_path / "ensembles").iterdir())  # no half-made ensemble, not even its temporary folder

@@ -170,3 +170,20 @@ def test_a_server_queue_forgets_the_jobs_that_ended():
     gate.set()
     assert ran.wait(5) is JobStatus.DONE and dropped.wait(5) is JobStatus.CANCELLED
     assert _wait(lambda: queue.jobs == []) and queue.session("s").jobs == [] and queue.running == []
+
+
+def test_a_call_task_gives_its_result_and_an_expected_error_in_its_own_words():
+    from iceviz.runtime.job import CallTask
+
+    ok = Job("sum", CallTask(sum, ([1, 2, 3],)), snapshot_every=None).start()
+    assert ok.wait(5) is JobStatus.DONE and ok.result == 6
+    expected = Job("int", CallTask(int, ("x",), (ValueError,)), snapshot_every=None).start()
+    assert expected.wait(5) is JobStatus.FAILED and expected.error == "invalid literal for int() with base 10: 'x'"
+    other = Job("int", CallTask(int, ("x",)), snapshot_every=None).start()
+    assert other.wait(5) is JobStatus.FAILED and other.error.startswith("ValueError: invalid literal")
+
+
+def test_the_quick_queue_is_the_process_s_own_with_one_slot():
+    from iceviz.runtime.queue import quick_queue, server_queue
+
+    assert quick_queue() is quick_queue() and quick_queue() is not server_queue() and quick_queue().slots == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -25,14 +26,21 @@ def settings() -> RunSettings:
 
 @pytest.fixture(scope="module")
 def ensembles(tmp_path_factory):
-    """The same ensemble with 1 and with 2 workers (sharing one spin-up cache): {workers: (dir, manifest, calls)}."""
+    """The same ensemble with 1 and with 2 workers of a local pool, and on a local Dask cluster of 2 workers
+    (sharing one spin-up cache): {1 | 2 | "dask": (dir, manifest, calls)}."""
+    import distributed
+
     root = tmp_path_factory.mktemp("ensemble")
     out = {}
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp, distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
         mp.setenv("ICEVIZ_CACHE", str(root / "cache"))
-        for workers in (1, 2):
+        for workers in (1, 2, "dask"):
             calls = []
-            manifest = run_ensemble(SCENARIO, OVERRIDES, GRID, settings(), root / f"w{workers}", workers=workers,
+            manifest = run_ensemble(SCENARIO, OVERRIDES, GRID, settings(), root / f"w{workers}",
+                                    workers=2 if workers == "dask" else workers,
+                                    client=client if workers == "dask" else None,
                                     progress=lambda done, total, record: calls.append((done, total, record)))
             out[workers] = root / f"w{workers}", manifest, calls
     return out
@@ -142,8 +150,9 @@ def test_progress_is_called_once_per_run(ensembles):
         assert sorted((r for _, _, r in calls), key=lambda r: r["index"]) == manifest["runs"]
 
 
-def test_two_workers_give_the_same_runs_as_one(ensembles):
-    (serial, m1, _), (parallel, m2, _) = ensembles[1], ensembles[2]
+@pytest.mark.parametrize("workers", [2, "dask"])
+def test_two_workers_give_the_same_runs_as_one(ensembles, workers):
+    (serial, m1, _), (parallel, m2, _) = ensembles[1], ensembles[workers]
     assert m2["workers"] == 2
     strip = ("wall_time",)
     assert [{k: v for k, v in r.items() if k not in strip} for r in m1["runs"]] == \
@@ -155,6 +164,33 @@ def test_two_workers_give_the_same_runs_as_one(ensembles):
                 np.testing.assert_array_equal(a.fields[name], b.fields[name])
             for key in a.steps:
                 np.testing.assert_array_equal(a.steps[key], b.steps[key])
+
+
+def test_a_run_whose_dask_worker_dies_runs_again_on_the_other(command_line_cluster, tmp_path, monkeypatch):
+    import os
+    import signal
+    import threading
+
+    client = command_line_cluster
+    monkeypatch.setenv("ICEVIZ_CACHE", str(tmp_path / "cache"))
+    grid = {"melt": [0.0, 10.0, 20.0, 30.0]}
+    killed = []
+
+    def kill_a_busy_worker() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            busy = [worker for worker, tasks in client.processing().items() if tasks]
+            if busy:
+                os.kill(client.run(os.getpid, workers=busy[:1])[busy[0]], signal.SIGKILL)
+                killed.append(busy[0])
+            time.sleep(0.05)
+
+    threading.Thread(target=kill_a_busy_worker, daemon=True).start()
+    manifest = run_ensemble(SCENARIO, OVERRIDES, grid, RunSettings(years=8, snapshot_every=2), tmp_path / "e",
+                            client=client)
+    assert killed and [r["status"] for r in manifest["runs"]] == ["done"] * 4, manifest["runs"]
+    assert len(client.scheduler_info()["workers"]) == 1 and manifest["workers"] == 1
+    read_manifest(tmp_path / "e")  # every run file is there
 
 
 # --------------------------------------------------------------------------- reading a manifest

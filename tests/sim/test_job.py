@@ -154,3 +154,44 @@ def test_a_diverging_solve_fails_with_the_phase_and_year(monkeypatch):
     assert job.error.startswith("The run failed at model year ")
     assert "non-finite velocities" in job.error
     assert job.latest() is not None and job.latest().phase == "run"  # what was shown before stays
+
+
+def test_a_process_job_runs_the_simulation_outside_this_process_and_brings_it_back(cache):
+    from iceviz.runtime.worker import warm_up
+    from iceviz.sim.job import SimulationProcessJob, simulation_memory
+    from iceviz.sim.scenarios import get_scenario
+
+    warm_up("iceviz.sim.job")
+    job = SimulationProcessJob("confined-shelf", TINY, dict(melt=5.0), dict(years=2.0, snapshot_every=1.0),
+                               cache_root=cache)
+    assert job.memory == simulation_memory(get_scenario("confined-shelf", **TINY)) > 0
+    job.start()
+    snaps = collect(job, timeout=120)
+    assert job.wait(60) is JobStatus.DONE, job.error
+    assert job.trainer is None and job.pid is None  # it ran, and ended, in a worker process
+    assert snaps[-1].final and snaps[-1].mesh is not None and snaps[-1].spun_up_from_cache is False
+    assert job.spun_up_from_cache is False and isinstance(job.run, SimRun) and np.allclose(job.run.times, [0, 1, 2])
+    again = SimulationProcessJob("confined-shelf", TINY, None, dict(years=0.5), cache_root=cache).start()
+    assert again.wait(120) is JobStatus.DONE and again.spun_up_from_cache is True  # the worker's cached spin-up
+
+
+def test_a_process_job_reports_where_the_simulation_failed():
+    from iceviz.sim.job import SimulationProcessJob
+
+    job = SimulationProcessJob("confined-shelf", dict(TINY, refined_resolution=9e3), None, dict(years=1.0)).start()
+    assert job.wait(120) is JobStatus.FAILED
+    assert job.error.startswith("Cannot set up the simulation: refined_resolution (9000 m) must not exceed")
+
+
+def test_the_memory_estimate_bounds_the_mesh_before_it_is_built():
+    from iceviz.sim.job import estimated_nodes
+    from iceviz.sim.model import Simulator
+    from iceviz.sim.scenarios import get_scenario
+
+    coarse_glacier = dict(resolution=20e3, refined_resolution=8e3)
+    for name, overrides in (("confined-shelf", TINY), ("marine-glacier", coarse_glacier)):
+        scenario = get_scenario(name, **overrides)
+        nodes = Simulator(scenario).mesh.n_nodes
+        assert nodes <= estimated_nodes(scenario) <= 3 * nodes  # an upper estimate, of the right size
+    huge = SimulationJob("marine-glacier", dict(resolution=500.0, refined_resolution=100.0))
+    assert huge.memory > 2**38  # millions of nodes at 100 m: hundreds of GiB, refused by any real budget

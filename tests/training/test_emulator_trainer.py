@@ -18,7 +18,7 @@ from iceviz.runtime.job import Control, JobStatus
 from iceviz.training.checks import TrainingFailed
 from iceviz.training.trainers import make_trainer, training_job
 
-from tests.training.conftest import wait_until
+from tests.conftest import wait_until
 
 SMALL = dict(width=16, layers=2, channels=2, batch_size=4)
 

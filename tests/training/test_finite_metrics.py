@@ -17,7 +17,7 @@ from iceviz.runtime.job import Control, JobStatus
 from iceviz.training.checks import TrainingFailed, check_finite_metrics
 from iceviz.training.trainers import make_trainer, training_job
 
-from tests.training.conftest import curve_job
+from tests.conftest import curve_job
 
 ADVICE = r"The fit diverged or the data hold extreme values: try a lower learning rate \(now [\d.e-]+\)"
 

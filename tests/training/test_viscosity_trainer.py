@@ -18,7 +18,7 @@ from iceviz.training.checks import TrainingFailed
 from iceviz.training.trainers import make_trainer, training_job
 from iceviz.training.viscosity_trainer import data_loss, near_boundary, relative_error
 
-from tests.training.conftest import wait_until
+from tests.conftest import wait_until
 
 SMALL = dict(width=16, depth=3, mu_width=16, mu_depth=3, collocation=200, front_points=50, batch_size=200,
              lbfgs_fraction=0.0)

@@ -4,7 +4,7 @@ A :class:`DaskJob` submits one task to a Dask cluster (an existing one named by
 its scheduler's address, e.g. ``tcp://10.0.0.5:8786``, or any
 ``distributed.Client``). The task builds the trainer on the worker and trains
 it; the job's thread here relays what it sends, exactly as for a worker
-process (:func:`iceviz.training.worker.relay`):
+process (:func:`iceviz.runtime.worker.relay`):
 
 - worker -> here, through a ``distributed.Queue``: history records (batched),
   snapshots, the device, and how it ended. Measured on this machine (one local
@@ -33,7 +33,7 @@ from collections import deque
 from typing import Any
 
 from iceviz.runtime.job import Job
-from iceviz.training.worker import WorkerFailed, relay, run_and_report
+from iceviz.runtime.worker import WorkerFailed, relay, run_and_report
 
 CHECK_EVERY_S = 0.1
 """How often a trainer on a Dask worker asks the scheduler whether it was paused or cancelled [s]."""

@@ -13,13 +13,13 @@ from iceviz.data.problem import FluxObservations
 from iceviz.data.specs import load_problem
 from iceviz.training.flux_trainer import FitResult
 from iceviz.runtime.job import JobStatus
-from iceviz.training.worker import ProcessJob, warm_up
-from tests.training.conftest import curve_job, wait_until
+from iceviz.runtime.worker import ProcessJob, warm_up
+from tests.conftest import curve_job, wait_until
 
 
 @pytest.fixture(scope="module", autouse=True)
 def forkserver():
-    warm_up()
+    warm_up("iceviz.training.trainers")
 
 
 def test_process_job_matches_a_thread_job_with_the_same_seed(jobs):
@@ -49,7 +49,7 @@ def test_pause_stops_the_worker_and_the_clock_then_resume_finishes(jobs):
     assert job.history()[-1]["step"] == step, "the worker kept stepping while paused"
     assert job.status is JobStatus.PAUSED
     job.resume()
-    assert job.wait(60) is JobStatus.DONE, job.error
+    assert job.wait(60).completed, job.error  # done, or cut short by its 1.5 s budget
     assert job.result.seconds < 1.5 + 0.5, "the pause counted against the time budget"
     assert job.history()[-1]["step"] > step and job.history()[-1]["seconds"] > seconds
 
@@ -104,7 +104,7 @@ def test_a_worker_about_to_pause_sends_its_pending_records_first():
     import multiprocessing
     import threading
 
-    from iceviz.training.worker import _RelayControl
+    from iceviz.runtime.worker import _RelayControl
 
     parent, child = multiprocessing.Pipe()
     resume, cancel = threading.Event(), threading.Event()
@@ -121,3 +121,19 @@ def test_a_worker_about_to_pause_sends_its_pending_records_first():
     resume.set()
     worker.join(2.0)
     assert not worker.is_alive()
+
+
+def test_a_call_task_runs_in_a_worker_process_and_its_result_comes_back(jobs):
+    from iceviz.data.problem import DataError
+    from iceviz.data.specs import load_problem
+    from iceviz.runtime.job import CallTask
+
+    good = ProcessJob("load", CallTask(load_problem, ("synthetic:curve",), (DataError,)), snapshot_every=None,
+                      num_threads=None)
+    bad = ProcessJob("load", CallTask(load_problem, ("nosuch:thing",), (DataError,)), snapshot_every=None,
+                     num_threads=None)
+    jobs += [good.start(), bad.start()]
+    assert good.wait(60) is JobStatus.DONE, good.error
+    assert len(good.result.train.xy) > 0 and good.result.spec == "synthetic:curve"
+    assert bad.wait(60) is JobStatus.FAILED and not bad.error.startswith("DataError")
+    assert "nosuch" in bad.error

@@ -74,37 +74,6 @@ def test_an_unreachable_scheduler_is_a_clear_error(capsys):
     assert code == 2 and "no Dask scheduler answered at tcp://127.0.0.1:9" in capsys.readouterr().err
 
 
-@pytest.fixture
-def command_line_cluster(tmp_path):
-    """``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1, as a user would start them."""
-    import shutil
-    import socket
-    import subprocess
-
-    if shutil.which("dask") is None:
-        pytest.skip("the dask command-line tool is not on PATH")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    address = f"tcp://127.0.0.1:{port}"
-    log = open(tmp_path / "cluster.log", "w")
-    procs = [subprocess.Popen(["dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--dashboard-address", ":0"], stdout=log, stderr=subprocess.STDOUT)]
-    try:
-        with distributed.Client(address, timeout="30s") as client:
-            procs += [subprocess.Popen(["dask", "worker", address, "--nworkers", "1", "--nthreads", "1", "--no-nanny",
-                                        "--host", "127.0.0.1"], stdout=log, stderr=subprocess.STDOUT)
-                      for _ in range(2)]
-            client.wait_for_workers(2, timeout=60)
-            yield client
-    finally:
-        for proc in procs[::-1]:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(30)
-        log.close()
-
-
 def test_killing_the_busy_worker_reruns_the_job_on_the_other(command_line_cluster):
     import os
     import signal

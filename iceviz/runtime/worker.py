@@ -1,4 +1,4 @@
-"""Training in a worker process: the same :class:`Job`, with the trainer outside the caller's interpreter.
+"""A job in a worker process: the same :class:`Job`, with its task outside the caller's interpreter.
 
 A server that trains in threads shares one interpreter lock between serving
 and training: every Bokeh update slows training and every training step delays
@@ -11,9 +11,9 @@ instead. The job's thread in the parent only relays:
 - parent -> child: pause, resume and cancel, through the control's two events,
   which are process-shared here.
 
-Children are forked from a *forkserver* that imported torch and iceviz once
-(:func:`warm_up` starts it ahead of the first job), so a job starts in a
-fraction of a second, and the server's threads and any CUDA state are never
+Children are forked from a *forkserver* that imported the modules the tasks
+need once (:func:`warm_up` starts it, with them, ahead of the first job), so a
+job starts in a fraction of a second, and the server's threads and any CUDA state are never
 forked. A child that dies without a word (killed, out of memory) fails its
 job with its exit code; a child that ignores a cancel is terminated.
 """
@@ -29,11 +29,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-import torch
-
-from iceviz.runtime.job import Control, Job, JobCancelled, error_message
-from iceviz.training.checks import TrainingFailed
-from iceviz.training.snapshot import Snapshot
+from iceviz.runtime.job import Control, Job, JobCancelled, JobFailed, error_message
 
 RECORD_FLUSH_S = 0.25
 """The child sends its history records at least this often (and with every snapshot)."""
@@ -42,29 +38,32 @@ CANCEL_GRACE_S = 10.0
 POLL_S = 0.2
 """How often the relay looks at a silent child to see whether it is still alive."""
 
-_PRELOAD = ["iceviz.training.trainers"]
 _context_lock = threading.Lock()
 _context: Any = None
 
 
-def worker_context() -> Any:
-    """The multiprocessing context jobs fork from: a forkserver that preloads torch and iceviz."""
+def worker_context(preload: tuple[str, ...] = ()) -> Any:
+    """The multiprocessing context jobs fork from: a forkserver that imports ``preload`` (module names) once.
+
+    The first call decides what the forkserver preloads (it lives as long as the process); later calls
+    return the same context."""
     global _context
     with _context_lock:
         if _context is None:
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(_PRELOAD)
+            ctx.set_forkserver_preload(list(preload))
             _context = ctx
         return _context
 
 
-def warm_up() -> None:
-    """Start the forkserver now (it imports torch and iceviz, a few seconds), not at the first job."""
-    worker_context()
+def warm_up(*preload: str) -> None:
+    """Start the forkserver now, importing the modules ``preload`` names (e.g. the trainers: torch, a few
+    seconds), rather than at the first job."""
+    worker_context(preload)
     multiprocessing.forkserver.ensure_running()
 
 
-class WorkerFailed(TrainingFailed):
+class WorkerFailed(JobFailed):
     """A failure in the worker process; carries the child's message and traceback."""
 
     def __init__(self, message: str, worker_traceback: str | None = None):
@@ -88,13 +87,13 @@ class _RelayControl(Control):
         if time.perf_counter() - self._flushed >= RECORD_FLUSH_S:
             self.flush()
 
-    def flush(self, snapshot: Snapshot | None = None) -> None:
+    def flush(self, snapshot: Any = None) -> None:
         """Send the pending records (and ``snapshot``, if any) to the parent."""
         records, self._pending = self._pending, []
         self._send(("progress", (records, snapshot)))
         self._flushed = time.perf_counter()
 
-    def publish(self, snapshot: Snapshot) -> None:
+    def publish(self, snapshot: Any) -> None:
         super().publish(snapshot)
         self.flush(snapshot)
 
@@ -126,6 +125,8 @@ def run_and_report(make_trainer: Callable[[], Any], send: Callable[[tuple[str, A
         if nice:
             os.nice(nice)
         if num_threads is not None:
+            import torch  # a task that trains shares torch's process-wide thread count
+
             torch.set_num_threads(num_threads)
         trainer = make_trainer()
         send(("device", str(getattr(trainer, "device", "cpu"))))
