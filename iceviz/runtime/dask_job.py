@@ -25,6 +25,7 @@ job after ``WORKERLESS_S``.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import time
@@ -35,6 +36,12 @@ from typing import Any
 from iceviz.runtime.job import Job
 from iceviz.runtime.worker import WorkerFailed, relay, run_and_report
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+"""glibc's ``mallopt`` parameters."""
+TRIM_THRESHOLD = 128 * 2**20
+MMAP_THRESHOLD = 32 * 2**20
+"""What :func:`keep_freed_memory` sets: freed heap kept up to 128 MiB; arrays below 32 MiB (the most glibc's own
+dynamic threshold reaches) from the heap rather than from fresh mmaps."""
 CHECK_EVERY_S = 0.1
 """How often a trainer on a Dask worker asks the scheduler whether it was paused or cancelled [s]."""
 WORKERLESS_S = 30.0
@@ -42,6 +49,20 @@ WORKERLESS_S = 30.0
 RECEIVE_EVERY_S = 0.02
 """How often the job's thread asks the queue for new messages while there are none [s]."""
 SCHEDULER_VAR = "ICEVIZ_SCHEDULER"
+
+
+def keep_freed_memory() -> None:
+    """Undo, in this worker process, the trimming Dask's nanny asks of glibc for every worker it starts
+    (``MALLOC_TRIM_THRESHOLD_=65536`` in their environment, distributed's ``nanny.pre-spawn-environ``): with it
+    glibc stops adapting its mmap threshold, so every array above 128 KiB is mapped and unmapped again. Measured
+    on this machine: a 5-year run of the default glacier took 14-15 s with it against 3.2 s without; these
+    thresholds gave 2.9 s. A no-op where the C library has no ``mallopt``."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    except (OSError, AttributeError):
+        pass
 
 
 class CachedEvent:
@@ -109,6 +130,7 @@ def _train_on_worker(make_trainer: Any, queue: str, snapshot_every: float | None
     """The Dask task: build the trainer, train, and put every message on the job's queue."""
     from distributed import Queue
 
+    keep_freed_memory()
     channel = Queue(queue)
     run_and_report(make_trainer, channel.put, snapshot_every, events, num_threads, nice=0, send_trainer=True)
 

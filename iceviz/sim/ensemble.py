@@ -183,8 +183,8 @@ def _run_on_dask(client: Any, tasks: list[dict], common: dict, finished: Callabl
     from distributed import as_completed as completed
 
     batch = uuid.uuid4().hex[:8]
-    futures = {client.submit(run_one, task, **common, pure=False, key=f"iceviz-sim-{batch}-run-{task['index']}"): task
-               for task in tasks}
+    futures = {client.submit(_run_one_on_worker, task, **common, pure=False,
+                             key=f"iceviz-sim-{batch}-run-{task['index']}"): task for task in tasks}
     try:
         for future in completed(futures):
             try:
@@ -195,6 +195,14 @@ def _run_on_dask(client: Any, tasks: list[dict], common: dict, finished: Callabl
     finally:
         client.cancel([f for f in futures if not f.done()])
     return max(1, len(client.scheduler_info().get("workers", {})))
+
+
+def _run_one_on_worker(task: dict, **common: Any) -> dict:
+    """:func:`run_one` as a Dask task: first undo the nanny's malloc trimming (4.5x slower runs otherwise)."""
+    from iceviz.runtime.dask_job import keep_freed_memory
+
+    keep_freed_memory()
+    return run_one(task, **common)
 
 
 def run_one(task: dict, scenario_name: str, overrides: str, settings: dict, state: State, expected_key: str,
