@@ -495,6 +495,8 @@ def allowed_modules() -> list[str]:
         return re.sub(r"[-_.]+", "-", name).lower()
 
     keep = {norm(n) for n in IMAGE_PACKAGES} | {norm(n) for n in CARRIED}
+    if sys.version_info < (3, 12):  # dask needs the importlib.metadata backport (and its own needs) below Python
+        keep |= {"importlib-metadata", "zipp", "lazy-importer"}  # 3.12 only, not on the GPU image's 3.12
     found = set(REPO_MODULES)
     for module, dists in metadata.packages_distributions().items():
         if any(norm(d) in keep for d in dists):

@@ -101,3 +101,20 @@ def test_large_sets_hold_out_at_most_about_two_thousand_points():
     assert 2000 <= held.sum() <= 2150  # whole lines up to the cap: one line over it at most
     small, _ = validation_mask(_obs(n=3000, lines=lines[:3000]), BOX, 0.15, seed=0)
     assert 0.15 * 3000 <= small.sum() <= 0.15 * 3000 + 150  # below the cap, the share
+
+
+def test_the_same_observations_are_split_once_and_callers_get_their_own_copy(monkeypatch):
+    import iceviz.data.splits as splits
+
+    p = load_problem("synthetic:glacier")
+    calls = []
+    original = splits._validation_mask
+    monkeypatch.setattr(splits, "_validation_mask", lambda *a: calls.append(a) or original(*a))
+    first, how = validation_mask(p.train, p.bounds, 0.15, 0)
+    first[:] = True  # a caller's copy: changing it changes nobody else's
+    second, again = validation_mask(p.train, p.bounds, 0.15, 0)
+    assert len(calls) == 1 and again == how and 0 < second.sum() < len(second)
+    validation_mask(p.train, p.bounds, 0.15, 1)  # another seed, another split
+    fresh = load_problem("synthetic:glacier")  # equal observations, other objects: split afresh, alike
+    np.testing.assert_array_equal(validation_mask(fresh.train, fresh.bounds, 0.15, 0)[0], second)
+    assert len(calls) == 3
