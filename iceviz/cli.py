@@ -548,10 +548,12 @@ class _YearsBar:
 
 def _scenario_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Scenario parameters from --region (sized to its box) and --set (which wins)."""
-    from iceviz.geo import get_region
-    from iceviz.sim.scenarios import box_overrides
+    sized = {}
+    if args.region:  # iceviz.geo needs pyproj: only imported when a region is asked for
+        from iceviz.geo import get_region
+        from iceviz.sim.scenarios import box_overrides
 
-    sized = box_overrides(args.scenario, get_region(args.region).bounds) if args.region else {}
+        sized = box_overrides(args.scenario, get_region(args.region).bounds)
     return {**sized, **parse_assignments(args.set or [])}
 
 
