@@ -90,6 +90,8 @@ class ViscosityParams(Budget):
                                    "500 reached a given error sooner, BENCHMARKS.md).")
     width = param.Integer(30, bounds=(4, 512), doc="Hidden units per layer of the (u, v, h) network [units].")
     depth = param.Integer(6, bounds=(1, 12), doc="Hidden layers of the (u, v, h) network [layers].")
+    separate_thickness = param.Boolean(False, doc="Thickness from a network of its own (as wide and deep as the "
+                                                  "(u, v, h) one), which then gives (u, v) only.")
     mu_width = param.Integer(30, bounds=(4, 512), doc="Hidden units per layer of the log-viscosity network [units].")
     mu_depth = param.Integer(6, bounds=(1, 12), doc="Hidden layers of the log-viscosity network [layers].")
     collocation = param.Integer(500, bounds=(10, 1_000_000),

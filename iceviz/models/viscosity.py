@@ -162,18 +162,22 @@ class ViscosityPINN(nn.Module):
     mu_width, mu_depth : of the viscosity networks.
     edges : ascending sub-domain boundaries in normalised coordinates (empty: one domain).
     axis : 0 to split along x̂, 1 along ŷ.
+    separate_thickness : ĥ from a network of its own (width x depth, like the flow's), the flow network giving
+        (û, v̂) only; by default one network gives all three.
     """
 
     def __init__(self, scales: ShelfScales, width: int = 30, depth: int = 6, mu_width: int = 30, mu_depth: int = 6,
-                 edges: Sequence[float] = (), axis: int = 0):
+                 edges: Sequence[float] = (), axis: int = 0, separate_thickness: bool = False):
         super().__init__()
         self.scales = scales
         self.edges, self.axis = tuple(float(e) for e in edges), int(axis)
         if list(self.edges) != sorted(set(self.edges)) or self.axis not in (0, 1):
             raise ValueError(f"edges must ascend strictly and axis be 0 or 1, got {self.edges}, {axis}")
         parts = len(self.edges) + 1
-        self.flows = nn.ModuleList(JetMLP(3, width, depth) for _ in range(parts))
+        self.separate_thickness = bool(separate_thickness)
+        self.flows = nn.ModuleList(JetMLP(2 if separate_thickness else 3, width, depth) for _ in range(parts))
         self.log_mus = nn.ModuleList(JetMLP(1, mu_width, mu_depth) for _ in range(parts))
+        self.thicknesses = nn.ModuleList(JetMLP(1, width, depth) for _ in range(parts if separate_thickness else 0))
 
     @property
     def config(self) -> dict[str, Any]:
@@ -181,7 +185,7 @@ class ViscosityPINN(nn.Module):
         flow, log_mu = self.flows[0], self.log_mus[0]
         return dict(scales=self.scales.as_dict(), width=flow.layers[0].out_features, depth=len(flow.layers) - 1,
                     mu_width=log_mu.layers[0].out_features, mu_depth=len(log_mu.layers) - 1,
-                    edges=list(self.edges), axis=self.axis)
+                    edges=list(self.edges), axis=self.axis, separate_thickness=self.separate_thickness)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "ViscosityPINN":
@@ -211,13 +215,29 @@ class ViscosityPINN(nn.Module):
         return torch.cat(chunks, dim=-2).index_select(-2, inverse)
 
     # -- fields --------------------------------------------------------------------------------
+    def _flow(self, k: int, x: torch.Tensor) -> torch.Tensor:
+        """(û, v̂, ĥ) (N, 3) of sub-domain ``k``'s networks."""
+        if self.separate_thickness:
+            return torch.cat([self.flows[k](x), self.thicknesses[k](x)], dim=1)
+        return self.flows[k](x)
+
+    def _flow_jet(self, k: int, x: torch.Tensor, order: int) -> torch.Tensor:
+        """Sub-domain ``k``'s (û, v̂, ĥ) jets (m, N, 3); ĥ's derivatives beyond the first are zero when it has a
+        network of its own (nothing needs them: the SSA takes ∇h only)."""
+        flow = self.flows[k].jet(x, order)
+        if not self.separate_thickness:
+            return flow
+        h = self.thicknesses[k].jet(x, 1)
+        h = torch.cat([h, h.new_zeros((len(flow) - len(h), *h.shape[1:]))]) if len(flow) > len(h) else h
+        return torch.cat([flow, h], dim=2)
+
     def flow_values(self, xhat: torch.Tensor) -> torch.Tensor:
         """(û, v̂, ĥ) (N, 3) at normalised inputs."""
-        return self._piecewise(xhat, lambda k, x: self.flows[k](x))
+        return self._piecewise(xhat, self._flow)
 
     def forward(self, xhat: torch.Tensor) -> torch.Tensor:
         """(û, v̂, ĥ, n) (N, 4) at normalised inputs, μ̃ = exp(n)."""
-        return self._piecewise(xhat, lambda k, x: torch.cat([self.flows[k](x), self.log_mus[k](x)], dim=1))
+        return self._piecewise(xhat, lambda k, x: torch.cat([self._flow(k, x), self.log_mus[k](x)], dim=1))
 
     def jets(self, xhat: torch.Tensor, order: int = 2) -> tuple[Jet, Jet, Jet, Jet]:
         """Dimensionless (ũ, ṽ, h̃, μ̃) jets in ξ = x / L, η = y / L at normalised inputs.
@@ -225,13 +245,13 @@ class ViscosityPINN(nn.Module):
         ``order`` 2 gives u and v second derivatives (the momentum equations); 1 gives first
         derivatives only (the front condition, strain rates).
         """
-        flow = self._piecewise(xhat, lambda k, x: self.flows[k].jet(x, order))
+        flow = self._piecewise(xhat, lambda k, x: self._flow_jet(k, x, order))
         log_mu = self._piecewise(xhat, lambda k, x: self.log_mus[k].jet(x, 1))
         return self._dimensionless(flow, log_mu)
 
     def part_jets(self, part: int, xhat: torch.Tensor) -> tuple[Jet, Jet, Jet, Jet]:
         """First-order jets of sub-domain ``part``'s networks at any inputs (for the interface terms)."""
-        return self._dimensionless(self.flows[part].jet(xhat, 1), self.log_mus[part].jet(xhat, 1))
+        return self._dimensionless(self._flow_jet(part, xhat, 1), self.log_mus[part].jet(xhat, 1))
 
     def interface_mismatch(self, part: int, xhat: torch.Tensor) -> torch.Tensor:
         """Mean squared jump, across the interface between sub-domains ``part`` and ``part + 1`` at points

@@ -337,6 +337,8 @@ def config_bytes(family: str, config: dict[str, Any]) -> int:
     if family == "viscosity":
         parts = len(config.get("edges", [])) + 1
         flow = mlp_parameters([2] + [config["width"]] * config["depth"] + [3])
+        if config.get("separate_thickness"):
+            flow += mlp_parameters([2] + [config["width"]] * config["depth"] + [1])
         log_mu = mlp_parameters([2] + [config["mu_width"]] * config["mu_depth"] + [1])
         return 4 * parts * (flow + log_mu)
     layers, channels = config.get("layers", 0), config.get("channels", 0)

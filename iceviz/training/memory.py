@@ -41,10 +41,11 @@ def job_memory(model: str, overrides: dict[str, Any] | None = None) -> int:
         points = p.batch_size + p.collocation
         activations = points * p.width * p.depth
     elif family == "viscosity":
-        weights = p.subdomains * (mlp_parameters([4] + [p.width] * p.depth + [3])
+        flows = 2 if p.separate_thickness else 1  # a thickness network as large as the flow's
+        weights = p.subdomains * (flows * mlp_parameters([4] + [p.width] * p.depth + [3])
                                   + mlp_parameters([4] + [p.mu_width] * p.mu_depth + [1]))
         points = p.batch_size + p.collocation + p.front_points + p.interface_points * (p.subdomains - 1)
-        activations = points * (p.width * p.depth + p.mu_width * p.mu_depth)
+        activations = points * (flows * p.width * p.depth + p.mu_width * p.mu_depth)
     else:  # emulators: every node of every graph in a batch, through every layer (a grid CNN: its cells)
         weights = p.layers * p.width * p.width * 9
         nodes = max(EMULATOR_NODES, p.cells)

@@ -174,7 +174,7 @@ class ViscosityTrainer:
         self.x_front, self.normals = as_tensor(sc.to_input(problem.front), dev), as_tensor(problem.normals, dev)
         edges, axis = strip_edges(x_vel, params.subdomains, sc)
         self.model = ViscosityPINN(sc, params.width, params.depth, params.mu_width, params.mu_depth,
-                                   edges=edges, axis=axis).to(dev)
+                                   edges=edges, axis=axis, separate_thickness=params.separate_thickness).to(dev)
         spacing = max(problem.velocity.spacing / sc.x_r, problem.velocity.spacing / sc.y_r)
         self.x_interfaces = [as_tensor(interface_points(x_vel, e, axis, spacing), dev) for e in edges]
         self.optimizer = self._adam()

@@ -10,7 +10,7 @@ import xarray as xr
 
 from iceviz.cli import main as cli_main
 from iceviz.runtime.queue import default_slots
-from tests.browser.conftest import REPO, deep_text, shot
+from tests.browser.conftest import DEEP_TEXT_JS, REPO, deep_text, shot
 
 
 def select(page, label: str, option: str) -> None:
@@ -33,12 +33,10 @@ def keep_models(page, keep: list[str]) -> None:
 
 
 def card_text(page, label: str) -> str:
-    cards = page.locator(".job-card")
-    for i in range(cards.count()):
-        text = deep_text(cards.nth(i))
-        if label in text:
-            return text
-    return ""
+    """The text of the first job card that names ``label`` ("" when none does), read in one go: a card removed
+    between counting and reading (Clear finished) must not leave a locator waiting for it."""
+    texts = page.locator(".job-card").evaluate_all(f"(els) => els.map({DEEP_TEXT_JS})")
+    return next((text for text in texts if label in text), "")
 
 
 def download(page, button: str, path):

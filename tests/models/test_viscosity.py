@@ -75,10 +75,13 @@ def test_scales_make_the_viscosity_scale_balance_driving_stress():
     np.testing.assert_allclose(SCALES.to_input(xy), [[-1, -1], [1, 1], [0, 0]])
 
 
-def test_dimensionless_jets_are_the_physical_derivatives_rescaled(float64):
-    """ũ = u/U and ∂ũ/∂ξ = (L/U) ∂u/∂x with u the network's physical velocity: checked by autograd in metres."""
+@pytest.mark.parametrize("separate_thickness", [False, True])
+def test_dimensionless_jets_are_the_physical_derivatives_rescaled(float64, separate_thickness):
+    """ũ = u/U and ∂ũ/∂ξ = (L/U) ∂u/∂x with u the network's physical velocity: checked by autograd in metres;
+    the same with a thickness network of its own."""
     torch.manual_seed(1)
-    model = ViscosityPINN(SCALES, width=12, depth=3, mu_width=12, mu_depth=2)
+    model = ViscosityPINN(SCALES, width=12, depth=3, mu_width=12, mu_depth=2, separate_thickness=separate_thickness)
+    assert len(model.thicknesses) == int(separate_thickness)
     xy = torch.tensor(np.random.default_rng(0).uniform([0, 0], [80e3, 50e3], size=(30, 2)))
     sc = SCALES
 
@@ -96,7 +99,9 @@ def test_dimensionless_jets_are_the_physical_derivatives_rescaled(float64):
         np.testing.assert_allclose(jet.y.detach(), L * r[2].detach() / scale, rtol=1e-8, atol=1e-12)
         np.testing.assert_allclose(jet.xy.detach(), L**2 * r[4].detach() / scale, rtol=1e-7, atol=1e-12)
         np.testing.assert_allclose(jet.yy.detach(), L**2 * r[5].detach() / scale, rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(h.value.detach(), ref[2][0].detach() / sc.h0, rtol=1e-10)
     np.testing.assert_allclose(h.x.detach(), L * ref[2][1].detach() / sc.h0, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(h.y.detach(), L * ref[2][2].detach() / sc.h0, rtol=1e-8, atol=1e-12)
     np.testing.assert_allclose(mu.value.detach(), ref[3][0].detach() / sc.viscosity, rtol=1e-10)
     np.testing.assert_allclose(mu.y.detach(), L * ref[3][2].detach() / sc.viscosity, rtol=1e-8, atol=1e-12)
 
@@ -112,8 +117,9 @@ def test_viscosity_stays_positive_for_any_weights():
     assert (mu > 0).float().mean() > 0.9
 
 
-def test_from_config_rebuilds_the_same_architecture():
-    model = ViscosityPINN(SCALES, width=9, depth=2, mu_width=7, mu_depth=4)
+@pytest.mark.parametrize("separate_thickness", [False, True])
+def test_from_config_rebuilds_the_same_architecture(separate_thickness):
+    model = ViscosityPINN(SCALES, width=9, depth=2, mu_width=7, mu_depth=4, separate_thickness=separate_thickness)
     again = ViscosityPINN.from_config(model.config)
     again.load_state_dict(model.state_dict())
     x = torch.randn(10, 2)

@@ -329,3 +329,17 @@ def test_annealing_lowers_the_rate_by_a_cosine_before_lbfgs(shelf):
     assert rate(0.8) == pytest.approx(0.0, abs=1e-12)
     trainer.params.anneal = 0.0
     assert rate(0.79) == lr
+
+
+def test_a_thickness_network_of_its_own_trains_saves_and_loads(tmp_path):
+    from iceviz.training.checkpoint import load_checkpoint, save_checkpoint
+
+    trainer = make_trainer("viscosity-pinn", "shelf:analytic?bbox=40000,80000,0,50000", device="cpu", seed=0,
+                           epochs=5, separate_thickness=True, lbfgs_fraction=0.0)
+    result = trainer.fit(Control(snapshot_every=None))
+    assert result.steps == 5 and np.isfinite(result.metrics["h_rel_error"])
+    assert trainer.model.config["separate_thickness"] and len(trainer.model.thicknesses) == 1
+    path = save_checkpoint(tmp_path / "model.safetensors", trainer)
+    again = load_checkpoint(path)
+    x = torch.randn(20, 2, dtype=next(trainer.model.parameters()).dtype)
+    assert torch.equal(again.model(x), trainer.model(x))
