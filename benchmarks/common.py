@@ -115,3 +115,35 @@ def until(predicate: Callable[[], bool], timeout: float, what: str, start: float
             raise TimeoutError(f"no {what} after {timeout:.0f} s")
         time.sleep(0.05)
     return time.monotonic() - start
+
+
+@contextlib.contextmanager
+def command_line_cluster(workers: int, log: Path, nanny: bool = True) -> Iterator[Any]:
+    """A ``distributed.Client`` of ``dask scheduler`` and ``workers`` single-threaded ``dask worker`` processes
+    on 127.0.0.1, started as a user would (``nanny`` False: ``--no-nanny``), their output in ``log``; all ended
+    at the end (a worker busy in a task that ignores the terminate is killed)."""
+    from distributed import Client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    with open(log, "w") as out:
+        procs = [subprocess.Popen(["dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                   "--dashboard-address", ":0"], stdout=out, stderr=subprocess.STDOUT)]
+        try:
+            with Client(address, timeout="30s") as client:
+                procs += [subprocess.Popen(["dask", "worker", address, "--nworkers", "1", "--nthreads", "1",
+                                            "--host", "127.0.0.1", *([] if nanny else ["--no-nanny"])],
+                                           stdout=out, stderr=subprocess.STDOUT) for _ in range(workers)]
+                client.wait_for_workers(workers, timeout=120)
+                yield client
+        finally:
+            for proc in procs[::-1]:
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(30)

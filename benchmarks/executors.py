@@ -18,6 +18,7 @@ import time
 from benchmarks.common import machine, median, write_json
 from iceviz.runtime.job import JobStatus
 from iceviz.training.trainers import training_job
+from iceviz.runtime.dask_job import local_client
 from iceviz.runtime.worker import warm_up
 
 
@@ -38,13 +39,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json")
     args = parser.parse_args()
-    from distributed import Client, LocalCluster
-
     warm_up("iceviz.training.trainers")
     kinds = ("thread", "process", "dask")
     runs: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with local_client(1) as client:
         for kind in kinds:  # one untimed run each: imports in the worker, the forkserver, the data cache
             one(kind, 5, client)
         for _ in range(args.repeats):

@@ -15,57 +15,19 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
-import subprocess
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
 
 import numpy as np
 
-from benchmarks.common import machine, write_json
+from benchmarks.common import command_line_cluster, machine, write_json
+from iceviz.runtime.dask_job import local_client
 from iceviz.sim.ensemble import DEFAULT_SCENARIO, run_ensemble
 from iceviz.sim.model import RunSettings, Simulator
 from iceviz.sim.scenarios import get_scenario
 from iceviz.sim.spinup import spun_up
 from iceviz.sim.ugrid import read_run
-
-
-@contextmanager
-def local_cluster(workers: int) -> Iterator[Any]:
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        yield client
-
-
-@contextmanager
-def command_line_cluster(workers: int, log: Path) -> Iterator[Any]:
-    """``dask scheduler`` and ``workers`` single-threaded ``dask worker`` processes on 127.0.0.1."""
-    from distributed import Client
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    address = f"tcp://127.0.0.1:{port}"
-    with open(log, "w") as out:
-        procs = [subprocess.Popen(["dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                   "--dashboard-address", ":0"], stdout=out, stderr=subprocess.STDOUT)]
-        try:
-            with Client(address, timeout="30s") as client:
-                procs += [subprocess.Popen(["dask", "worker", address, "--nworkers", "1", "--nthreads", "1",
-                                            "--host", "127.0.0.1"], stdout=out, stderr=subprocess.STDOUT)
-                          for _ in range(workers)]
-                client.wait_for_workers(workers, timeout=120)
-                yield client
-        finally:
-            for proc in procs[::-1]:
-                proc.terminate()
-            for proc in procs:
-                proc.wait(60)
 
 
 def main() -> None:
@@ -90,7 +52,7 @@ def main() -> None:
                 started = 0.0
                 manifest = run_ensemble(DEFAULT_SCENARIO, {}, grid, settings, out, workers=workers)
             else:
-                cluster = local_cluster(workers) if kind == "local" else command_line_cluster(workers, root / "log")
+                cluster = local_client(workers) if kind == "local" else command_line_cluster(workers, root / "log")
                 with cluster as client:
                     started = time.perf_counter() - start
                     manifest = run_ensemble(DEFAULT_SCENARIO, {}, grid, settings, out, client=client)

@@ -18,6 +18,7 @@ import time
 from benchmarks.byrd_table import PUBLISHED
 from benchmarks.common import machine, write_json
 from iceviz.models.registry import model_names
+from iceviz.runtime.dask_job import local_client
 from iceviz.training.sweep import run_sweep, sweep_runs
 
 
@@ -28,14 +29,11 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--json")
     args = parser.parse_args()
-    from distributed import Client, LocalCluster
-
     models = model_names("flux")
     runs = sweep_runs(models, ["byrd-mcor:"], [int(s) for s in args.seeds.split(",")])
     walls, rows = {}, []
     for workers in (int(w) for w in args.workers.split(",")):
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+        with local_client(workers) as client:
             start = time.perf_counter()
             rows = run_sweep(runs, client, workers, {"seconds": args.seconds})
             walls[workers] = round(time.perf_counter() - start, 1)

@@ -351,17 +351,14 @@ def _sweep_table(rows: list[dict[str, Any]]) -> Any:
 def _dask_client(scheduler: str | None, workers: int) -> Iterator[tuple[Any, int]]:
     """(client, slots): the cluster at ``scheduler`` (--scheduler) or $ICEVIZ_SCHEDULER, else a local one of
     ``workers`` single-threaded worker processes (closed at the end)."""
-    from distributed import Client, LocalCluster
-
-    from iceviz.runtime.dask_job import scheduler_address, scheduler_client
+    from iceviz.runtime.dask_job import local_client, scheduler_address, scheduler_client
 
     address = scheduler_address(scheduler)
     if address:
         with scheduler_client(address) as client:
             yield client, max(1, len(client.scheduler_info().get("workers", {})))
         return
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with local_client(workers) as client:
         yield client, workers
 
 

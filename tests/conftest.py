@@ -125,36 +125,12 @@ def curve_job(jobs: list[Job], model: str = "dfnn", data="synthetic:curve", **ov
 
 @pytest.fixture
 def command_line_cluster(tmp_path):
-    """``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1, as a user would start them."""
+    """``dask scheduler`` and two ``dask worker`` processes (no nanny) on 127.0.0.1, as a user would start them."""
     import shutil
-    import socket
-    import subprocess
 
-    import distributed
+    from benchmarks.common import command_line_cluster
 
     if shutil.which("dask") is None:
         pytest.skip("the dask command-line tool is not on PATH")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    address = f"tcp://127.0.0.1:{port}"
-    log = open(tmp_path / "cluster.log", "w")
-    procs = [subprocess.Popen(["dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--dashboard-address", ":0"], stdout=log, stderr=subprocess.STDOUT)]
-    try:
-        with distributed.Client(address, timeout="30s") as client:
-            procs += [subprocess.Popen(["dask", "worker", address, "--nworkers", "1", "--nthreads", "1", "--no-nanny",
-                                        "--host", "127.0.0.1"], stdout=log, stderr=subprocess.STDOUT)
-                      for _ in range(2)]
-            client.wait_for_workers(2, timeout=60)
-            yield client
-    finally:
-        for proc in procs[::-1]:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:  # a worker busy in a task may not stop on its own: end it
-                proc.kill()
-                proc.wait(30)
-        log.close()
+    with command_line_cluster(2, tmp_path / "cluster.log", nanny=False) as client:
+        yield client

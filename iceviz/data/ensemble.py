@@ -232,8 +232,6 @@ class EnsembleTask:
 class EnsembleBuilder:
     """Runs one :class:`EnsembleTask` (see there)."""
 
-    device = "cpu"
-
     def __init__(self, task: EnsembleTask):
         self.task = task
 

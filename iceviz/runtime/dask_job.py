@@ -25,13 +25,14 @@ job after ``WORKERLESS_S``.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import os
 import time
 import uuid
 from collections import deque
-from typing import Any
+from typing import Any, Iterator
 
 from iceviz.runtime.job import Job
 from iceviz.runtime.worker import WorkerFailed, relay, run_and_report
@@ -204,3 +205,14 @@ def scheduler_client(address: str) -> Any:
     except (OSError, TimeoutError) as err:
         raise ValueError(f"no Dask scheduler answered at {address} ({type(err).__name__}: {err}): start one with "
                          "`dask scheduler` and a worker with `dask worker ADDRESS`, or check the address") from None
+
+
+@contextlib.contextmanager
+def local_client(workers: int) -> Iterator[Any]:
+    """A ``distributed.Client`` of a new local cluster: ``workers`` single-threaded worker processes on
+    127.0.0.1, no dashboard; both closed at the end."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client

@@ -183,8 +183,6 @@ class CallTask:
 
 
 class _CallRunner:
-    device = "cpu"
-
     def __init__(self, task: CallTask):
         self.task = task
 

@@ -254,28 +254,24 @@ class SessionQueue:
         return [j for j in self.queue.running if j in mine]
 
 
-_server: JobQueue | None = None
-_server_lock = threading.Lock()
+_process_queues: dict[str, JobQueue] = {}
+_process_lock = threading.Lock()
+
+
+def _process_queue(name: str, slots: int | None) -> JobQueue:
+    """The process's queue ``name`` (made on first use, its jobs' memory bounded by :func:`memory_budget`)."""
+    with _process_lock:
+        if name not in _process_queues:
+            _process_queues[name] = JobQueue(slots=slots, memory=memory_budget())
+        return _process_queues[name]
 
 
 def server_queue() -> JobQueue:
-    """The process's one queue, shared by every session of a server (made on first use), its jobs' memory
-    bounded by :func:`memory_budget`."""
-    global _server
-    with _server_lock:
-        if _server is None:
-            _server = JobQueue(memory=memory_budget())
-        return _server
-
-
-_quick: JobQueue | None = None
+    """The process's one queue, shared by every session of a server: one slot per core but one."""
+    return _process_queue("server", None)
 
 
 def quick_queue() -> JobQueue:
     """The process's queue for short jobs (loading or building a region's data: seconds), shared by every
     session: one slot, so that they never wait behind a training and never run more than one at a time."""
-    global _quick
-    with _server_lock:
-        if _quick is None:
-            _quick = JobQueue(slots=1, memory=memory_budget())
-        return _quick
+    return _process_queue("quick", 1)

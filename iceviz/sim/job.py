@@ -156,8 +156,6 @@ class SimulationRunner:
     phase, t : where it is: "set-up", "spin-up" or "run", and the model year in that phase.
     """
 
-    device = "cpu"
-
     def __init__(self, task: SimulationTask):
         self.task = task
         self.simulator: Simulator | None = None

@@ -10,6 +10,7 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from iceviz.cli import main  # noqa: E402
+from iceviz.runtime.dask_job import local_client  # noqa: E402
 from iceviz.runtime.job import JobStatus  # noqa: E402
 from iceviz.training.trainers import training_job  # noqa: E402
 
@@ -17,9 +18,8 @@ from iceviz.training.trainers import training_job  # noqa: E402
 @pytest.fixture(scope="module")
 def cluster():
     """A scheduler and one single-threaded worker process on localhost (no dashboard)."""
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as local, distributed.Client(local) as client:
-        yield local, client
+    with local_client(1) as client:
+        yield client
 
 
 def wait_until(predicate, timeout: float = 60.0) -> None:
@@ -30,7 +30,7 @@ def wait_until(predicate, timeout: float = 60.0) -> None:
 
 
 def test_a_job_trains_on_a_dask_worker_and_streams_its_progress_back(cluster):
-    _, client = cluster
+    client = cluster
     job = training_job("dfnn", "synthetic:curve", snapshot_every=0.1, epochs=40, client=client).start()
     assert job.wait(120) is JobStatus.DONE, job.error
     assert len(job.history()) == 40 and job.latest().final and job.latest().epoch == 40
@@ -39,7 +39,7 @@ def test_a_job_trains_on_a_dask_worker_and_streams_its_progress_back(cluster):
 
 
 def test_pause_resume_and_cancel_reach_the_task_within_a_second(cluster):
-    _, client = cluster
+    client = cluster
     job = training_job("dfnn", "synthetic:curve", snapshot_every=0.1, epochs=1_000_000, client=client).start()
     wait_until(lambda: len(job.history()) > 5)
     job.pause()
@@ -55,16 +55,16 @@ def test_pause_resume_and_cancel_reach_the_task_within_a_second(cluster):
 
 
 def test_a_failure_on_the_worker_is_the_jobs_message(cluster):
-    _, client = cluster
+    client = cluster
     job = training_job("dfnn", "synthetic:nonsense", client=client).start()
     assert job.wait(60) is JobStatus.FAILED and "nonsense" in job.error
 
 
 def test_the_cli_trains_on_a_scheduler_by_address_and_saves_the_run(cluster, tmp_path, capsys):
-    local, _ = cluster
+    client = cluster
     out = tmp_path / "run"
     code = main(["train", "dfnn", "--data", "synthetic:curve", "--epochs", "5", "--json", "--quiet",
-                 "--scheduler", local.scheduler_address, "--out", str(out)])
+                 "--scheduler", client.scheduler.address, "--out", str(out)])
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0 and summary["epochs"] == 5 and (out / "model.safetensors").is_file()
 

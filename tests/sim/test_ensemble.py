@@ -28,13 +28,11 @@ def settings() -> RunSettings:
 def ensembles(tmp_path_factory):
     """The same ensemble with 1 and with 2 workers of a local pool, and on a local Dask cluster of 2 workers
     (sharing one spin-up cache): {1 | 2 | "dask": (dir, manifest, calls)}."""
-    import distributed
+    from iceviz.runtime.dask_job import local_client
 
     root = tmp_path_factory.mktemp("ensemble")
     out = {}
-    with pytest.MonkeyPatch.context() as mp, distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
+    with pytest.MonkeyPatch.context() as mp, local_client(2) as client:
         mp.setenv("ICEVIZ_CACHE", str(root / "cache"))
         for workers in (1, 2, "dask"):
             calls = []
