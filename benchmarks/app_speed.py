@@ -10,7 +10,11 @@ page (click event to the first animation frame showing the change) and, for
 comparison, as seen from the driving Python process (adds the automation's
 own round trip).
 
-Usage: python -m benchmarks.app_speed [--model dfnn] [--data synthetic:glacier] [--seconds 20] [--clicks 10]
+Each executor (``$ICEVIZ_EXECUTOR``: the embedded Dask cluster, the default, and worker processes forked by the
+server) gets its own server in turn; each repeat ends with the headless run its app runs are compared with.
+
+Usage: python -m benchmarks.app_speed [--model dfnn] [--data synthetic:glacier] [--clicks 10]
+       [--executors dask,processes] [--repeats 3] [--json FILE]
 """
 
 from __future__ import annotations
@@ -65,10 +69,10 @@ def headless_rate(model: str, data: str, seconds: float) -> float:
     return result.epochs / result.seconds
 
 
-def app_run(model: str, data: str, seconds: float, clicks: int) -> dict:
+def app_run(model: str, data: str, seconds: float, clicks: int, executor: str) -> dict:
     from playwright.sync_api import sync_playwright
 
-    with served_explorer() as url:
+    with served_explorer(env={"ICEVIZ_EXECUTOR": executor}) as url:
         with sync_playwright() as p:
             ctx = chromium(p)
             page = ctx.new_page()
@@ -116,28 +120,51 @@ def app_run(model: str, data: str, seconds: float, clicks: int) -> dict:
         return {"latencies": latencies, "outside": outside, **cells}
 
 
+def quantiles(values: list[float]) -> dict[str, float]:
+    v = sorted(values)
+    return {"median": round(statistics.median(v), 3), "p90": round(v[int(0.9 * (len(v) - 1))], 3),
+            "max": round(v[-1], 3), "n": len(v)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="dfnn")
     parser.add_argument("--data", default="synthetic:glacier", choices=list(LABELS))
     parser.add_argument("--clicks", type=int, default=10)
+    parser.add_argument("--executors", default="dask,processes",
+                        help="the servers' executors ($ICEVIZ_EXECUTOR), each served in turn, comma-separated")
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--json")
     args = parser.parse_args()
     seconds = 30.0  # the app's default budget per model
-    app = app_run(args.model, args.data, seconds, args.clicks)
-    app_rate = app["epochs"] / app["seconds"]
-    head = headless_rate(args.model, args.data, seconds)
-    lat, out = sorted(app["latencies"]), sorted(app["outside"])
+    executors = args.executors.split(",")
+    runs: list[dict] = []
+    for repeat in range(args.repeats):  # each repeat: every executor's app run, then headless, alternating
+        for executor in executors:
+            app = app_run(args.model, args.data, seconds, args.clicks, executor)
+            runs.append({"repeat": repeat, "executor": executor, "app_epochs_per_s": app["epochs"] / app["seconds"],
+                         "latencies": app["latencies"], "outside": app["outside"]})
+        head = headless_rate(args.model, args.data, seconds)
+        for run in runs[-len(executors):]:
+            run["headless_epochs_per_s"] = head
+            run["app_over_headless"] = run["app_epochs_per_s"] / head
+    summary = {}
+    for executor in executors:
+        mine = [r for r in runs if r["executor"] == executor]
+        summary[executor] = {
+            "app_over_headless": quantiles([r["app_over_headless"] for r in mine]),
+            "click_latency_s": quantiles([x for r in mine for x in r["latencies"]]),
+            "click_latency_seen_from_python_s": quantiles([x for r in mine for x in r["outside"]]),
+        }
+        print(f"{executor:10s} app/headless median {summary[executor]['app_over_headless']['median']:.3f} "
+              f"(runs {[round(r['app_over_headless'], 3) for r in mine]}), click median / p90 "
+              f"{summary[executor]['click_latency_s']['median']:.3f} / {summary[executor]['click_latency_s']['p90']:.3f} s")
     write_json(args.json, {
-        "benchmark": "explorer responsiveness and in-app training speed",
+        "benchmark": "explorer responsiveness and in-app training speed, per executor",
         "machine": machine(), "model": args.model, "data": args.data, "budget_s": seconds,
-        "app_epochs_per_s": round(app_rate, 2), "headless_epochs_per_s": round(head, 2),
-        "app_over_headless": round(app_rate / head, 3),
-        "click_latency_s": {"median": round(statistics.median(lat), 3), "max": round(lat[-1], 3),
-                            "n": len(lat), "p90": round(lat[int(0.9 * (len(lat) - 1))], 3)},
-        "click_latencies_s": [round(x, 3) for x in app["latencies"]],
-        "click_latency_seen_from_python_s": {"median": round(statistics.median(out), 3), "max": round(out[-1], 3),
-                                             "p90": round(out[int(0.9 * (len(out) - 1))], 3)},
+        "summary": summary,
+        "runs": [{k: (round(v, 3) if isinstance(v, float) else [round(x, 3) for x in v] if isinstance(v, list) else v)
+                  for k, v in r.items()} for r in runs],
     })
 
 

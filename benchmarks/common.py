@@ -34,6 +34,25 @@ def parse_run_args(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace,
     return args, parse_assignments(args.set)
 
 
+def sweep(runs: list[dict[str, Any]], workers: int, budget: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of ``runs`` (``{"model", "data", "seed", KEY: value}``) trained as ``iceviz sweep`` trains them:
+    on a local Dask cluster of ``workers`` single-threaded workers, ``workers`` at a time, each with ``budget``;
+    RuntimeError naming the runs that did not finish."""
+    from iceviz.runtime.dask_job import local_client
+    from iceviz.training.sweep import run_sweep
+
+    def progress(done: int, total: int) -> None:
+        print(f"[{done}/{total}] runs ended", flush=True)
+
+    with local_client(workers) as client:
+        rows = run_sweep(runs, client, workers, budget, progress=progress)
+    failed = [f"{r['model']} on {r['data']} seed {r['seed']}: {r['status']} {r['error']}" for r in rows
+              if r["status"] != "done"]
+    if failed:
+        raise RuntimeError("runs that did not finish: " + "; ".join(failed))
+    return rows
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     cpu = platform.processor() or platform.machine()

@@ -2,9 +2,11 @@
 
 Each seed draws its own observation noise (2 % of the mean field magnitude)
 and its own initialisation; the test set is the noise-free 20 x 20 grid.
-Training uses the fields' own hyper-parameter hints (see iceviz/data/synthetic.py).
+Training uses the fields' own hyper-parameter hints (see iceviz/data/synthetic.py), on
+``iceviz sweep``'s runner (a local Dask cluster of ``--workers`` single-threaded workers).
 
-Usage: python -m benchmarks.synthetic_table [--models dfnn,pinn] [--seeds 8] [--set KEY=VALUE ...] [--json OUT]
+Usage: python -m benchmarks.synthetic_table [--models dfnn,pinn] [--seeds 8] [--workers 1] [--set KEY=VALUE ...]
+                                            [--json OUT]
 """
 
 from __future__ import annotations
@@ -13,9 +15,7 @@ import argparse
 import statistics
 
 
-from benchmarks.common import machine, parse_run_args, write_json
-from iceviz.data.specs import load_problem
-from iceviz.training.trainers import make_trainer
+from benchmarks.common import machine, parse_run_args, sweep, write_json
 
 FIELDS = ("curve", "branching", "deflection", "ridges", "edge")
 PUBLISHED_RMSE = {  # mean of 8 runs
@@ -29,20 +29,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="dfnn,pinn")
     parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=1, help="runs at once (Dask workers, one thread each)")
     args, overrides = parse_run_args(parser)
 
+    models = args.models.split(",")
+    # each seed its own noise draw (the data spec's seed) and initialisation
+    runs = [{"model": name, "data": f"synthetic:{field}?seed={seed}", "seed": seed, **overrides}
+            for name in models for field in FIELDS for seed in range(args.seeds)]
+    rows = sweep(runs, args.workers, {})
     results: dict[str, dict[str, dict[str, float]]] = {}
-    for name in args.models.split(","):
+    for name in models:
         results[name] = {}
         for field in FIELDS:
-            runs = []
-            for seed in range(args.seeds):
-                problem = load_problem(f"synthetic:{field}?seed={seed}")
-                fit = make_trainer(name, problem, device="cpu", seed=seed, **overrides).fit()
-                runs.append((fit.metrics["rmse"], fit.metrics["mad"], fit.seconds))
+            mine = [r for r in rows if r["model"] == name and r["data"].startswith(f"synthetic:{field}?")]
             results[name][field] = dict(
-                rmse=statistics.fmean(r[0] for r in runs), rmse_sd=statistics.stdev(r[0] for r in runs),
-                mad=statistics.fmean(r[1] for r in runs), seconds=statistics.fmean(r[2] for r in runs),
+                rmse=statistics.fmean(r["rmse"] for r in mine), rmse_sd=statistics.stdev(r["rmse"] for r in mine),
+                mad=statistics.fmean(r["mad"] for r in mine), seconds=statistics.fmean(r["seconds"] for r in mine),
                 published_rmse=PUBLISHED_RMSE.get(name, {}).get(field),
             )
             r = results[name][field]

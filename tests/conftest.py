@@ -9,9 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from iceviz.runtime.job import Job
-from iceviz.runtime.worker import ProcessJob
-from iceviz.training.trainers import training_job
+# Jobs that a test isolates run in worker processes forked here (and so do those of the servers the browser
+# tests start): the embedded Dask cluster, the app's default, is tested on its own (tests/runtime/test_executor.py,
+# tests/browser/test_dask_app.py), and starting one inside every test process would cost each seconds.
+os.environ.setdefault("ICEVIZ_EXECUTOR", "processes")
+
+from iceviz.runtime.job import Job  # noqa: E402
+from iceviz.runtime.worker import ProcessJob  # noqa: E402
+from iceviz.training.trainers import training_job  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ICEVIZ_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -15,7 +15,8 @@ import numpy as np
 import panel as pn
 
 from iceviz.app.emulator_state import SOURCES, EmulatorSession
-from iceviz.app.live import JOB_NICE, STATUS_COLOURS, fixed_pane, format_seconds, run_buttons, toggle_pause
+from iceviz.app.live import (JOB_NICE, STATUS_COLOURS, fixed_pane, format_seconds, run_buttons, toggle_pause,
+                             where_text)
 from iceviz.app.paths import for_browser
 from iceviz.app.widgets import param_widgets
 from iceviz.models.registry import short_budget
@@ -270,7 +271,8 @@ class EmulatorView:
                 name = next(n for n, j in s.jobs if j is active)
                 snap = active.latest()
                 seconds = format_seconds(snap.seconds) if snap is not None else "starting"
-                parts.append(f"**{active.status.value}**: {name}, epoch {snap.epoch if snap else 0}, {seconds}")
+                parts.append(f"**{active.status.value}**: {name}, epoch {snap.epoch if snap else 0}, {seconds}, "
+                             f"{where_text(active)}")
         troubles = [f"**{n} failed.** {j.error}" if j.status is JobStatus.FAILED
                     else f"**{n} was cut short.** {j.shortfall}"
                     for n, j in s.jobs if j.status in (JobStatus.FAILED, JobStatus.SHORT)]

@@ -28,7 +28,7 @@ from iceviz.sim.job import simulation_memory
 from iceviz.sim.scenarios import box_overrides, get_scenario
 from iceviz.sim.ssa import SimulationError
 from iceviz.runtime.job import Job, JobStatus
-from iceviz.runtime.worker import ProcessJob
+from iceviz.runtime.executor import isolated_job_class
 from iceviz.runtime.queue import JobQueue, QueueFull, SessionQueue
 from iceviz.training.trainers import training_job
 
@@ -133,7 +133,7 @@ class EmulatorSession(param.Parameterized):
             label = SOURCES[self.source]
             task = EnsembleTask(scenario=scenario, overrides=overrides, grid=DEFAULT_GRID, settings=DEFAULT_SETTINGS,
                                 root=None if root is None else str(root), spec=spec)
-        job = (ProcessJob if isolate else Job)(label, task, snapshot_every=None, num_threads=None, nice=nice)
+        job = (isolated_job_class() if isolate else Job)(label, task, snapshot_every=None, num_threads=None, nice=nice)
         job.memory = memory
         try:
             self.build_job = self.queue.submit(job)

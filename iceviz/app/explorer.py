@@ -43,9 +43,9 @@ from iceviz.geo.graticule import graticule, graticule_labels
 from iceviz.geo.regions import PRESET_REGIONS
 from iceviz.models.registry import REGISTRY, get_model, short_budget
 from iceviz.runtime.job import JobStatus
-from iceviz.runtime.queue import QueueFull, quick_queue, server_queue
+from iceviz.runtime.executor import configure, describe, prepare
+from iceviz.runtime.queue import JobQueue, QueueFull, quick_queue, server_queue
 from iceviz.training.trainers import training_job
-from iceviz.runtime.worker import warm_up
 from iceviz.viz import maps
 
 POLL_MS = 500
@@ -202,6 +202,14 @@ def region_view(shown: param.Parameterized) -> hv.DynamicMap:
 _sessions = itertools.count(1)
 
 
+def server_text(queue: JobQueue) -> str:
+    """Where this server's jobs run, and how busy it is (every session's jobs)."""
+    running = len(queue.running)
+    waiting = len(queue.jobs) - running
+    return (f"Jobs run on {describe()}, {queue.slots} at a time: {running} running, {waiting} waiting (every "
+            "session's).")
+
+
 class Explorer:
     """All widgets and callbacks of one browser session."""
 
@@ -233,6 +241,9 @@ class Explorer:
         self.message = pn.pane.Alert("", alert_type="warning", visible=False, sizing_mode="stretch_width",
                                      css_classes=["app-message"])
         self.summary = pn.pane.Markdown("", sizing_mode="stretch_width", css_classes=["region-summary"])
+        self.server_note = pn.pane.Markdown("", sizing_mode="stretch_width", css_classes=["server-note"],
+                                            styles={"color": "#555", "font-size": "0.85em"})
+        """Where jobs run and how busy the server is (every session's jobs)."""
         region = pn.widgets.Select.from_param(s.param.region, name="Region")
         source = pn.widgets.Select.from_param(s.param.source, name="Data")
         whole = pn.widgets.Button(name="Whole dataset", button_type="light")
@@ -273,7 +284,7 @@ class Explorer:
                         self.recipe_slot,
                         self.summary,
                         pn.pane.Markdown("### Training"), models, seconds, self.budget_note, device, self.start,
-                        configure, hyper, defaults]
+                        self.server_note, configure, hyper, defaults]
 
         # map tab
         self.box_stream = hv.streams.BoundsXY(bounds=None)
@@ -622,6 +633,9 @@ class Explorer:
             self._draw_map()
         elif self.speed_failed and self.speed_note.object != self.speed_failed:
             self.speed_note.object = self.speed_failed
+        note = server_text(self.queue.queue)
+        if note != self.server_note.object:
+            self.server_note.object = note
         self.board.poll()
         self.lesson_board.poll()
         self.saved.poll()
@@ -650,13 +664,15 @@ def _quiet_closed_websockets(loop: asyncio.AbstractEventLoop, context: dict) -> 
     loop.default_exception_handler(context)
 
 
-def build_app() -> pn.template.BootstrapTemplate:
-    """A fresh explorer for one browser session."""
+def build_app(scheduler: str = "") -> pn.template.BootstrapTemplate:
+    """A fresh explorer for one browser session; its jobs go to the Dask cluster whose scheduler is at
+    ``scheduler`` ('' : ``$ICEVIZ_SCHEDULER``, else an embedded cluster; see iceviz.runtime.executor)."""
     pn.extension("tabulator", notifications=False, sizing_mode="stretch_width")
     hv.extension("bokeh")
     try:
         asyncio.get_running_loop().set_exception_handler(_quiet_closed_websockets)
     except RuntimeError:  # not inside a server (e.g. built in a test or a notebook)
         pass
-    warm_up("iceviz.training.trainers", "iceviz.sim.job")  # jobs run in worker processes: start their forkserver now
+    configure(scheduler)
+    prepare("iceviz.training.trainers", "iceviz.sim.job")  # start the workers now, with what jobs import
     return Explorer().servable()

@@ -77,6 +77,12 @@ def waiting_text(job: Job) -> str:
     return "next in line for a free worker" if place == 0 else f"waiting for a free worker: {place} job(s) ahead"
 
 
+def where_text(job: Job, device: str | None = None) -> str:
+    """Where a job trains, for its card: its device, and the worker it runs on ('cpu on Dask worker 1')."""
+    device = device or job.device or "…"
+    return f"{device} on {job.worker}" if job.worker else device
+
+
 class JobCard:
     """Name, status, progress bar with ETA, device, and pause / resume / cancel buttons for one job."""
 
@@ -106,7 +112,7 @@ class JobCard:
         progress = 1.0 if status.completed else float(last.get("progress", 0.0))
         elapsed = float(last.get("seconds", 0.0))
         eta = elapsed * (1 - progress) / progress if progress > 0.01 and not status.finished else None
-        device = job.device or "…"
+        device = where_text(job)
         self.progress.value = int(1000 * progress)
         self.progress.bar_color = STATUS_COLOURS[status]
         epoch, phase = last.get("epoch", 0), ""

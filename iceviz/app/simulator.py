@@ -1,7 +1,7 @@
 """The simulator view: run a scenario in the background and watch it evolve on its mesh.
 
 Pick a scenario, set its parameters, the forcing and the run settings, press
-Run: a :class:`~iceviz.sim.job.SimulationProcessJob` spins the scenario up
+Run: a simulation job off the server (:func:`~iceviz.sim.job.simulation_job_class`) spins the scenario up
 (cached on disk) and runs the forcing in a worker process, queued with the
 server's other jobs. A periodic callback copies the job's
 latest snapshot into Bokeh figures made once per mesh (see
@@ -26,7 +26,7 @@ import param
 
 from iceviz.app.live import JOB_NICE, STATUS_COLOURS, fixed_pane, format_seconds, run_buttons, toggle_pause
 from iceviz.app.widgets import param_widgets
-from iceviz.sim.job import SimSnapshot, SimulationJob, SimulationProcessJob
+from iceviz.sim.job import SimSnapshot, SimulationJob, simulation_job_class
 from iceviz.sim.model import Forcing, RunSettings
 from iceviz.sim.scenarios import SCENARIOS, box_overrides
 from iceviz.sim.ssa import SimulationError
@@ -83,6 +83,8 @@ def status_text(job: SimulationJob | None, snap: SimSnapshot | None) -> str:
             parts.append(f"year {snap.time:.1f} of {snap.years:g}")
         parts.append(f"{format_seconds(snap.seconds)} wall")
         parts.append(f"{snap.nodes} nodes")
+        if job.worker:
+            parts.append(f"on {job.worker}")
         if snap.phase == "run" and job.spun_up_from_cache:
             parts.append("spin-up from the cache")
         if snap.final:
@@ -190,7 +192,7 @@ class SimulatorView:
         if self.job is not None and not self.job.status.finished:
             return None
         name = self.scenario.value
-        kind = SimulationProcessJob if self.isolate else SimulationJob
+        kind = simulation_job_class(self.isolate)
         job = kind(name, self.scenarios[name], self.forcing, self.settings, nice=self.nice)
         try:
             self.job = self.queue.submit(job)

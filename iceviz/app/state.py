@@ -26,7 +26,7 @@ from iceviz.models.registry import REGISTRY, model_names
 from iceviz.training.device import available_devices
 from iceviz.runtime.job import CallTask, Job, JobStatus
 from iceviz.runtime.queue import JobQueue, JobTooLarge, QueueFull, SessionQueue
-from iceviz.runtime.worker import ProcessJob
+from iceviz.runtime.executor import isolated_job_class
 from iceviz.training.trainers import problem_defaults, training_job
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -327,7 +327,7 @@ class ExplorerState(param.Parameterized):
             if self._build_job is not None:
                 self._build_job.cancel()  # a newer box replaces it: its result, if it comes, is dropped
             self.problem = None
-            kind = ProcessJob if self.isolate else Job
+            kind = isolated_job_class() if self.isolate else Job
             job = kind("region build", CallTask(load_problem, (spec,), (DataError,)), snapshot_every=None,
                        num_threads=None)
             try:

@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import panel as pn
 
-from iceviz.app.live import JOB_NICE, STATUS_COLOURS, fixed_pane, format_seconds, run_buttons, toggle_pause
+from iceviz.app.live import (JOB_NICE, STATUS_COLOURS, fixed_pane, format_seconds, run_buttons, toggle_pause,
+                             where_text)
 from iceviz.app.paths import for_browser
 from iceviz.app.shelf_presets import DEFAULT_PRESET, MODEL, PRESETS, ViscosityState, load_preset
 from iceviz.app.widgets import param_widgets
@@ -109,7 +110,7 @@ def status_text(job: Job | None, snap: Snapshot | None, budget: float | None = N
             parts.append(f"phase {phase}")
         if "mu_rel_error" in snap.metrics:
             parts.append(f"μ error {percent(snap.metrics['mu_rel_error'])}")
-        parts.append(snap.device)
+        parts.append(where_text(job, snap.device))
     return " · ".join(parts)
 
 

@@ -32,7 +32,7 @@ import os
 import time
 import uuid
 from collections import deque
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from iceviz.runtime.job import Job
 from iceviz.runtime.worker import WorkerFailed, relay, run_and_report
@@ -47,8 +47,9 @@ CHECK_EVERY_S = 0.1
 """How often a trainer on a Dask worker asks the scheduler whether it was paused or cancelled [s]."""
 WORKERLESS_S = 30.0
 """A job whose cluster has had no worker this long fails (a task would otherwise wait forever) [s]."""
-RECEIVE_EVERY_S = 0.02
-"""How often the job's thread asks the queue for new messages while there are none [s]."""
+RECEIVE_EVERY_S = (0.02, 0.1)
+"""How often the job's thread asks the queue for new messages while there are none: first, and at most
+(1.5 times less often after each empty answer) [s]."""
 SCHEDULER_VAR = "ICEVIZ_SCHEDULER"
 
 
@@ -69,9 +70,10 @@ def keep_freed_memory() -> None:
 class CachedEvent:
     """A ``distributed.Event`` by name, whose ``is_set`` asks the scheduler at most every ``CHECK_EVERY_S``
     (a trainer calls it between every step); ``set``, ``clear`` and ``wait`` go straight to it. Pickled by
-    name, so the worker's copy is the same event."""
+    name, so the worker's copy is the same event. ``client``: a function giving the client to use when the
+    event is first needed (None: the worker's, or the default client)."""
 
-    def __init__(self, name: str, client: Any = None):
+    def __init__(self, name: str, client: Callable[[], Any] | None = None):
         self.name, self._client = name, client
         self._event: Any = None
         self._value = False
@@ -81,7 +83,7 @@ class CachedEvent:
         if self._event is None:
             from distributed import Event
 
-            self._event = Event(self.name, client=self._client)
+            self._event = Event(self.name, client=self._client() if self._client else None)
         return self._event
 
     def is_set(self) -> bool:
@@ -127,47 +129,69 @@ class WorkerWatch:
 
 
 def _train_on_worker(make_trainer: Any, queue: str, snapshot_every: float | None, events: tuple[Any, Any],
-                     num_threads: int | None) -> None:
-    """The Dask task: build the trainer, train, and put every message on the job's queue."""
-    from distributed import Queue
+                     num_threads: int | None, send_trainer: bool) -> None:
+    """The Dask task: build the trainer, train, and put every message on the job's queue (the first: which
+    worker it runs on)."""
+    from distributed import Queue, get_worker
 
     keep_freed_memory()
     channel = Queue(queue)
-    run_and_report(make_trainer, channel.put, snapshot_every, events, num_threads, nice=0, send_trainer=True)
+    channel.put(("worker", f"Dask worker {get_worker().name}"))
+    run_and_report(make_trainer, channel.put, snapshot_every, events, num_threads, nice=0,
+                   send_trainer=send_trainer)
 
 
 class DaskJob(Job):
     """A :class:`Job` whose trainer is built and trained by one task on a Dask cluster.
 
     Same states and observation methods as :class:`Job`; ``make_trainer`` must be picklable
-    (:class:`~iceviz.training.trainers.TrainerRecipe`). ``client`` is a ``distributed.Client`` (the
-    default client when None). :attr:`trainer` arrives, trained, with the result (to save its model).
+    (:class:`~iceviz.training.trainers.TrainerRecipe`). ``client`` is a ``distributed.Client`` (None: this
+    process's executor, :func:`iceviz.runtime.executor.server_client`). With ``keep_trainer``, :attr:`trainer`
+    arrives, trained, with the result (to save its model); without, it stays None, as for a
+    :class:`~iceviz.runtime.worker.ProcessJob`. ``nice`` is the workers' business here (an embedded cluster's
+    run at a lower priority than the server).
     """
 
-    def __init__(self, *args: Any, client: Any = None, **kwargs: Any):
+    def __init__(self, *args: Any, client: Any = None, keep_trainer: bool = False, **kwargs: Any):
         self.client = client
+        self.keep_trainer = keep_trainer
         self.key = f"iceviz-{uuid.uuid4().hex[:12]}"
         super().__init__(*args, **kwargs)
 
     def _control_events(self) -> tuple[Any, Any]:
-        return CachedEvent(f"{self.key}-resume", self.client), CachedEvent(f"{self.key}-cancel", self.client)
+        return CachedEvent(f"{self.key}-resume", self._cluster), CachedEvent(f"{self.key}-cancel", self._cluster)
+
+    def _cluster(self) -> Any:
+        """The job's client: the one it was given, else this process's executor's."""
+        if self.client is None:
+            from iceviz.runtime.executor import server_client  # the executor imports this module
+
+            self.client = server_client()
+            if self.client is None:
+                raise WorkerFailed(f"{self.name}: this process's executor is not Dask; give the job a client")
+        return self.client
 
     def _execute(self) -> Any:
-        from distributed import Queue, default_client
+        from distributed import Queue
 
-        client = self.client or default_client()
+        client = self._cluster()
         channel = Queue(f"{self.key}-messages", client=client)
         future = client.submit(_train_on_worker, self._make_trainer, channel.name, self.control.snapshot_every,
-                               self.control.events, self._num_threads, key=f"{self.key}-{self.name}", pure=False)
+                               self.control.events, self._num_threads, self.keep_trainer,
+                               key=f"{self.key}-{self.name}", pure=False)
 
         pending: deque[tuple[str, Any]] = deque()
+        idle = [RECEIVE_EVERY_S[0]]
         workerless = WorkerWatch(client)
 
         def receive(timeout: float) -> tuple[str, Any] | None:
             deadline = time.monotonic() + timeout
             while not pending:
-                pending.extend(channel.get(batch=True))  # what is there now, without waiting on the scheduler
+                # what is there now, without waiting on the scheduler (a get that waits and times out is logged
+                # there as an error), asked for less often the longer nothing comes
+                pending.extend(channel.get(batch=True))
                 if pending:
+                    idle[0] = RECEIVE_EVERY_S[0]
                     break
                 if future.done() and not channel.qsize():
                     if future.status == "error":
@@ -179,7 +203,8 @@ class DaskJob(Job):
                                        "start one with `dask worker SCHEDULER-ADDRESS`")
                 if time.monotonic() >= deadline:
                     return None
-                time.sleep(RECEIVE_EVERY_S)
+                time.sleep(idle[0])
+                idle[0] = min(RECEIVE_EVERY_S[1], 1.5 * idle[0])
             return pending.popleft()
 
         try:
@@ -201,7 +226,9 @@ def scheduler_client(address: str) -> Any:
     from distributed import Client
 
     try:
-        return Client(address, timeout="10s")
+        # not the default client: xarray / dask work of this process stays on its local threads (and a client
+        # that fails to connect would otherwise leave dask configured for a cluster that is not there)
+        return Client(address, timeout="10s", set_as_default=False)
     except (OSError, TimeoutError) as err:
         raise ValueError(f"no Dask scheduler answered at {address} ({type(err).__name__}: {err}): start one with "
                          "`dask scheduler` and a worker with `dask worker ADDRESS`, or check the address") from None
@@ -214,5 +241,5 @@ def local_client(workers: int) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=None) as cluster, Client(cluster, set_as_default=False) as client:
         yield client

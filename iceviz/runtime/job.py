@@ -261,6 +261,9 @@ class Job:
         self.trainer: Trainer | None = None
         self.device: str | None = None
         """Where it trains, once the trainer is built."""
+        self.worker = ""
+        """Where its task runs, for people: '' (a thread of this process), 'worker process 1234', 'Dask worker
+        1'."""
         self.restarts = 0
         """How often its task began again from the start (its worker died and another took it over)."""
         self.memory = 0

@@ -267,8 +267,11 @@ def _process_queue(name: str, slots: int | None) -> JobQueue:
 
 
 def server_queue() -> JobQueue:
-    """The process's one queue, shared by every session of a server: one slot per core but one."""
-    return _process_queue("server", None)
+    """The process's one queue, shared by every session of a server: one slot per core but one (on an
+    existing Dask cluster, one per worker thread)."""
+    from iceviz.runtime.executor import server_slots  # the executor imports this module
+
+    return _process_queue("server", server_slots())
 
 
 def quick_queue() -> JobQueue:

@@ -171,6 +171,7 @@ class ProcessJob(Job):
                                     self._num_threads, self.nice))
         process.start()
         self.pid = process.pid
+        self.worker = f"worker process {process.pid}"
         send.close()  # the child holds the only sending end: EOF means it is gone
 
         def receive(timeout: float) -> tuple[str, Any] | None:
@@ -221,6 +222,8 @@ def relay(job: Job, receive: Callable[[float], tuple[str, Any] | None]) -> Any:
                 job.control.restart()
                 job.restarts += 1
             job.device = payload
+        elif kind == "worker":
+            job.worker = payload
         elif kind == "trainer":
             job.trainer = payload
         elif kind == "done":

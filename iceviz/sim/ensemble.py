@@ -186,7 +186,7 @@ def _run_on_dask(client: Any, tasks: list[dict], common: dict, finished: Callabl
     futures = {client.submit(_run_one_on_worker, task, **common, pure=False,
                              key=f"iceviz-sim-{batch}-run-{task['index']}"): task for task in tasks}
     try:
-        for future in completed(futures):
+        for future in completed(futures, loop=client.loop):
             try:
                 record = future.result()
             except Exception as exc:  # noqa: BLE001 - a task the cluster gave up on (its workers kept dying)

@@ -2,8 +2,9 @@
 
 :class:`SimulationJob` is a :class:`iceviz.runtime.job.Job` that runs a
 :class:`SimulationTask` (plain values) in its thread, and
-:class:`SimulationProcessJob` one that runs it in a worker process (what the app
-does, so that nothing heavy runs in the server). The task builds the scenario's
+:class:`SimulationProcessJob` / :class:`SimulationDaskJob` one that runs it in a
+worker process / on a Dask worker (what the app does, through
+:func:`simulation_job_class`, so that nothing heavy runs in the server). The task builds the scenario's
 :class:`~iceviz.sim.model.Simulator`, takes the spun-up state from the cache
 (running the spin-up first when it is not there), then runs the forcing. After
 every time step the job records the diagnostics and the cumulative mass budget,
@@ -33,6 +34,8 @@ from iceviz.sim.scenarios import Scenario, get_scenario
 from iceviz.sim.spinup import spin_up_path, spun_up
 from iceviz.sim.ssa import SimulationError, height_above_flotation
 from iceviz.sim.transport import MassBudget
+from iceviz.runtime.dask_job import DaskJob
+from iceviz.runtime.executor import isolated_job_class
 from iceviz.runtime.job import Control, Job, JobFailed
 from iceviz.runtime.worker import ProcessJob
 
@@ -241,6 +244,19 @@ class SimulationJob(Job):
 class SimulationProcessJob(SimulationJob, ProcessJob):
     """A :class:`SimulationJob` run in a worker process (:class:`~iceviz.runtime.worker.ProcessJob`): what a
     server wants, so that no simulation holds the lock its sessions are served under."""
+
+
+class SimulationDaskJob(SimulationJob, DaskJob):
+    """A :class:`SimulationJob` run on a worker of this process's Dask cluster
+    (:class:`~iceviz.runtime.dask_job.DaskJob`)."""
+
+
+def simulation_job_class(isolate: bool) -> type[SimulationJob]:
+    """The simulation job class for where this process runs its jobs: with ``isolate``, off this process
+    (the executor's way: :func:`iceviz.runtime.executor.isolated_job_class`), else in a thread here."""
+    if not isolate:
+        return SimulationJob
+    return SimulationDaskJob if isolated_job_class() is DaskJob else SimulationProcessJob
 
 
 class _Recorder:

@@ -9,12 +9,12 @@ from iceviz.data.problem import FluxProblem
 from iceviz.data.specs import Problem, load_problem
 from iceviz.data.splits import validation_mask
 from iceviz.models.registry import ModelSpec, flux_size_defaults, get_model
+from iceviz.runtime.executor import isolated_job_class
 from iceviz.runtime.job import Job
 from iceviz.training.emulator_trainer import EmulatorTrainer
 from iceviz.training.flux_trainer import FluxTrainer
 from iceviz.training.memory import job_memory
 from iceviz.training.viscosity_trainer import ViscosityTrainer
-from iceviz.runtime.worker import ProcessJob
 
 TRAINER_FAMILIES: dict[str, Callable[..., Any]] = {"flux": FluxTrainer, "viscosity": ViscosityTrainer,
                                                    "emulator": EmulatorTrainer}
@@ -76,20 +76,21 @@ def training_job(model: str, data: str | FluxProblem, device: str = "auto", snap
                  isolate: bool = False, client: Any = None, **overrides: Any) -> Job:
     """A (not yet started) job that loads the data, builds the trainer and trains.
 
-    All of it happens in the job's thread, or with ``isolate`` in a worker process
-    (:class:`~iceviz.runtime.worker.ProcessJob`: the trainer holds no lock the caller needs,
-    which is what a server wants; the job then has no ``trainer`` attribute to inspect), or, given a
-    ``distributed.Client`` as ``client``, on a worker of that Dask cluster
-    (:class:`~iceviz.runtime.dask_job.DaskJob`).
+    All of it happens in the job's thread, or with ``isolate`` off this process, where its executor says
+    (:mod:`iceviz.runtime.executor`: a worker of a Dask cluster, or a worker process; the trainer then holds no
+    lock the caller needs, which is what a server wants, and the job has no ``trainer`` to inspect), or, given
+    a ``distributed.Client`` as ``client``, on a worker of that Dask cluster
+    (:class:`~iceviz.runtime.dask_job.DaskJob`), the trained trainer coming back (to save its model).
     """
     get_model(model)  # fail fast, in the caller's thread, on an unknown name
     recipe = TrainerRecipe(model, data, device=device, grid_shape=grid_shape, overrides=overrides)
     if client is not None:
         from iceviz.runtime.dask_job import DaskJob
 
-        job: Job = DaskJob(model, recipe, snapshot_every=snapshot_every, num_threads=num_threads, client=client)
+        job: Job = DaskJob(model, recipe, snapshot_every=snapshot_every, num_threads=num_threads, client=client,
+                           keep_trainer=True)
     else:
-        kind = ProcessJob if isolate else Job
+        kind = isolated_job_class() if isolate else Job
         job = kind(model, recipe, snapshot_every=snapshot_every, num_threads=num_threads, nice=nice)
     job.memory = job_memory(model, overrides)
     return job

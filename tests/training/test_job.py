@@ -126,7 +126,9 @@ def test_fake_job_pause_stops_steps_and_clock_then_resume_finishes(jobs):
     assert job.wait(20) is JobStatus.DONE
     wall = time.perf_counter() - t0
     assert trainer.step == 200 and job.result == {"steps": 200}
-    assert job.latest().seconds <= wall - 0.5 + 1e-3
+    # the clock stood still at least over the 0.4 s checked above (the pause began when the step in flight
+    # ended: up to 0.1 s later under load)
+    assert job.latest().seconds <= wall - 0.4 + 1e-3
 
 
 def test_pause_and_resume_are_no_ops_outside_running(jobs):
