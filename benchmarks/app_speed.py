@@ -3,7 +3,8 @@
 Serves ``apps/explorer.py`` on a free localhost port, drives it with Chromium
 (Playwright), trains one model for a fixed wall-clock budget in the app and
 the same model headless (same data, hyper-parameters and budget), and
-compares epochs per second. While the app trains, it clicks Pause / Resume
+compares epochs per second (one phase: no early stop, no end of plan, so
+no refit: the budget alone ends both). While the app trains, it clicks Pause / Resume
 repeatedly and times each click until the job card shows the new state (a
 full round trip: browser -> server -> job -> browser), measured inside the
 page (click event to the first animation frame showing the change) and, for
@@ -65,7 +66,8 @@ LABELS = {"synthetic:glacier": "Synthetic outlet glacier (Byrd box)", "byrd-mcor
 
 def headless_rate(model: str, data: str, seconds: float) -> float:
     torch.set_num_threads(1)
-    result = make_trainer(model, data, device="cpu", seed=0, epochs=1_000_000, seconds=seconds).fit()
+    result = make_trainer(model, data, device="cpu", seed=0, epochs=1_000_000, seconds=seconds,
+                          planned_epochs=1_000_000, patience=1_000_000).fit()
     return result.epochs / result.seconds
 
 
@@ -89,6 +91,10 @@ def app_run(model: str, data: str, seconds: float, clicks: int, executor: str) -
             epochs = page.locator(".bk-input-group", has_text="Epochs").locator("input").first
             epochs.fill("1000000")  # the wall-clock budget ends the run, in the app as headless
             epochs.press("Enter")
+            for knob in ("Planned epochs", "Patience"):  # no early stop, no end of plan, so no refit: one phase
+                box = page.locator(".bk-input-group", has_text=knob).locator("input").first  # the budget's length
+                box.fill("1000000")
+                box.press("Enter")
             page.wait_for_timeout(500)
             page.locator("button", has_text="Start training").first.click()
             card = page.locator(".job-card").first
@@ -111,7 +117,8 @@ def app_run(model: str, data: str, seconds: float, clicks: int, executor: str) -
                     latencies.append(inside)
                     outside.append(seen)
                 page.wait_for_timeout(700)
-            until(lambda: "done" in text(), seconds + 120, "finished job")
+            # "cut short" (its plan, a million epochs, far from reached) or "done": the budget ended it
+            until(lambda: "done" in text() or "cut short" in text(), seconds + 120, "finished job")
             page.wait_for_timeout(1500)
             row = page.locator(".tabulator-row").first
             cells = {f: float(row.locator(f'[tabulator-field="{f}"]').first.evaluate(DEEP_TEXT_JS).replace(",", ""))

@@ -5,8 +5,8 @@ Serves the explorer (with its default executor, the embedded Dask cluster, unles
 field) within seconds of the others. Until every lesson has ended it clicks Pause, then Resume, on whichever
 page has a running lesson card, timing each click inside the page (click to the first frame that shows the
 new state: browser -> server -> job -> browser, as ``benchmarks.app_speed`` does), while it samples once a
-second the server's resident memory, its descendants' (the workers'), and how many descendants used more than
-half a core over the last second (the processes that train). Then it closes every page, and a fresh page
+second the server's resident memory and CPU share, its descendants' (the workers') memory, and how many
+descendants used more than half a core over the last second (the processes that train). Then it closes every page, and a fresh page
 must see nothing running or waiting.
 
 Usage: python -m benchmarks.classroom [--pages 8] [--executor dask] [--json benchmarks/results/classroom.json]
@@ -56,13 +56,15 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         before: dict[int, float] = {}
+        server_cpu = _cpu(self.server)
         while not self.stop.wait(1.0):
             kids = descendants(self.server)
             now = {pid: _cpu(pid) for pid in kids}
             busy = sum(1 for pid, cpu in now.items() if cpu - before.get(pid, cpu) > 0.5)
             before = now
+            cpu, server_cpu = _cpu(self.server) - server_cpu, _cpu(self.server)
             self.samples.append({"server_rss": _rss(self.server), "workers_rss": sum(_rss(p) for p in kids),
-                                 "processes": len(kids), "busy": busy})
+                                 "processes": len(kids), "busy": busy, "server_cpu": cpu})
 
 
 def server_pid(port_url: str) -> int:
@@ -126,7 +128,7 @@ def classroom(pages: int, executor: str) -> dict:
                 break
             time.sleep(0.5)
         all_done_s = time.monotonic() - t0
-        statuses = [c.split("·")[1].strip() for page in tabs for c in cards(page)]
+        statuses = [next((f.strip(" ·") for f in FINISHED if f in c), "?") for page in tabs for c in cards(page)]
         for page in tabs:
             page.close()
         fresh = ctx.new_page()
@@ -149,6 +151,8 @@ def classroom(pages: int, executor: str) -> dict:
         "workers_rss_mib_max": round(max(x["workers_rss"] for x in s) / 2**20),
         "idle_after_close_s": round(idle_s, 1),
         "latencies_s": [round(x, 3) for x in latencies],
+        "server_cpu_share": {"median": round(statistics.median(x["server_cpu"] for x in s), 2),
+                             "max": round(max(x["server_cpu"] for x in s), 2)},
         "samples": len(s), "median_busy": statistics.median(x["busy"] for x in s),
     }
 

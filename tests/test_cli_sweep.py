@@ -35,3 +35,30 @@ def test_a_failing_run_is_a_row_with_its_error_and_bad_settings_stop_before_trai
     assert list(table["status"]) == ["done", "failed"] and "nonsense" in table["error"].iloc[1]
     code = main(["sweep", "dfnn", "--data", "synthetic:curve", "--set", "width=abc", "--out", str(tmp_path / "x")])
     assert code == 2 and "width" in capsys.readouterr().err
+
+
+def test_a_sweep_on_a_command_line_cluster_finishes_every_run_when_a_busy_worker_is_killed(command_line_cluster,
+                                                                                          tmp_path):
+    import os
+    import signal
+    import threading
+    import time
+
+    client = command_line_cluster
+    out, ended = tmp_path / "sweep", {}
+    sweep = threading.Thread(target=lambda: ended.setdefault("code", main(
+        ["sweep", "dfnn", "nn", "--data", "synthetic:curve", "--seeds", "0,1", "--epochs", "200",
+         "--scheduler", client.scheduler.address, "--quiet", "--out", str(out)])))
+    sweep.start()
+    deadline = time.monotonic() + 60
+    while not any(client.processing().values()):
+        assert time.monotonic() < deadline, "no run started"
+        time.sleep(0.05)
+    time.sleep(1.0)  # mid-run
+    busy = [worker for worker, tasks in client.processing().items() if tasks]
+    os.kill(client.run(os.getpid, workers=busy[:1])[busy[0]], signal.SIGKILL)
+    sweep.join(300)
+    assert ended["code"] == 0  # the killed worker's run ran again on the other
+    table = pd.read_csv(out / "sweep.csv")
+    assert len(table) == 4 and (table["status"] == "done").all()
+    assert len(client.scheduler_info()["workers"]) == 1

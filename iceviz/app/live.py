@@ -80,7 +80,10 @@ def waiting_text(job: Job) -> str:
 def where_text(job: Job, device: str | None = None) -> str:
     """Where a job trains, for its card: its device, and the worker it runs on ('cpu on Dask worker 1')."""
     device = device or job.device or "…"
-    return f"{device} on {job.worker}" if job.worker else device
+    text = f"{device} on {job.worker}" if job.worker else device
+    if job.restarts:
+        text += f" (begun again {job.restarts}x: a worker died)"
+    return text
 
 
 class JobCard:

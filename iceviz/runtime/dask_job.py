@@ -6,15 +6,15 @@ its scheduler's address, e.g. ``tcp://10.0.0.5:8786``, or any
 it; the job's thread here relays what it sends, exactly as for a worker
 process (:func:`iceviz.runtime.worker.relay`):
 
-- worker -> here, through a ``distributed.Queue``: history records (batched),
-  snapshots, the device, and how it ended. Measured on this machine (one local
-  worker): a snapshot of 2,500 to 30,000 floats arrives in a median 2.6-3.0 ms
-  (``distributed``'s structured events, ``log_event`` / ``subscribe_topic``,
-  took 1.7-2.4 ms: both far below a snapshot period);
+- worker -> here, through a ``distributed.Queue`` of the job: history records
+  (batched), snapshots, the worker's name, the device, and how it ended. On the
+  worker a thread of its own puts them (the trainer never waits on the
+  scheduler); here a thread waits on the queue for each next message (no
+  polling: a scheduler that lives in a busy app server is asked nothing while
+  nothing comes). Measured (``benchmarks/executors.py``): see BENCHMARKS.md;
 - here -> worker: pause, resume and cancel through two ``distributed.Event``
-  objects (a set event is seen by the task in 1.6 ms), which the trainer looks
-  at between its steps through a cache, so that it asks the scheduler at most
-  every ``CHECK_EVERY_S``.
+  objects, which a thread on the worker asks about every ``CHECK_EVERY_S``; the
+  trainer reads its last answer between its steps.
 
 A worker that dies mid-task: Dask runs the task again on another worker (a
 training restarts from its beginning; the job forgets the first attempt's
@@ -29,9 +29,10 @@ import contextlib
 import ctypes
 import math
 import os
+import queue
+import threading
 import time
 import uuid
-from collections import deque
 from typing import Any, Callable, Iterator
 
 from iceviz.runtime.job import Job
@@ -43,13 +44,14 @@ TRIM_THRESHOLD = 128 * 2**20
 MMAP_THRESHOLD = 32 * 2**20
 """What :func:`keep_freed_memory` sets: freed heap kept up to 128 MiB; arrays below 32 MiB (the most glibc's own
 dynamic threshold reaches) from the heap rather than from fresh mmaps."""
-CHECK_EVERY_S = 0.1
+CHECK_EVERY_S = 0.2
 """How often a trainer on a Dask worker asks the scheduler whether it was paused or cancelled [s]."""
 WORKERLESS_S = 30.0
 """A job whose cluster has had no worker this long fails (a task would otherwise wait forever) [s]."""
-RECEIVE_EVERY_S = (0.02, 0.1)
-"""How often the job's thread asks the queue for new messages while there are none: first, and at most
-(1.5 times less often after each empty answer) [s]."""
+ENDING_S = 1.0
+"""How long a job whose task has ended waits for its last messages before it fails for want of them [s]."""
+CLOSING = ("closing", None)
+"""The message a job puts on its own queue once it has ended, to stop the thread waiting on it."""
 SCHEDULER_VAR = "ICEVIZ_SCHEDULER"
 
 
@@ -78,6 +80,8 @@ class CachedEvent:
         self._event: Any = None
         self._value = False
         self._asked = -math.inf
+        self._watcher: threading.Thread | None = None
+        self._stop_watching = threading.Event()
 
     def _get(self) -> Any:
         if self._event is None:
@@ -87,9 +91,32 @@ class CachedEvent:
         return self._event
 
     def is_set(self) -> bool:
-        if time.monotonic() - self._asked >= CHECK_EVERY_S:
+        if self._watcher is None and time.monotonic() - self._asked >= CHECK_EVERY_S:
             self._value, self._asked = bool(self._get().is_set()), time.monotonic()
         return self._value
+
+    def watch(self) -> None:
+        """From now on a thread of its own asks the scheduler every ``CHECK_EVERY_S``, and :meth:`is_set` only
+        reads its last answer: the caller (a trainer between its steps) never waits on the scheduler."""
+        self._get()  # here: the task's thread knows its worker's client
+        stop = self._stop_watching = threading.Event()
+
+        def ask() -> None:
+            while not stop.wait(CHECK_EVERY_S):
+                try:
+                    self._value, self._asked = bool(self._event.is_set()), time.monotonic()
+                except Exception:  # noqa: BLE001 - the scheduler is gone: the job's side ends the task
+                    return
+
+        self._watcher = threading.Thread(target=ask, name=f"iceviz-watch-{self.name}", daemon=True)
+        self._value = bool(self._event.is_set())
+        self._watcher.start()
+
+    def stop_watching(self) -> None:
+        if self._watcher is not None:
+            self._stop_watching.set()
+            self._watcher.join()
+            self._watcher = None
 
     def set(self) -> None:
         self._get().set()
@@ -128,17 +155,53 @@ class WorkerWatch:
         return self._since is not None and now - self._since > WORKERLESS_S
 
 
-def _train_on_worker(make_trainer: Any, queue: str, snapshot_every: float | None, events: tuple[Any, Any],
+class _Outbox:
+    """On the worker: the task's messages, put on the job's queue by a thread of their own, in order, so that
+    the trainer never waits on the scheduler (a put is a round trip to it, slow when the server it lives in is
+    busy)."""
+
+    _END = object()
+
+    def __init__(self, put: Callable[[Any], Any]):
+        self._put = put
+        self._messages: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="iceviz-outbox", daemon=True)
+        self._thread.start()
+
+    def send(self, message: Any) -> None:
+        self._messages.put(message)
+
+    def _run(self) -> None:
+        while (message := self._messages.get()) is not self._END:
+            try:
+                self._put(message)
+            except Exception:  # noqa: BLE001 - the scheduler is gone: nobody to tell
+                return
+
+    def close(self) -> None:
+        """Send what is left, then stop."""
+        self._messages.put(self._END)
+        self._thread.join()
+
+
+def _train_on_worker(make_trainer: Any, queue_name: str, snapshot_every: float | None, events: tuple[Any, Any],
                      num_threads: int | None, send_trainer: bool) -> None:
     """The Dask task: build the trainer, train, and put every message on the job's queue (the first: which
     worker it runs on)."""
     from distributed import Queue, get_worker
 
     keep_freed_memory()
-    channel = Queue(queue)
-    channel.put(("worker", f"Dask worker {get_worker().name}"))
-    run_and_report(make_trainer, channel.put, snapshot_every, events, num_threads, nice=0,
-                   send_trainer=send_trainer)
+    outbox = _Outbox(Queue(queue_name).put)
+    for event in events:
+        event.watch()
+    try:
+        outbox.send(("worker", f"Dask worker {get_worker().name}"))
+        run_and_report(make_trainer, outbox.send, snapshot_every, events, num_threads, nice=0,
+                       send_trainer=send_trainer)
+    finally:
+        outbox.close()
+        for event in events:
+            event.stop_watching()
 
 
 class DaskJob(Job):
@@ -180,38 +243,51 @@ class DaskJob(Job):
                                self.control.events, self._num_threads, self.keep_trainer,
                                key=f"{self.key}-{self.name}", pure=False)
 
-        pending: deque[tuple[str, Any]] = deque()
-        idle = [RECEIVE_EVERY_S[0]]
+        inbox: queue.SimpleQueue = queue.SimpleQueue()
+
+        def pull() -> None:
+            """Wait on the scheduler for each next message (one request per message, none while nothing comes;
+            no timeout, which it would log as an error) until this job's own closing message."""
+            while True:
+                try:
+                    message = channel.get()
+                except Exception:  # noqa: BLE001 - the client closed: the job has ended
+                    return
+                if message[0] == CLOSING[0]:
+                    return
+                inbox.put(message)
+
+        threading.Thread(target=pull, name=f"iceviz-inbox-{self.id}", daemon=True).start()
         workerless = WorkerWatch(client)
 
         def receive(timeout: float) -> tuple[str, Any] | None:
-            deadline = time.monotonic() + timeout
-            while not pending:
-                # what is there now, without waiting on the scheduler (a get that waits and times out is logged
-                # there as an error), asked for less often the longer nothing comes
-                pending.extend(channel.get(batch=True))
-                if pending:
-                    idle[0] = RECEIVE_EVERY_S[0]
-                    break
-                if future.done() and not channel.qsize():
-                    if future.status == "error":
-                        raise WorkerFailed(f"the Dask task of {self.name} failed: {future.exception()}")
-                    raise WorkerFailed(f"the Dask task of {self.name} ended ({future.status}) without reporting a "
-                                       "result")
-                if workerless.too_long():
-                    raise WorkerFailed(f"{self.name}: the Dask cluster has had no worker for {WORKERLESS_S:g} s; "
-                                       "start one with `dask worker SCHEDULER-ADDRESS`")
-                if time.monotonic() >= deadline:
-                    return None
-                time.sleep(idle[0])
-                idle[0] = min(RECEIVE_EVERY_S[1], 1.5 * idle[0])
-            return pending.popleft()
+            try:
+                return inbox.get(timeout=timeout)
+            except queue.Empty:
+                pass
+            if future.done():  # its last messages may still be on their way: a moment for them
+                try:
+                    return inbox.get(timeout=ENDING_S)
+                except queue.Empty:
+                    pass
+                if future.status == "error":
+                    raise WorkerFailed(f"the Dask task of {self.name} failed: {future.exception()}")
+                raise WorkerFailed(f"the Dask task of {self.name} ended ({future.status}) without reporting a "
+                                   "result")
+            if workerless.too_long():
+                raise WorkerFailed(f"{self.name}: the Dask cluster has had no worker for {WORKERLESS_S:g} s; "
+                                   "start one with `dask worker SCHEDULER-ADDRESS`")
+            return None
 
         try:
             return relay(self, receive)
         finally:
             if not future.done():
                 future.cancel()
+            try:
+                channel.put(CLOSING)  # ends the pulling thread
+            except Exception:  # noqa: BLE001 - the client closed already: so has the thread
+                pass
 
 
 def scheduler_address(given: str | None) -> str:

@@ -34,6 +34,17 @@ from iceviz.runtime.worker import ProcessJob, warm_up
 
 EXECUTOR_VAR = "ICEVIZ_EXECUTOR"
 EXECUTORS = ("dask", "processes")
+QUIET_CLUSTER = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.scheduler.work-stealing": False,
+    "distributed.admin.tick.interval": "500ms",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "1s",
+}
+"""Dask settings of an embedded cluster: no statistical profiler sampling every task's stack every 10 ms, no work
+stealing (a job is one long task per worker), and the event-loop, system and memory monitors at a slower pace.
+An idle default cluster took 6 % of a core in the server's process here; training beside a served page ran at
+0.76 of the speed in a worker process forked by the server (see BENCHMARKS.md for the figures with these)."""
 DESCRIBE_EVERY_S = 5.0
 WORKER_NICE = 10
 """How much lower than the server's the embedded cluster's workers' priority is (Linux niceness), so that
@@ -110,8 +121,10 @@ def server_client() -> Any:
             _client = scheduler_client(address)
             return _client
         try:
+            import dask
             from distributed import Client, LocalCluster
 
+            dask.config.set(QUIET_CLUSTER)  # here (the scheduler's process); the nannies pass it to the workers
             _cluster = LocalCluster(n_workers=cluster_workers(), threads_per_worker=1, processes=True,
                                     host="127.0.0.1", dashboard_address=None)
             _client = Client(_cluster, set_as_default=False)

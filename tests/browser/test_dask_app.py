@@ -50,3 +50,38 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_the_app_on_an_existing_cluster_reruns_a_job_whose_worker_is_killed(command_line_cluster, tmp_path_factory):
+    import os
+    import signal
+
+    client = command_line_cluster
+    address = client.scheduler.address
+    served = serve(tmp_path_factory, env={"ICEVIZ_EXECUTOR": "dask", "ICEVIZ_SCHEDULER": address})
+    url, log, proc = next(served)
+    try:
+        with playwright_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            a = browser.new_page(viewport={"width": 1500, "height": 1000})
+            a.goto(url)
+            a.locator(".bk-tab", has_text="Map").first.wait_for(timeout=60_000)
+            note = a.locator(".server-note").first
+            wait_for(lambda: f"the Dask cluster at {address} (2 workers), 2 at a time" in deep_text(note), 30,
+                     "the cluster's description")
+            select(a, "Data", "Synthetic outlet glacier (Byrd box)")
+            keep_models(a, ["nn"])
+            a.locator("button", has_text="Start training").first.click()
+            wait_for(lambda: "running" in card_text(a, "nn #") and "epoch" in card_text(a, "nn #"), 90,
+                     "the job to train")
+            busy = [worker for worker, tasks in client.processing().items() if tasks]
+            assert len(busy) == 1
+            os.kill(client.run(os.getpid, workers=busy)[busy[0]], signal.SIGKILL)
+            wait_for(lambda: "begun again 1x: a worker died" in card_text(a, "nn #"), 60, "the job to begin again")
+            wait_for(lambda: "· done ·" in card_text(a, "nn #") or "· cut short ·" in card_text(a, "nn #"), 120,
+                     "the job to end")
+            shot(a, "dask-app-worker-killed")
+            browser.close()
+    finally:
+        next(served, None)
+    assert len(client.scheduler_info()["workers"]) == 1

@@ -115,3 +115,22 @@ def test_an_existing_cluster_gives_the_slots_and_an_unreachable_one_is_named(das
 def test_the_workers_take_the_gpus_in_turn():
     assert [executor.gpu_lane(w, 2) for w in range(5)] == [0, 1, 0, 1, 0]
     assert executor.gpu_lane(3, 1) == 0 and executor.gpu_lane(0, 0) is None
+
+
+def _gpu_of(dask_worker=None) -> tuple[int, int]:
+    import torch
+
+    return int(dask_worker.name), torch.cuda.current_device()
+
+
+def test_on_a_gpu_machine_each_worker_holds_its_lane_and_an_auto_job_trains_there(embedded):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device on this machine (benchmarks/gpu_check.sh runs this where one is lent)")
+    count = torch.cuda.device_count()
+    for name, device in embedded.run(_gpu_of).values():
+        assert device == executor.gpu_lane(name, count)
+    job = training_job("dfnn", "synthetic:curve", device="auto", snapshot_every=None, epochs=5, isolate=True)
+    assert job.start().wait(300) is JobStatus.DONE, job.error
+    assert job.device.startswith("cuda")
