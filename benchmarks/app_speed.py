@@ -163,9 +163,10 @@ def main() -> None:
             "click_latency_s": quantiles([x for r in mine for x in r["latencies"]]),
             "click_latency_seen_from_python_s": quantiles([x for r in mine for x in r["outside"]]),
         }
+        clicks = summary[executor]["click_latency_s"]
         print(f"{executor:10s} app/headless median {summary[executor]['app_over_headless']['median']:.3f} "
               f"(runs {[round(r['app_over_headless'], 3) for r in mine]}), click median / p90 "
-              f"{summary[executor]['click_latency_s']['median']:.3f} / {summary[executor]['click_latency_s']['p90']:.3f} s")
+              f"{clicks['median']:.3f} / {clicks['p90']:.3f} s")
     write_json(args.json, {
         "benchmark": "explorer responsiveness and in-app training speed, per executor",
         "machine": machine(), "model": args.model, "data": args.data, "budget_s": seconds,

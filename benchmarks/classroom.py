@@ -6,8 +6,8 @@ field) within seconds of the others. Until every lesson has ended it clicks Paus
 page has a running lesson card, timing each click inside the page (click to the first frame that shows the
 new state: browser -> server -> job -> browser, as ``benchmarks.app_speed`` does), while it samples once a
 second the server's resident memory and CPU share, its descendants' (the workers') memory, and how many
-descendants used more than half a core over the last second (the processes that train). Then it closes every page, and a fresh page
-must see nothing running or waiting.
+descendants used more than half a core over the last second (the processes that train). Then it closes every
+page, and a fresh page must see nothing running or waiting.
 
 Usage: python -m benchmarks.classroom [--pages 8] [--executor dask] [--json benchmarks/results/classroom.json]
 """

@@ -3,10 +3,10 @@ task on a Dask worker (a LocalCluster: one single-threaded worker process on loc
 
 Each run trains ``dfnn`` on ``synthetic:curve`` for a fixed number of epochs with a snapshot every 0.5 s, as
 the app does. Then, on the same cluster, the time a snapshot (30,000 floats) takes from the worker to the job
-here, for a worker process and a Dask worker. Reported per executor, median over the repeats: the trainer's own training seconds (epochs/s,
-what the executor costs while it trains), and the wall time from submission to the final result (what a user
-waits: process or task start, data loading, imports in a fresh worker, the relay). The three kinds alternate,
-so the machine's drift falls on all of them alike.
+here, for a worker process and a Dask worker. Reported per executor, median over the repeats: the trainer's
+own training seconds (epochs/s, what the executor costs while it trains), and the wall time from submission to
+the final result (what a user waits: process or task start, data loading, imports in a fresh worker, the
+relay). The three kinds alternate, so the machine's drift falls on all of them alike.
 
 Usage: python -m benchmarks.executors [--epochs 400] [--repeats 3] [--json benchmarks/results/executors.json]
 """

@@ -49,12 +49,14 @@ def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     from iceviz.models.registry import get_model
+    from iceviz.training.families import get_family
 
     out = parse_assignments(args.set or [])
     for key in ("epochs", "seconds", "seed"):
         if getattr(args, key) is not None:
             out[key] = getattr(args, key)
-    if args.seconds is not None and args.epochs is None and get_model(args.model).family != "flux":
+    plans_its_length = get_family(get_model(args.model).family).plans_its_length
+    if args.seconds is not None and args.epochs is None and not plans_its_length:
         out["epochs"] = 1_000_000  # a time budget alone: epochs no longer bind (flux runs end by their own plan)
     return out
 
@@ -108,6 +110,7 @@ def _train(args: argparse.Namespace, overrides: dict[str, Any], out: Path | None
     """Train, report, and write the run's files under ``out`` (when given, claimed by :func:`cmd_train`)."""
     from iceviz.data.specs import load_problem
     from iceviz.runtime.job import JobStatus
+    from iceviz.training.families import get_family
     from iceviz.training.outputs import SaveError
     from iceviz.training.trainers import training_job
 
@@ -154,32 +157,8 @@ def _train(args: argparse.Namespace, overrides: dict[str, Any], out: Path | None
     if job.shortfall:
         summary["shortfall"] = job.shortfall
         print(f"iceviz train: {args.model} on {args.data} cut short: {job.shortfall}", file=sys.stderr)
-    if trainer.spec.family == "viscosity":
-        summary.update({k: result.metrics[k] for k in VISCOSITY_KEYS if k in result.metrics})
-        summary["units"] = VISCOSITY_UNITS | {"viscosity_scale_pa_s": trainer.scales.viscosity}
-        line = ", ".join(f"{k} {100 * summary[k]:.2f} %" for k in VISCOSITY_KEYS if k.endswith("rel_error")
-                         and k in summary) + f", SSA residual {summary['residual']:.3g}"
-    elif trainer.spec.family == "emulator":
-        summary.update({k: result.metrics[k] for k in EMULATOR_KEYS})
-        summary["units"] = EMULATOR_UNITS
-        line = (f"test RMSE h {summary['rmse_h']:.2f} m, v {summary['rmse_v']:.2f} m/a, R {summary['r']:.4f}, "
-                f"speed-up {summary['speedup']:.0f}x")
-    else:
-        summary.update({k: result.metrics[k] for k in ("rmse", "mae", "mad", "rmse_phys", "mae_phys", "mad_phys")})
-        summary.update({k: result.metrics[k] for k in ("val_rmse", "val_rmse_phys") if k in result.metrics})
-        summary.update(stop_reason=result.stop_reason, train_points=int((~trainer.val_mask).sum()),
-                       val_points=int(trainer.val_mask.sum()), refit=result.refit)
-        summary["units"] = {"rmse": "scaled flux", "val_rmse": "scaled flux", "val_rmse_phys": "m2/yr",
-                            "mad": "scaled divergence", "rmse_phys": "m2/yr",
-                            "mae_phys": "m2/yr", "mad_phys": "m/yr", "flux_scale_m2_per_yr": problem.scale.flux,
-                            "divergence_scale_m_per_yr": problem.scale.divergence}
-        line = (f"test RMSE {summary['rmse']:.4f} ({summary['rmse_phys']:.4g} m²/yr), MAE {summary['mae']:.4f}, "
-                f"MAD {summary['mad']:.3g} ({summary['mad_phys']:.3g} m/yr)")
-        if "val_rmse" in summary:
-            line += (f"; validation RMSE {summary['val_rmse']:.4f} on {summary['val_points']} held-out points, "
-                     f"weights of epoch {summary['best_epoch']} kept, stopped by {STOP_REASONS[result.stop_reason]}")
-            if result.refit:
-                line += f", then refitted on all {summary['train_points'] + summary['val_points']} points to that epoch"
+    keys, line = get_family(trainer.spec.family).report(trainer, result)
+    summary.update(keys)
     if out is not None:
         try:
             summary["out"] = str(_write_outputs(out, job, summary))
@@ -194,41 +173,6 @@ def _train(args: argparse.Namespace, overrides: dict[str, Any], out: Path | None
         print(f"{args.model} on {args.data}: {line} after {result.epochs} epochs, {result.seconds:.1f} s "
               f"on {summary['device']}", file=sys.stderr)
     return 0
-
-
-STOP_REASONS = {"schedule": "the end of its planned schedule", "patience": "patience (no better validation)",
-                "epochs": "the epoch budget", "seconds": "the time budget"}
-"""Why a flux run ended, in words (``stop_reason`` in the JSON line)."""
-
-
-VISCOSITY_KEYS = ("mu_rel_error", "mu_rel_error_interior", "mu_rel_error_boundary", "u_rel_error", "v_rel_error",
-                  "h_rel_error", "val_u_rel_error", "val_v_rel_error", "val_h_rel_error", "residual",
-                  "front_residual")
-"""The viscosity family's JSON keys (the mu_* ones only where the true viscosity is known, the val_* ones only
-with a validation set)."""
-VISCOSITY_UNITS = {
-    "mu_rel_error": "relative L2 error ||mu - mu_true|| / ||mu_true|| over the shelf",
-    "mu_rel_error_boundary": "the same within 5 km of the shelf edge (interior: the rest)",
-    "u_rel_error": "relative L2 misfit of the network's u to the observed u over every cell (likewise v, h)",
-    "val_u_rel_error": "the same over the held-out validation cells only (likewise v, h)",
-    "residual": "RMS of the dimensionless SSA momentum residual (1 = driving stress rho g' h0^2 / L)",
-    "front_residual": "RMS of the dimensionless calving-front residual",
-}
-
-
-EMULATOR_KEYS = ("rmse_h", "rmse_v", "rmse_vx", "rmse_vy", "r", "r_vx", "r_vy", "r_change_h", "r_change_v",
-                 "gl_error_final", "vaf_rel_error_final", "speedup", "emulator_seconds", "simulator_seconds",
-                 "simulator_dt", "break_even_rollouts", "per_forcing")
-"""The emulator family's JSON keys (scores over the test runs' snapshots after the first)."""
-EMULATOR_UNITS = {
-    "rmse_h": "m", "rmse_v": "m/yr (length of the velocity error vector)", "rmse_vx": "m/yr", "rmse_vy": "m/yr",
-    "r": "Pearson R of thickness values", "r_change_h": "Pearson R of the thickness change since the first snapshot",
-    "gl_error_final": "m (grounding line on the centreline, last snapshot)",
-    "vaf_rel_error_final": "relative volume-above-flotation error, last snapshot",
-    "speedup": "simulator wall time for a run / emulator wall time for its snapshots, this machine",
-    "emulator_seconds": "s", "simulator_seconds": "s (as recorded in the ensemble)", "simulator_dt": "yr (mean)",
-    "break_even_rollouts": "rollouts after which training + emulation beats simulation",
-}
 
 
 def _note_default_ensemble(spec: str, quiet: bool) -> None:
@@ -248,36 +192,16 @@ def _write_outputs(out: Path, job: Any, summary: dict[str, Any]) -> Path:
     (metrics.json last); SaveError saying where the model was rescued when they cannot be written."""
     from iceviz.data.netcdf import write_netcdf
     from iceviz.training.checkpoint import save_checkpoint
+    from iceviz.training.families import get_family
     from iceviz.training.outputs import save_run
 
     writers = {
         "model.safetensors": lambda path: save_checkpoint(path, job.trainer, metrics=summary),
-        "prediction.nc": lambda path: write_netcdf(_prediction(job, summary), path),
+        "prediction.nc": lambda path: write_netcdf(
+            get_family(job.trainer.spec.family).prediction(job.latest().fields, summary), path),
         "metrics.json": lambda path: path.write_text(json.dumps(summary, indent=2) + "\n"),
     }
     return save_run(out, writers, label=summary["model"])
-
-
-def _prediction(job: Any, summary: dict[str, Any]) -> Any:
-    """The trained model's predicted field as the dataset ``prediction.nc`` holds."""
-    from iceviz.data.netcdf import grid_dataset
-
-    fields = job.latest().fields
-    if job.trainer.spec.family == "emulator":  # test runs x snapshots x mesh nodes, with the triangles
-        return fields.assign_attrs(title=f"iceviz {summary['model']} emulation", source=f"iceviz {summary['model']}",
-                                   data_spec=summary["data"], Conventions="CF-1.8",
-                                   **{k: summary[k] for k in ("rmse_h", "rmse_v", "r", "speedup")})
-    if job.trainer.spec.family == "viscosity":  # two rasters (velocity, thickness): written as they are
-        return fields.assign_attrs(title=f"iceviz {summary['model']} inversion", source=f"iceviz {summary['model']}",
-                                   data_spec=summary["data"], Conventions="CF-1.8",
-                                   **{k: summary[k] for k in VISCOSITY_KEYS if k in summary})
-    return grid_dataset(
-        fields["x"].values, fields["y"].values,
-        {name: (var.values, var.attrs["units"], var.attrs["long_name"]) for name, var in fields.data_vars.items()},
-        attrs={"title": f"iceviz {summary['model']} prediction", "source": f"iceviz {summary['model']}",
-               "data_spec": summary["data"], "rmse_phys_m2_per_yr": summary["rmse_phys"],
-               "mad_phys_m_per_yr": summary["mad_phys"]},
-    )
 
 
 def _values(text: str) -> list[Any]:

@@ -38,6 +38,8 @@ MAX_PREDICTION_BYTES = 512 * 2**20
 VISCOSITY_VARIABLES = ("mu", "residual", "strain_rate", "u_misfit", "v_misfit", "h_misfit")
 EMULATOR_VARIABLES = ("h", "h_true", "speed_error", "triangles")
 LOAD_ERRORS = (ValueError, OSError, RuntimeError, KeyError, TypeError, IndexError, MemoryError)
+VIEWS = {"flux": "_flux_view", "viscosity": "_viscosity_view", "emulator": "_emulator_view"}
+"""The method of :class:`SavedRuns` that shows a run of each model family (every registered family has one)."""
 """What loading a run folder written elsewhere may raise: each becomes a message, never a traceback."""
 
 
@@ -190,22 +192,34 @@ class SavedRuns:
         kind = f"{'an' if family[0] in 'aeiou' else 'a'} {family} run"
         self.emulator, self.shelf = None, None
         try:
-            if family == "flux":
-                panes = flux_panes(ckpt, title)
-            elif family == "viscosity":
-                self.shelf = viscosity_figures(read_prediction(path.parent, VISCOSITY_VARIABLES))
-                panes = [pn.Row(*(fixed_pane(m.figure, m.css_class) for m in row), sizing_mode="fixed")
-                         for row in self.shelf.rows]
-            else:
-                self.emulator = EmulatorRun(read_prediction(path.parent, EMULATOR_VARIABLES))
-                panes = self.emulator.panes()
-            head = f"**{title}**: {kind}" + ("" if family == "flux" else f", as saved in its `{PREDICTION}`")
+            view = getattr(self, VIEWS[family])
+        except KeyError:
+            self.run_view.objects = []
+            self.notify(f"Could not show the run: the Saved runs tab has no view of {kind} (iceviz/app/saved_runs.py)")
+            return
+        try:
+            panes, from_prediction = view(ckpt, path, title)
+            head = f"**{title}**: {kind}" + (f", as saved in its `{PREDICTION}`" if from_prediction else "")
         except LOAD_ERRORS as err:
             self.emulator, self.shelf, panes = None, None, []
             head = f"**{title}**: {kind}, loaded and checked, but its maps cannot be drawn: {err}"
         self.run_view.objects = [pn.pane.Markdown(head, css_classes=["run-title"]), *panes,
                                  scores_table(ckpt.metrics)]
         self.notify("")
+
+    # -- one view per model family (VIEWS): (panes, whether they come from the run's prediction file) -------------
+    def _flux_view(self, ckpt: Any, path: Path, title: str) -> tuple[list[Any], bool]:
+        """The model itself, evaluated on its region's grid."""
+        return flux_panes(ckpt, title), False
+
+    def _viscosity_view(self, ckpt: Any, path: Path, title: str) -> tuple[list[Any], bool]:
+        self.shelf = viscosity_figures(read_prediction(path.parent, VISCOSITY_VARIABLES))
+        return [pn.Row(*(fixed_pane(m.figure, m.css_class) for m in row), sizing_mode="fixed")
+                for row in self.shelf.rows], True
+
+    def _emulator_view(self, ckpt: Any, path: Path, title: str) -> tuple[list[Any], bool]:
+        self.emulator = EmulatorRun(read_prediction(path.parent, EMULATOR_VARIABLES))
+        return self.emulator.panes(), True
 
     def poll(self) -> None:
         """Periodic: re-rasterise an emulator run's maps after a zoom."""

@@ -154,7 +154,7 @@ class ModelSpec:
     Attributes
     ----------
     name : registry key, e.g. ``dfnn-dir``.
-    family : trainer family (``flux``; later ``viscosity``, ``mesh``).
+    family : its family (``flux``, ``viscosity``, ``emulator``), registered in :mod:`iceviz.training.families`.
     problem_kind : the problem kind it accepts (``FluxProblem.kind``).
     params : the ``param`` class of its hyper-parameters.
     defaults : overrides of the class defaults for this model.

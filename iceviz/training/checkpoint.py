@@ -17,7 +17,7 @@ import math
 import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -47,15 +47,6 @@ MAX_MESH_NODES = 1_000_000
 DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
                "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
 """Bytes per element of each safetensors dtype."""
-CONFIG_HYPERPARAMETERS: dict[str, dict[tuple[str, ...], str]] = {
-    "flux": {("width",): "width", ("depth",): "depth", ("activation",): "activation",
-             ("aux_derivative",): "aux_derivative", ("surface", "length_scale"): "surface_length",
-             ("surface", "seed"): "seed"},
-    "viscosity": {("width",): "width", ("depth",): "depth", ("mu_width",): "mu_width", ("mu_depth",): "mu_depth"},
-    "emulator": {("width",): "width", ("layers",): "layers", ("channels",): "channels", ("cells",): "cells"},
-}
-"""Config entries (paths into a family's config) that are registry hyper-parameters (their names there): a
-checkpoint's config is held to the registry's bounds, as its params are."""
 FLUX_POSITIVE = ("length", "flux", "surface")
 SHELF_POSITIVE = ("x_r", "y_r", "u_r", "v_r", "h0")
 EMULATOR_POSITIVE = ("length", "speed", "slope", "bed_slope", "h_std", "bed_std", "forcing_std", "forcing_rms",
@@ -93,12 +84,9 @@ def save_checkpoint(path: str | Path, trainer: Any, metrics: dict[str, Any] | No
         metrics=metrics or {},
     )
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in trainer.model.state_dict().items()}
-    if trainer.spec.family == "flux":
-        meta.update(scale=asdict(problem.scale), bounds=list(problem.bounds), grid_shape=list(trainer.grid_shape))
-    elif trainer.spec.family == "emulator":  # the mesh travels with the model: it is the model's graph
-        meta.update(scales=trainer.scales.as_dict())
-        tensors[MESH_POINTS] = torch.as_tensor(problem.mesh.points, dtype=torch.float64)
-        tensors[MESH_EDGES] = torch.as_tensor(problem.mesh.edges, dtype=torch.int64)
+    extra_meta, extra_tensors = _hooks(trainer.spec).save(trainer)
+    meta.update(extra_meta)
+    tensors.update(extra_tensors)
     save_file(tensors, str(path), metadata={"iceviz": json.dumps(meta)})
     return path
 
@@ -160,16 +148,18 @@ def _load(path: Path, device: str | torch.device) -> Checkpoint:
 
 
 def _rebuild(spec: ModelSpec, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> torch.nn.Module:
-    """The (untrained) network ``config`` describes; an emulator's mesh is taken out of ``tensors``."""
+    """The (untrained) network ``config`` describes (its family's extra tensors taken out of ``tensors``)."""
     try:
-        if spec.family == "viscosity":
-            return ViscosityPINN.from_config(config)
-        if spec.family == "emulator":
-            points, edges = tensors.pop(MESH_POINTS).cpu().numpy(), tensors.pop(MESH_EDGES).cpu().numpy()
-            return make_emulator(config, points, edges)
-        return make_flux_model(config)
+        return _hooks(spec).rebuild(config, tensors)
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"cannot rebuild the model from its config ({type(err).__name__}: {err})") from None
+
+
+def _hooks(spec: ModelSpec) -> "CheckpointHooks":
+    """The checkpoint hooks of ``spec``'s family, from its registration."""
+    from iceviz.training.families import get_family  # the families name their hooks, defined below
+
+    return get_family(spec.family).checkpoint
 
 
 # -- checks of what a file says, before anything is allocated from it ----------------------------------------------
@@ -251,26 +241,26 @@ def check_metadata(spec: ModelSpec, meta: dict[str, Any], header: dict[str, Any]
     _check_finite("config", config)
     known = {key: value for key, value in params.items() if key in spec.params.param and key != "name"}
     _check_registry_bounds(spec, "params", known)  # entries this iceviz no longer knows are kept as they are
-    _check_registry_bounds(spec, "config", _config_hyperparameters(spec.family, config))
-    fields = _family_fields(spec, meta, header)
-    estimate = config_bytes(spec.family, config)
+    hooks = _hooks(spec)
+    _check_registry_bounds(spec, "config", hooks.hyperparameters(config))
+    fields = hooks.fields(meta, header)
+    estimate = hooks.config_bytes(config)
     if estimate > MAX_CHECKPOINT_BYTES:
         raise ValueError(f"config: the network it describes would take about {_mib(estimate)}, more than a "
                          f"checkpoint may hold ({_mib(MAX_CHECKPOINT_BYTES)})")
     return fields
 
 
-def _config_hyperparameters(family: str, config: dict[str, Any]) -> dict[str, Any]:
-    """The entries of a ``family`` model's config that are registry hyper-parameters, by their registry names."""
+def _config_entries(config: dict[str, Any], paths: dict[tuple[str, ...], str]) -> dict[str, Any]:
+    """The entries of ``config`` at ``paths`` (keys into nested objects) that are there, by their registry
+    names."""
     out = {}
-    for keys, name in CONFIG_HYPERPARAMETERS[family].items():
+    for keys, name in paths.items():
         value: Any = config
         for key in keys:
             value = value.get(key) if isinstance(value, dict) else None
         if value is not None:
             out[name] = value
-    if family == "viscosity":
-        out["subdomains"] = len(_as_list("config.edges", config.get("edges", []))) + 1
     return out
 
 
@@ -280,29 +270,6 @@ def _check_registry_bounds(spec: ModelSpec, where: str, values: dict[str, Any]) 
         spec.make_params(**values)
     except ValueError as err:
         raise ValueError(f"{where}: {err}") from None
-
-
-def _family_fields(spec: ModelSpec, meta: dict[str, Any], header: dict[str, Any]) -> dict[str, Any]:
-    """A flux model's scale, bounds and map grid; an emulator's scales (the inputs this iceviz builds from them
-    must be those its network takes) and mesh size; a viscosity PINN's shelf scales (in its config), checked."""
-    if spec.family == "flux":
-        scale = _section(meta, "scale")
-        _check_scale("scale", scale, FLUX_POSITIVE)
-        return dict(scale=FluxScale(**scale), bounds=check_bounds(_as_list("bounds", meta["bounds"])),
-                    grid_shape=_check_grid_shape(meta["grid_shape"]))
-    if spec.family == "viscosity":
-        _check_scale("config.scales", _section(meta["config"], "scales"), SHELF_POSITIVE)
-        return {}
-    raw = _section(meta, "scales")
-    _check_scale("scales", raw, EMULATOR_POSITIVE)
-    scales = EmulatorScales.from_dict(raw)
-    for key, kind in (("n_scalars", "scalar"), ("n_vectors", "vector")):
-        saved, built = meta["config"].get(key), getattr(scales, key)
-        if saved != built:
-            raise ValueError(f"the model takes {saved} {kind} inputs per node, this iceviz builds "
-                             f"{built} (saved by an older iceviz: retrain the model)")
-    _check_mesh(header)
-    return dict(scales=scales)
 
 
 def _check_grid_shape(value: Any) -> tuple[int, int]:
@@ -330,21 +297,123 @@ def _check_mesh(header: dict[str, Any]) -> None:
 def config_bytes(family: str, config: dict[str, Any]) -> int:
     """An upper bound [bytes] on the weights (and, for a grid CNN, its interpolation matrices) of the network a
     ``family`` model's ``config`` describes, from its sizes alone (sizes already within the registry's bounds)."""
-    if family == "flux":
-        surface = config.get("surface") or {}
-        features = _count("config.surface.features", surface.get("features", 0))
-        return 4 * mlp_parameters([3] + [config["width"]] * config["depth"] + [2]) + 32 * features
-    if family == "viscosity":
-        parts = len(config.get("edges", [])) + 1
-        flow = mlp_parameters([2] + [config["width"]] * config["depth"] + [3])
-        if config.get("separate_thickness"):
-            flow += mlp_parameters([2] + [config["width"]] * config["depth"] + [1])
-        log_mu = mlp_parameters([2] + [config["mu_width"]] * config["mu_depth"] + [1])
-        return 4 * parts * (flow + log_mu)
+    from iceviz.training.families import get_family
+
+    return get_family(family).checkpoint.config_bytes(config)
+
+
+# -- each family's part: what its checkpoints hold beyond the common keys, how that is checked and rebuilt ---------
+@dataclass(frozen=True)
+class CheckpointHooks:
+    """A family's part of its checkpoints (registered with the family, :mod:`iceviz.training.families`)."""
+
+    save: Callable[[Any], tuple[dict[str, Any], dict[str, torch.Tensor]]]
+    """trained trainer -> (metadata, tensors) to store beside the common ones."""
+    rebuild: Callable[[dict[str, Any], dict[str, torch.Tensor]], torch.nn.Module]
+    """(config, tensors) -> the untrained network, its extra tensors taken out of ``tensors``."""
+    hyperparameters: Callable[[dict[str, Any]], dict[str, Any]]
+    """config -> its entries that are registry hyper-parameters, by their registry names (held to its bounds)."""
+    fields: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
+    """(metadata, safetensors header) -> the family's :class:`Checkpoint` attributes, checked."""
+    config_bytes: Callable[[dict[str, Any]], int]
+    """config -> an upper bound on the bytes of the network it describes."""
+
+
+def _flux_save(trainer: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    problem = trainer.problem
+    return dict(scale=asdict(problem.scale), bounds=list(problem.bounds), grid_shape=list(trainer.grid_shape)), {}
+
+
+def _flux_fields(meta: dict[str, Any], header: dict[str, Any]) -> dict[str, Any]:
+    """A flux model's scale, bounds and map grid."""
+    scale = _section(meta, "scale")
+    _check_scale("scale", scale, FLUX_POSITIVE)
+    return dict(scale=FluxScale(**scale), bounds=check_bounds(_as_list("bounds", meta["bounds"])),
+                grid_shape=_check_grid_shape(meta["grid_shape"]))
+
+
+def _flux_bytes(config: dict[str, Any]) -> int:
+    surface = config.get("surface") or {}
+    features = _count("config.surface.features", surface.get("features", 0))
+    return 4 * mlp_parameters([3] + [config["width"]] * config["depth"] + [2]) + 32 * features
+
+
+FLUX_CHECKPOINT = CheckpointHooks(
+    save=_flux_save, rebuild=lambda config, tensors: make_flux_model(config),
+    hyperparameters=lambda config: _config_entries(config, {
+        ("width",): "width", ("depth",): "depth", ("activation",): "activation",
+        ("aux_derivative",): "aux_derivative", ("surface", "length_scale"): "surface_length",
+        ("surface", "seed"): "seed"}),
+    fields=_flux_fields, config_bytes=_flux_bytes)
+
+
+def _viscosity_hyperparameters(config: dict[str, Any]) -> dict[str, Any]:
+    out = _config_entries(config, {("width",): "width", ("depth",): "depth", ("mu_width",): "mu_width",
+                                   ("mu_depth",): "mu_depth"})
+    out["subdomains"] = len(_as_list("config.edges", config.get("edges", []))) + 1
+    return out
+
+
+def _viscosity_fields(meta: dict[str, Any], header: dict[str, Any]) -> dict[str, Any]:
+    """A viscosity PINN's shelf scales (in its config), checked; nothing more to parse."""
+    _check_scale("config.scales", _section(meta["config"], "scales"), SHELF_POSITIVE)
+    return {}
+
+
+def _viscosity_bytes(config: dict[str, Any]) -> int:
+    parts = len(config.get("edges", [])) + 1
+    flow = mlp_parameters([2] + [config["width"]] * config["depth"] + [3])
+    if config.get("separate_thickness"):
+        flow += mlp_parameters([2] + [config["width"]] * config["depth"] + [1])
+    log_mu = mlp_parameters([2] + [config["mu_width"]] * config["mu_depth"] + [1])
+    return 4 * parts * (flow + log_mu)
+
+
+VISCOSITY_CHECKPOINT = CheckpointHooks(
+    save=lambda trainer: ({}, {}), rebuild=lambda config, tensors: ViscosityPINN.from_config(config),
+    hyperparameters=_viscosity_hyperparameters, fields=_viscosity_fields, config_bytes=_viscosity_bytes)
+
+
+def _emulator_save(trainer: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Its scales, and its mesh: the model's graph travels with it."""
+    mesh = trainer.problem.mesh
+    return dict(scales=trainer.scales.as_dict()), {
+        MESH_POINTS: torch.as_tensor(mesh.points, dtype=torch.float64),
+        MESH_EDGES: torch.as_tensor(mesh.edges, dtype=torch.int64)}
+
+
+def _emulator_rebuild(config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> torch.nn.Module:
+    points, edges = tensors.pop(MESH_POINTS).cpu().numpy(), tensors.pop(MESH_EDGES).cpu().numpy()
+    return make_emulator(config, points, edges)
+
+
+def _emulator_fields(meta: dict[str, Any], header: dict[str, Any]) -> dict[str, Any]:
+    """An emulator's scales (the inputs this iceviz builds from them must be those its network takes) and mesh
+    size, checked."""
+    raw = _section(meta, "scales")
+    _check_scale("scales", raw, EMULATOR_POSITIVE)
+    scales = EmulatorScales.from_dict(raw)
+    for key, kind in (("n_scalars", "scalar"), ("n_vectors", "vector")):
+        saved, built = meta["config"].get(key), getattr(scales, key)
+        if saved != built:
+            raise ValueError(f"the model takes {saved} {kind} inputs per node, this iceviz builds "
+                             f"{built} (saved by an older iceviz: retrain the model)")
+    _check_mesh(header)
+    return dict(scales=scales)
+
+
+def _emulator_bytes(config: dict[str, Any]) -> int:
     layers, channels = config.get("layers", 0), config.get("channels", 0)
     width = max(config.get("width", 0), _count("config.hidden", config.get("hidden", 0)))  # EGCN: node-wise width
     inputs = config["n_scalars"] + 2 * config["n_vectors"] + 3 * channels + 2
     return 4 * 10 * (layers + 3) * (width + inputs) ** 2 + 256 * config.get("cells", 0)
+
+
+EMULATOR_CHECKPOINT = CheckpointHooks(
+    save=_emulator_save, rebuild=_emulator_rebuild,
+    hyperparameters=lambda config: _config_entries(config, {
+        ("width",): "width", ("layers",): "layers", ("channels",): "channels", ("cells",): "cells"}),
+    fields=_emulator_fields, config_bytes=_emulator_bytes)
 
 
 def _check_scale(where: str, values: dict[str, Any], positive: tuple[str, ...]) -> None:

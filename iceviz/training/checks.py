@@ -50,20 +50,21 @@ def check_finite_metrics(metrics: dict[str, Any], keys: Iterable[str], run: str,
                          "extreme values.")
 
 
-def shortfall(control: Control, time_limited: bool, work: str, useful: bool) -> str:
+def shortfall(control: Control, budget: float | None, work: str, useful: bool) -> str:
     """Why a finished run did not do the work it was asked for, in words; "" when it did.
 
-    Only a run that its time budget ended can fall short (an epoch or step budget is always worked through):
-    when it stopped before its first useful result (``useful`` False: each family says what that is), or with
-    less than :data:`STARVED_SHARE` of a CPU core. ``work`` says what it did ("17 of 400 planned epochs").
-    Call it in the training thread (the CPU share is that thread's).
+    Only a run that its time budget ended can fall short (``budget``: that budget [s]; None when its plan, an
+    epoch or step budget, or its patience ended it): when it stopped before its first useful result
+    (``useful`` False: each family says what that is), or with less than :data:`STARVED_SHARE` of a CPU core.
+    ``work`` says what it did ("17 of 400 planned epochs"). Call it in the training thread (the CPU share is
+    that thread's).
     """
-    if not time_limited:
+    if not budget:
         return ""
     share = control.cpu_share()
     reasons = ([] if useful else ["before its first useful result"]) + \
         ([f"with {share:.0%} of a CPU core (the machine was busy)"] if share < STARVED_SHARE else [])
     if not reasons:
         return ""
-    return (f"its {control.elapsed():.0f} s budget ended it {' and '.join(reasons)}, after {work}: its scores are "
-            "not meaningful. Give it a larger budget, or run it when the machine is less busy")
+    return (f"its {budget:g} s budget ended it {' and '.join(reasons)}, after {work}: its scores are not "
+            "meaningful. Give it a larger budget, or run it when the machine is less busy")

@@ -34,9 +34,8 @@ from iceviz.models.registry import ModelSpec
 from iceviz.training.device import resolve_device
 from iceviz.training.emulator_data import EmulatorData, EmulatorScales
 from iceviz.training.emulator_metrics import Flotation, break_even, state_scores
-from iceviz.training.flux_trainer import FitResult
 from iceviz.runtime.job import Control
-from iceviz.training.checks import check_finite_loss, check_finite_metrics, shortfall
+from iceviz.training.base import FitResult, Trainer
 from iceviz.training.snapshot import Snapshot
 
 USEFUL_EPOCHS = 10
@@ -54,7 +53,7 @@ HEADLINE_METRICS = ("rmse_h", "rmse_v", "rmse_vx", "rmse_vy", "r")
 the changes is not among them: persistence predicts none, and its R is NaN by design."""
 
 
-class EmulatorTrainer:
+class EmulatorTrainer(Trainer):
     """Trains one emulator on an ensemble; snapshots error maps of the test runs on the mesh.
 
     Parameters
@@ -65,6 +64,8 @@ class EmulatorTrainer:
     device : ``auto``, ``cpu``, ``cuda``...
     grid_shape : unused (maps are on the mesh); accepted for the common trainer signature.
     """
+
+    headline = HEADLINE_METRICS
 
     def __init__(self, spec: ModelSpec, problem: EnsembleProblem, params: Any, device: str = "auto",
                  grid_shape: tuple[int, int] | None = None):
@@ -108,10 +109,7 @@ class EmulatorTrainer:
 
     # -- the loop ------------------------------------------------------------------------
     def _progress(self, control: Control, within_epoch: float = 0.0) -> float:
-        p = self.params
-        by_epochs = (self.epoch + within_epoch) / p.epochs
-        by_time = control.elapsed() / p.seconds if p.seconds else 0.0
-        return min(1.0, max(by_epochs, by_time))
+        return self.budget_progress(control, (self.epoch + within_epoch) / self.params.epochs)
 
     def fit(self, control: Control | None = None) -> FitResult:
         """Epochs of shuffled mini-batches until the budget is spent; then the best validation epoch's weights."""
@@ -122,14 +120,10 @@ class EmulatorTrainer:
             self.model.load_state_dict(best_state if best_state is not None else self.scored.state_dict())
             self.averaged = None  # from here on the model holds the weights that are scored
         self.train_seconds = control.elapsed()
-        self.model.eval()
-        final = self.snapshot(control, final=True)
-        check_finite_metrics(final.metrics, HEADLINE_METRICS, f"{self.spec.name} on {self.problem.spec}",
-                             f"after {self.epoch} epochs", self.params.lr)
-        control.publish(final)
         p = self.params
         timed_out = self.optimizer is not None and bool(p.seconds) and self.epoch < p.epochs
-        short = shortfall(control, timed_out, f"{self.epoch} epochs", useful=self.epoch >= USEFUL_EPOCHS)
+        final, short = self.finish(control, f"after {self.epoch} epochs", p.seconds if timed_out else None,
+                                   f"{self.epoch} epochs", useful=self.epoch >= USEFUL_EPOCHS)
         return FitResult(epochs=self.epoch, steps=self.step, seconds=self.train_seconds, best_epoch=self.best_epoch,
                          metrics=dict(final.metrics), losses=dict(self.losses), shortfall=short)
 
@@ -183,8 +177,7 @@ class EmulatorTrainer:
 
     def _step(self, pairs: np.ndarray) -> float:
         loss = torch.mean((self.forward(pairs) - self.data.target(pairs)) ** 2)
-        check_finite_loss(loss, {"mse": loss}, f"{self.spec.name} on {self.problem.spec}", f"step {self.step}",
-                          self.optimizer.param_groups[0]["lr"])
+        self.check_loss(loss, {"mse": loss}, f"step {self.step}", lr=self.optimizer.param_groups[0]["lr"])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

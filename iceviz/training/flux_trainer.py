@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -57,7 +56,7 @@ from iceviz.models.registry import ModelSpec
 from iceviz.training.device import as_tensor, resolve_device
 from iceviz.training.fields import flux_grid_fields
 from iceviz.runtime.job import Control
-from iceviz.training.checks import check_finite_loss, check_finite_metrics, shortfall
+from iceviz.training.base import FitResult, Trainer
 from iceviz.training.metrics import flux_scores, in_chunks, rmse
 from iceviz.training.snapshot import Snapshot
 
@@ -81,22 +80,6 @@ HEADLINE_METRICS = ("rmse", "mae", "mad", "rmse_phys", "mae_phys", "mad_phys", "
 """The scores a flux run reports (the CLI's summary line): a run ends failed unless every one is finite."""
 
 
-@dataclass
-class FitResult:
-    """What a finished run reports."""
-
-    epochs: int
-    steps: int
-    seconds: float
-    best_epoch: int
-    metrics: dict[str, float]
-    losses: dict[str, float] = field(default_factory=dict)
-    stop_reason: str = ""
-    refit: bool = False
-    shortfall: str = ""
-    """Why the run did not do the work it was asked for (see :func:`~iceviz.training.checks.shortfall`)."""
-
-
 def check_compatible(spec: ModelSpec, problem: FluxProblem, params: Any) -> None:
     """Raise ValueError when ``spec`` cannot train on ``problem`` with ``params``."""
     if spec.options.get("aux") and not problem.has_surface:
@@ -109,7 +92,7 @@ def check_compatible(spec: ModelSpec, problem: FluxProblem, params: Any) -> None
                          f"{sorted(SMOOTH_ACTIVATIONS)}, not {params.activation!r}")
 
 
-class FluxTrainer:
+class FluxTrainer(Trainer):
     """Trains one flux model on one problem; makes snapshots and predictions in physical units.
 
     Parameters
@@ -120,6 +103,8 @@ class FluxTrainer:
     device : ``auto``, ``cpu``, ``cuda``...
     grid_shape : evaluation grid for snapshot maps, default the problem's.
     """
+
+    headline = HEADLINE_METRICS
 
     def __init__(self, spec: ModelSpec, problem: FluxProblem, params: Any, device: str = "auto",
                  grid_shape: tuple[int, int] | None = None):
@@ -256,14 +241,11 @@ class FluxTrainer:
         if self._refit_due(control):
             self._refit(control)
         seconds = control.elapsed()
-        self.model.eval()
-        final = self.snapshot(control, final=True)
-        check_finite_metrics(final.metrics, HEADLINE_METRICS, f"{self.spec.name} on {self.problem.spec}",
-                             f"after {self.epoch} epochs", self.params.lr)
-        control.publish(final)
         planned = self.params.planned_epochs
-        short = shortfall(control, self.stop_reason == "seconds", f"{self.epoch} of {planned} planned epochs",
-                          useful=self.epoch >= USEFUL_PLAN_SHARE * planned)
+        final, short = self.finish(control, f"after {self.epoch} epochs",
+                                   self.params.seconds if self.stop_reason == "seconds" else None,
+                                   f"{self.epoch} of {planned} planned epochs",
+                                   useful=self.epoch >= USEFUL_PLAN_SHARE * planned)
         return FitResult(epochs=self.epoch, steps=self.step, seconds=seconds, best_epoch=self.best_epoch,
                          metrics=dict(final.metrics), losses=dict(self.losses), stop_reason=self.stop_reason,
                          refit=self.refitted, shortfall=short)
@@ -387,14 +369,10 @@ class FluxTrainer:
         return rmse(self.predict_scaled(self.x_val), self.q_val)
 
     def _progress(self, control: Control, epoch_fraction: float) -> float:
-        p = self.params
-        by_epoch = (self.epoch + epoch_fraction) / p.planned_epochs
-        by_time = control.elapsed() / p.seconds if p.seconds else 0.0
-        return min(1.0, max(by_epoch, by_time))
+        return self.budget_progress(control, (self.epoch + epoch_fraction) / self.params.planned_epochs)
 
     def _check_finite(self, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
-        check_finite_loss(loss, terms, f"{self.spec.name} on {self.problem.spec}",
-                          f"epoch {self.epoch}, step {self.step}", self.params.lr)
+        self.check_loss(loss, terms, f"epoch {self.epoch}, step {self.step}")
 
     # -- evaluation ---------------------------------------------------------------
     def predict_scaled(self, xy_scaled: torch.Tensor) -> np.ndarray:

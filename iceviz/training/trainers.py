@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from iceviz.data.problem import FluxProblem
 from iceviz.data.specs import Problem, load_problem
-from iceviz.data.splits import validation_mask
-from iceviz.models.registry import ModelSpec, flux_size_defaults, get_model
+from iceviz.models.registry import ModelSpec, get_model
 from iceviz.runtime.executor import isolated_job_class
 from iceviz.runtime.job import Job
-from iceviz.training.emulator_trainer import EmulatorTrainer
-from iceviz.training.flux_trainer import FluxTrainer
+from iceviz.training.families import get_family
 from iceviz.training.memory import job_memory
-from iceviz.training.viscosity_trainer import ViscosityTrainer
-
-TRAINER_FAMILIES: dict[str, Callable[..., Any]] = {"flux": FluxTrainer, "viscosity": ViscosityTrainer,
-                                                   "emulator": EmulatorTrainer}
-"""Trainer class for each model family of the registry."""
 
 
 def make_trainer(model: str | ModelSpec, data: str | Problem, device: str = "auto",
@@ -30,28 +23,15 @@ def make_trainer(model: str | ModelSpec, data: str | Problem, device: str = "aut
         raise ValueError(f"{spec.name} trains on {spec.problem_kind!r} problems, but {problem.spec} is "
                          f"{problem.kind!r}; `iceviz data list` shows which data specs give which")
     params = spec.make_params(**{**problem_defaults(spec, problem), **overrides})
-    try:
-        family = TRAINER_FAMILIES[spec.family]
-    except KeyError:
-        raise ValueError(f"{spec.name}: no trainer for family {spec.family!r}") from None
-    return family(spec, problem, params, device=device, grid_shape=grid_shape)
+    return get_family(spec.family).trainer(spec, problem, params, device=device, grid_shape=grid_shape)
 
 
 def problem_defaults(spec: ModelSpec, problem: Problem) -> dict[str, Any]:
-    """Hyper-parameters that ``problem`` sets for ``spec`` over the registry's defaults: for the flux family
-    those that follow the number of points it fits (:func:`~iceviz.models.registry.flux_size_defaults`),
-    then the source's own hints."""
-    out: dict[str, Any] = {}
-    if spec.family == "flux":
-        out.update(flux_size_defaults(fit_points(problem, spec.make_params(**problem.hints))))
+    """Hyper-parameters that ``problem`` sets for ``spec`` over the registry's defaults: those its family makes
+    follow the problem (for the flux family, the number of points it fits), then the source's own hints."""
+    out = dict(get_family(spec.family).problem_defaults(spec, problem))
     out.update({k: v for k, v in problem.hints.items() if k in spec.params.param})
     return out
-
-
-def fit_points(problem: FluxProblem, params: Any) -> int:
-    """How many of ``problem``'s training points a flux run fits once its validation set is held out."""
-    held, _ = validation_mask(problem.train, problem.bounds, params.val_fraction, params.seed)
-    return int(len(held) - held.sum())
 
 
 @dataclass(frozen=True)

@@ -65,9 +65,8 @@ from iceviz.models.registry import ModelSpec
 from iceviz.models.viscosity import ShelfScales, ViscosityPINN, strip_edges
 from iceviz.physics.ssa import effective_strain_rate, front_residual, momentum_residual
 from iceviz.training.device import as_tensor, resolve_device
-from iceviz.training.flux_trainer import FitResult
 from iceviz.runtime.job import Control
-from iceviz.training.checks import check_finite_loss, check_finite_metrics, shortfall
+from iceviz.training.base import FitResult, Trainer
 from iceviz.training.snapshot import Snapshot
 
 USEFUL_STEPS = 2000
@@ -134,7 +133,7 @@ def interface_points(xhat: np.ndarray, edge: float, axis: int, spacing: float) -
     return np.unique(near, axis=0)
 
 
-class ViscosityTrainer:
+class ViscosityTrainer(Trainer):
     """Trains a :class:`ViscosityPINN` on one shelf; snapshots maps of μ, residuals and misfits.
 
     Parameters
@@ -150,6 +149,8 @@ class ViscosityTrainer:
     val_v, val_h : masks of the validation cells over the problem's velocity and thickness points.
     best_epoch, best_val : the step and the validation misfit of the lowest one yet.
     """
+
+    headline = HEADLINE_METRICS
 
     def __init__(self, spec: ModelSpec, problem: ShelfProblem, params: Any, device: str = "auto",
                  grid_shape: tuple[int, int] | None = None):
@@ -279,10 +280,7 @@ class ViscosityTrainer:
 
     # -- the loop ------------------------------------------------------------------------
     def _progress(self, control: Control) -> float:
-        p = self.params
-        by_steps = self.step / p.epochs
-        by_time = control.elapsed() / p.seconds if p.seconds else 0.0
-        return min(1.0, max(by_steps, by_time))
+        return self.budget_progress(control, self.step / self.params.epochs)
 
     def fit(self, control: Control | None = None) -> FitResult:
         """Adam on fresh batches, then (``lbfgs_fraction`` > 0) L-BFGS on a fixed batch, until the budget is
@@ -310,13 +308,9 @@ class ViscosityTrainer:
         seconds = control.elapsed()
         if self._best_state is not None:
             self.model.load_state_dict(self._best_state)
-        self.model.eval()
-        final = self.snapshot(control, final=True)
-        check_finite_metrics(final.metrics, HEADLINE_METRICS, f"{self.spec.name} on {self.problem.spec}",
-                             f"after {self.step} steps", self.params.lr)
-        control.publish(final)
-        short = shortfall(control, bool(p.seconds) and self.step < p.epochs, f"{self.step} steps",
-                          useful=self.step >= USEFUL_STEPS)
+        final, short = self.finish(control, f"after {self.step} steps",
+                                   p.seconds if p.seconds and self.step < p.epochs else None, f"{self.step} steps",
+                                   useful=self.step >= USEFUL_STEPS)
         return FitResult(epochs=self.epoch, steps=self.step, seconds=seconds, shortfall=short,
                          best_epoch=self.best_epoch if self.has_validation else self.epoch,
                          metrics=dict(final.metrics), losses=dict(self.losses))
@@ -426,7 +420,7 @@ class ViscosityTrainer:
         return {k: scale[k] * math.sqrt(terms[k]) / self._val_rms[k] for k in ("u", "v", "h")}
 
     def _check_finite(self, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
-        check_finite_loss(loss, terms, f"{self.spec.name} on {self.problem.spec}", f"step {self.step}", self.params.lr)
+        self.check_loss(loss, terms, f"step {self.step}")
 
     # -- evaluation ------------------------------------------------------------------------
     def predict(self, xy: np.ndarray, derivatives: bool = False) -> dict[str, np.ndarray]:

@@ -70,3 +70,10 @@ def test_messages_for_the_browser_name_no_server_path(tmp_path, monkeypatch):
     shown = for_browser(text)
     assert shown == "looked in antarctica/diffice, <iceviz cache>/data/diffice, <iceviz>/sample_data and ~/x.csv"
     assert str(tmp_path) not in shown and for_browser("no path here") == "no path here"
+
+
+def test_the_saved_runs_tab_has_a_view_of_every_model_family():
+    from iceviz.app.saved_runs import VIEWS, SavedRuns
+    from iceviz.training.families import FAMILIES
+
+    assert set(VIEWS) == set(FAMILIES) and all(callable(getattr(SavedRuns, method)) for method in VIEWS.values())

@@ -6,7 +6,8 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, deep_text, descendants, playwright_api, serve, shot  # noqa: E402,E501
+from tests.browser.conftest import (CHROMIUM, CHROMIUM_ARGS, deep_text, descendants,  # noqa: E402
+                                    playwright_api, serve, shot)
 from tests.browser.test_explorer import card_text, keep_models, select, wait_for  # noqa: E402
 
 

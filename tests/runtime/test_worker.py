@@ -11,7 +11,7 @@ import pytest
 
 from iceviz.data.problem import FluxObservations
 from iceviz.data.specs import load_problem
-from iceviz.training.flux_trainer import FitResult
+from iceviz.training.base import FitResult
 from iceviz.runtime.job import JobStatus
 from iceviz.runtime.worker import ProcessJob, warm_up
 from tests.conftest import curve_job, wait_until

@@ -17,7 +17,8 @@ import pytest
 
 from iceviz.data.problem import FluxObservations
 from iceviz.data.specs import load_problem
-from iceviz.training.flux_trainer import FitResult, FluxTrainer
+from iceviz.training.base import FitResult
+from iceviz.training.flux_trainer import FluxTrainer
 from iceviz.runtime.job import Control, Job, JobStatus
 from iceviz.training.checks import TrainingFailed
 from iceviz.training.snapshot import Snapshot

@@ -13,7 +13,7 @@ from iceviz.app.live import JobCard
 from iceviz.cli import main
 from iceviz.runtime.job import Control, Job, JobStatus
 from iceviz.training.checks import STARVED_SHARE, shortfall
-from iceviz.training.flux_trainer import FitResult
+from iceviz.training.base import FitResult
 from iceviz.training.trainers import make_trainer
 
 
@@ -24,23 +24,23 @@ def _busy(seconds: float) -> None:
 
 
 class _Clock:
-    """What :func:`shortfall` reads of a control: the budget's seconds and the CPU share (a test may not depend
-    on how busy the machine is)."""
+    """What :func:`shortfall` reads of a control: the CPU share (a test may not depend on how busy the machine
+    is), and an elapsed time past the budget (scoring after the budget ended), which the text must not quote."""
 
-    def __init__(self, seconds: float, share: float):
-        self.seconds, self.share = seconds, share
+    def __init__(self, share: float):
+        self.share = share
 
     def elapsed(self) -> float:
-        return self.seconds
+        return 61.7
 
     def cpu_share(self) -> float:
         return self.share
 
 
 def test_only_a_time_limited_run_can_fall_short():
-    starved = _Clock(30.0, 0.0)
-    assert shortfall(starved, time_limited=False, work="3 epochs", useful=False) == ""
-    text = shortfall(starved, time_limited=True, work="3 of 400 planned epochs", useful=False)
+    starved = _Clock(0.0)
+    assert shortfall(starved, budget=None, work="3 epochs", useful=False) == ""
+    text = shortfall(starved, budget=30.0, work="3 of 400 planned epochs", useful=False)
     assert text.startswith("its 30 s budget ended it before its first useful result and with 0% of a CPU core "
                            "(the machine was busy), after 3 of 400 planned epochs: its scores are not meaningful")
 
@@ -51,7 +51,7 @@ def test_only_a_time_limited_run_can_fall_short():
     (0.3, True, "with 30% of a CPU core (the machine was busy),"),
 ])
 def test_a_run_is_short_when_it_did_nothing_useful_or_was_starved(share, useful, reason):
-    text = shortfall(_Clock(60.0, share), time_limited=True, work="400 epochs", useful=useful)
+    text = shortfall(_Clock(share), budget=60.0, work="400 epochs", useful=useful)
     assert text == "" if reason is None else f"its 60 s budget ended it {reason} after 400 epochs" in text
 
 
