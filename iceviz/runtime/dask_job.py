@@ -7,11 +7,12 @@ it; the job's thread here relays what it sends, exactly as for a worker
 process (:func:`iceviz.runtime.worker.relay`):
 
 - worker -> here, through a ``distributed.Queue`` of the job: history records
-  (batched), snapshots, the worker's name, the device, and how it ended. On the
-  worker a thread of its own puts them (the trainer never waits on the
-  scheduler); here a thread waits on the queue for each next message (no
-  polling: a scheduler that lives in a busy app server is asked nothing while
-  nothing comes). Measured (``benchmarks/executors.py``): see BENCHMARKS.md;
+  (batched), snapshots, the worker's name, the device, and how it ended, each
+  pickled by the worker (the queue would try msgpack first, and log every
+  fall-back to pickle). On the worker a thread of its own puts them (the
+  trainer never waits on the scheduler); here a thread waits on the queue for
+  each next message (no polling: a scheduler that lives in a busy app server is
+  asked nothing while nothing comes). Measured (``benchmarks/executors.py``): see BENCHMARKS.md;
 - here -> worker: pause, resume and cancel through two ``distributed.Event``
   objects, which a thread on the worker asks about every ``CHECK_EVERY_S``; the
   trainer reads its last answer between its steps.
@@ -29,6 +30,7 @@ import contextlib
 import ctypes
 import math
 import os
+import pickle
 import queue
 import threading
 import time
@@ -191,7 +193,8 @@ def _train_on_worker(make_trainer: Any, queue_name: str, snapshot_every: float |
     from distributed import Queue, get_worker
 
     keep_freed_memory()
-    outbox = _Outbox(Queue(queue_name).put)
+    channel = Queue(queue_name)
+    outbox = _Outbox(lambda message: channel.put(pickle.dumps(message, protocol=5)))
     for event in events:
         event.watch()
     try:
@@ -250,7 +253,7 @@ class DaskJob(Job):
             no timeout, which it would log as an error) until this job's own closing message."""
             while True:
                 try:
-                    message = channel.get()
+                    message = pickle.loads(channel.get())
                 except Exception:  # noqa: BLE001 - the client closed: the job has ended
                     return
                 if message[0] == CLOSING[0]:
@@ -285,7 +288,7 @@ class DaskJob(Job):
             if not future.done():
                 future.cancel()
             try:
-                channel.put(CLOSING)  # ends the pulling thread
+                channel.put(pickle.dumps(CLOSING))  # ends the pulling thread
             except Exception:  # noqa: BLE001 - the client closed already: so has the thread
                 pass
 

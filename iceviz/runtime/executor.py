@@ -19,6 +19,7 @@ worker processes, and :func:`describe` says why.
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import logging
 import math
@@ -125,10 +126,15 @@ def server_client() -> Any:
             from distributed import Client, LocalCluster
 
             dask.config.set(QUIET_CLUSTER)  # here (the scheduler's process); the nannies pass it to the workers
+            # Dask's comings and goings (clients, workers, closing comms: with tracebacks at shutdown) are not
+            # the app's news: warnings and errors only, here and in the workers (they read this at import)
+            logging.getLogger("distributed").setLevel(logging.WARNING)
+            os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
             _cluster = LocalCluster(n_workers=cluster_workers(), threads_per_worker=1, processes=True,
                                     host="127.0.0.1", dashboard_address=None)
             _client = Client(_cluster, set_as_default=False)
             _client.run(_set_up_worker)
+            atexit.register(shutdown)  # before distributed's own exit handlers (last in, first run): in order
         except Exception as err:  # noqa: BLE001 - anything that stops the cluster: serve with worker processes
             _fallback = f"an embedded Dask cluster could not start ({type(err).__name__}: {err})"
             _log.warning("%s; jobs run in worker processes of this server instead", _fallback)
