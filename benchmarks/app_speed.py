@@ -21,12 +21,11 @@ Usage: python -m benchmarks.app_speed [--model dfnn] [--data synthetic:glacier] 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
 
-from benchmarks.common import chromium, machine, served_explorer, until, write_json
+from benchmarks.common import chromium, machine, quantiles, served_explorer, until, write_json
 from tests.browser.conftest import DEEP_TEXT_JS
 from iceviz.training.trainers import make_trainer
 
@@ -125,12 +124,6 @@ def app_run(model: str, data: str, seconds: float, clicks: int, executor: str) -
                      for f in ("epochs", "seconds")}
             ctx.close()
         return {"latencies": latencies, "outside": outside, **cells}
-
-
-def quantiles(values: list[float]) -> dict[str, float]:
-    v = sorted(values)
-    return {"median": round(statistics.median(v), 3), "p90": round(v[int(0.9 * (len(v) - 1))], 3),
-            "max": round(v[-1], 3), "n": len(v)}
 
 
 def main() -> None:

@@ -21,8 +21,8 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks.app_speed import CLICK_LATENCY_JS, quantiles
-from benchmarks.common import chromium, machine, served_explorer, until, write_json
+from benchmarks.app_speed import CLICK_LATENCY_JS
+from benchmarks.common import chromium, machine, quantiles, served_explorer, until, write_json
 from tests.browser.conftest import DEEP_TEXT_JS, descendants
 
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -53,6 +53,14 @@ def sweep(runs: list[dict[str, Any]], workers: int, budget: dict[str, Any]) -> l
     return rows
 
 
+def quantiles(values: list[float], digits: int = 3) -> dict[str, float]:
+    """Median, 90th percentile (the value at 90 % of the sorted list), maximum and count of ``values``, rounded
+    to ``digits``."""
+    v = sorted(values)
+    return {"median": round(statistics.median(v), digits), "p90": round(v[int(0.9 * (len(v) - 1))], digits),
+            "max": round(v[-1], digits), "n": len(v)}
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     cpu = platform.processor() or platform.machine()

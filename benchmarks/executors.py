@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from benchmarks.common import machine, median, write_json
+from benchmarks.common import machine, median, quantiles, write_json
 from iceviz.runtime.job import JobStatus
 from iceviz.training.trainers import training_job
 from iceviz.runtime.dask_job import DaskJob, local_client
@@ -96,11 +96,9 @@ def main() -> None:
     summary = {k: {m: round(median([r[m] for r in v]), 3) for m in ("train_s", "wall_s", "epochs_per_s")}
                for k, v in runs.items()}
     for kind, delays in latency.items():
-        delays.sort()
-        summary[kind]["snapshot_latency_s"] = {"median": round(median(delays), 4), "n": len(delays),
-                                               "p90": round(delays[int(0.9 * (len(delays) - 1))], 4),
-                                               "max": round(delays[-1], 4)}
-        print(f"{kind:8s} snapshot worker -> job: median {median(delays) * 1e3:.1f} ms, max {delays[-1] * 1e3:.1f} ms")
+        stats = summary[kind]["snapshot_latency_s"] = quantiles(delays, digits=4)
+        print(f"{kind:8s} snapshot worker -> job: median {stats['median'] * 1e3:.1f} ms, "
+              f"max {stats['max'] * 1e3:.1f} ms")
     base = summary["thread"]["epochs_per_s"]
     for kind, s in summary.items():
         s["speed_vs_thread"] = round(s["epochs_per_s"] / base, 3)

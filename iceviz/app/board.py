@@ -18,7 +18,7 @@ from bokeh.models.widgets.tables import NumberFormatter, ScientificFormatter
 
 from iceviz.app.live import (TABLE_FORMATS, TABLE_SCIENTIFIC, TABLE_TITLES, JobCard, LiveRow, metrics_frame,
                              shared_limits)
-from iceviz.data.netcdf import grid_dataset, write_netcdf
+from iceviz.data.netcdf import fields_dataset, write_netcdf
 from iceviz.runtime.job import Job
 from iceviz.viz import maps
 from iceviz.viz.live_figures import cell_bounds, shared_ranges
@@ -208,9 +208,7 @@ class RunBoard:
             return io.BytesIO(b"")
         ds = snap.fields
         _, note = divergence_scale(ds)
-        out = grid_dataset(ds["x"].values, ds["y"].values,
-                           {k: (v.values, v.attrs["units"], v.attrs["long_name"]) for k, v in ds.data_vars.items()},
-                           attrs={"title": f"iceviz {label} prediction", "data_spec": ds.attrs.get("data", ""),
+        out = fields_dataset(ds, {"title": f"iceviz {label} prediction", "data_spec": ds.attrs.get("data", ""),
                                   "epoch": snap.epoch})
         if note:
             out["divergence"].attrs["comment"] = f"{note}: zero to float precision (divergence-free by construction)"

@@ -79,6 +79,14 @@ def grid_dataset(
     return ds
 
 
+def fields_dataset(fields: xr.Dataset, attrs: Mapping[str, Any] | None = None) -> xr.Dataset:
+    """:func:`grid_dataset` of a run's map fields (an ``xarray.Dataset`` on ``x``, ``y`` whose variables carry
+    ``units`` and ``long_name``)."""
+    return grid_dataset(fields["x"].values, fields["y"].values,
+                        {name: (var.values, var.attrs["units"], var.attrs["long_name"])
+                         for name, var in fields.data_vars.items()}, attrs)
+
+
 def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write ``ds`` to ``path`` (parent directories created); DataError naming the path on failure."""
     p = Path(path).expanduser()

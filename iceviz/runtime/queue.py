@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
-from typing import Sequence
+from typing import Callable, Sequence
 
 from iceviz.runtime.job import Job, JobStatus
 
@@ -258,11 +258,12 @@ _process_queues: dict[str, JobQueue] = {}
 _process_lock = threading.Lock()
 
 
-def _process_queue(name: str, slots: int | None) -> JobQueue:
-    """The process's queue ``name`` (made on first use, its jobs' memory bounded by :func:`memory_budget`)."""
+def _process_queue(name: str, slots: Callable[[], int | None]) -> JobQueue:
+    """The process's queue ``name``, made on first use with ``slots()`` slots (asked then only), its jobs'
+    memory bounded by :func:`memory_budget`."""
     with _process_lock:
         if name not in _process_queues:
-            _process_queues[name] = JobQueue(slots=slots, memory=memory_budget())
+            _process_queues[name] = JobQueue(slots=slots(), memory=memory_budget())
         return _process_queues[name]
 
 
@@ -271,10 +272,10 @@ def server_queue() -> JobQueue:
     existing Dask cluster, one per worker thread)."""
     from iceviz.runtime.executor import server_slots  # the executor imports this module
 
-    return _process_queue("server", server_slots())
+    return _process_queue("server", server_slots)
 
 
 def quick_queue() -> JobQueue:
     """The process's queue for short jobs (loading or building a region's data: seconds), shared by every
     session: one slot, so that they never wait behind a training and never run more than one at a time."""
-    return _process_queue("quick", 1)
+    return _process_queue("quick", lambda: 1)

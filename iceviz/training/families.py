@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import xarray as xr
 
-from iceviz.data.netcdf import grid_dataset
+from iceviz.data.netcdf import fields_dataset
 from iceviz.data.splits import validation_mask
 from iceviz.models.emulators import mlp_parameters
 from iceviz.models.registry import flux_size_defaults
@@ -104,13 +104,10 @@ def flux_report(trainer: Any, result: FitResult) -> tuple[dict[str, Any], str]:
 
 def flux_prediction(fields: xr.Dataset, summary: dict[str, Any]) -> xr.Dataset:
     """The predicted flux and its divergence on the region's grid, CF with EPSG:3031 coordinates."""
-    return grid_dataset(
-        fields["x"].values, fields["y"].values,
-        {name: (var.values, var.attrs["units"], var.attrs["long_name"]) for name, var in fields.data_vars.items()},
-        attrs={"title": f"iceviz {summary['model']} prediction", "source": f"iceviz {summary['model']}",
-               "data_spec": summary["data"], "rmse_phys_m2_per_yr": summary["rmse_phys"],
-               "mad_phys_m_per_yr": summary["mad_phys"]},
-    )
+    return fields_dataset(fields, {"title": f"iceviz {summary['model']} prediction",
+                                   "source": f"iceviz {summary['model']}", "data_spec": summary["data"],
+                                   "rmse_phys_m2_per_yr": summary["rmse_phys"],
+                                   "mad_phys_m_per_yr": summary["mad_phys"]})
 
 
 # -- viscosity: the PINN that infers an ice shelf's effective viscosity ------------------------------------------
