@@ -53,6 +53,19 @@ def sweep(runs: list[dict[str, Any]], workers: int, budget: dict[str, Any]) -> l
     return rows
 
 
+def on_dask(fn: Callable[[Any], Any], tasks: list[Any], workers: int,
+            scheduler: str | None = None) -> Iterator[Any]:
+    """``fn(task)`` for every task on the runtime's Dask: a new local cluster of ``workers`` single-threaded
+    workers, or the cluster at ``scheduler``; the results as the tasks end, in submission order of priority."""
+    from distributed import Client, as_completed
+
+    from iceviz.runtime.dask_job import local_client
+
+    with (Client(scheduler, set_as_default=False) if scheduler else local_client(workers)) as client:
+        for future in as_completed(client.map(fn, tasks, pure=False), loop=client.loop):
+            yield future.result()
+
+
 def quantiles(values: list[float], digits: int = 3) -> dict[str, float]:
     """Median, 90th percentile (the value at 90 % of the sorted list), maximum and count of ``values``, rounded
     to ``digits``."""

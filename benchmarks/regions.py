@@ -14,7 +14,8 @@ The suite (``--list`` prints it with its point counts):
 - ``real-*``: the region builder on product files written from the synthetic glacier (MEaSUREs,
   BedMachine, Bedmap layouts), split by tiles and by whole flight lines.
 
-Each run trains in a worker process on one torch thread (``--workers`` at a time) through the same path
+Each run is a task on a local Dask cluster of ``--workers`` single-threaded workers (or on the cluster at
+``--scheduler``), training on one torch thread through the same path
 as ``iceviz train`` (registry defaults, size-aware defaults, the source's hints). Beside iceviz, the
 published small-data recipe of the dfNN paper, re-implemented here: a 2 x 32 SiLU stream-function MLP on
 the scaled coordinates, AdamW lr 5e-3, weight decay 1e-4, batch 32, double backward, stopped after 100
@@ -25,7 +26,8 @@ Usage: python -m benchmarks.regions [--problems all|NAME,...] [--models dfnn,...
                                     [--seeds 3] [--other-models pinn,...] [--other-budget 30]
                                     [--other-seeds 2] [--recipe-seeds 3] [--recipe-seeds-large 3]
                                     [--recipe-seconds 300]
-                                    [--recipe-from JSON] [--workers 2] [--set KEY=VALUE ...] [--json OUT]
+                                    [--recipe-from JSON] [--workers 2] [--scheduler ADDRESS]
+                                    [--set KEY=VALUE ...] [--json OUT]
                                     [--list]
 
 The recipe does not depend on iceviz's settings: ``--recipe-from`` reuses its runs from an earlier
@@ -38,7 +40,6 @@ import argparse
 import functools
 import json
 import math
-import multiprocessing as mp
 import statistics
 import tempfile
 import time
@@ -47,7 +48,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from benchmarks.common import DEFAULT_BYRD, machine
+from benchmarks.common import DEFAULT_BYRD, machine, on_dask
 from iceviz.cli import parse_assignments
 from iceviz.data import synthetic as syn
 from iceviz.data.problem import FluxObservations, FluxProblem, FluxScale
@@ -289,7 +290,8 @@ def main() -> None:
     parser.add_argument("--recipe-seeds-large", type=int, default=3,
                         help=f"recipe seeds on problems of more than {LARGE:,} training points")
     parser.add_argument("--recipe-from", help="reuse the recipe's runs from this earlier --json file")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="runs at once (local Dask workers, one thread each)")
+    parser.add_argument("--scheduler", help="run on this Dask cluster instead of a local one")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--json", help="write the raw results and the summary here")
     parser.add_argument("--list", action="store_true", help="print the suite with its point counts and stop")
@@ -310,13 +312,12 @@ def main() -> None:
                    and r["seed"] < args.recipe_seeds]
     todo = tasks(args, names, parse_assignments(args.set), {(r["problem"], r["seed"]) for r in results})
     started, reused = time.perf_counter(), list(results)
-    with mp.get_context("spawn").Pool(args.workers, maxtasksperchild=20) as pool:
-        for r in pool.imap_unordered(run_one, todo):
-            results.append(r)
-            what = r.get("skipped") or (f"RMSE {r['rmse']:.4f}, {r['epochs']} epochs, {r.get('stop_reason', '')}"
-                                        f"{' (capped)' if r.get('capped') else ''}, {r.get('seconds', 0):.1f} s")
-            print(f"[{len(results)}/{len(todo) + len(reused)}] {r['problem']} {r['model']} "
-                  f"{r.get('budget', '')} seed {r['seed']}: {what}", flush=True)
+    for r in on_dask(run_one, todo, args.workers, args.scheduler):
+        results.append(r)
+        what = r.get("skipped") or (f"RMSE {r['rmse']:.4f}, {r['epochs']} epochs, {r.get('stop_reason', '')}"
+                                    f"{' (capped)' if r.get('capped') else ''}, {r.get('seconds', 0):.1f} s")
+        print(f"[{len(results)}/{len(todo) + len(reused)}] {r['problem']} {r['model']} "
+              f"{r.get('budget', '')} seed {r['seed']}: {what}", flush=True)
     summary = summarise(results)
     print_tables(summary)
     if args.json:

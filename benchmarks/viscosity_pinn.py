@@ -12,8 +12,12 @@ With ``--steps N`` each run stops after N steps instead of a wall-clock
 budget: the scores then do not depend on how busy the machine is (compare
 settings that way, then check the chosen one at its wall-clock budget).
 
+Each seed is a task on a local Dask cluster of ``--workers`` single-threaded workers (one by default: the seeds
+one after the other; two runs side by side share the 2 cores as two benchmarks would), or on the cluster at
+``--scheduler``.
+
 Usage: python -m benchmarks.viscosity_pinn [--data SPEC] [--seeds 0,1,2] [--seconds 300 | --steps N]
-       [--set KEY=VALUE ...] [--json OUT] [--plot PNG]
+       [--workers 1] [--scheduler ADDRESS] [--set KEY=VALUE ...] [--json OUT] [--plot PNG]
        python -m benchmarks.viscosity_pinn --replot OUT.json --plot PNG
 """
 
@@ -26,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import REPO, machine, median, parse_run_args, write_json
+from benchmarks.common import REPO, machine, median, on_dask, parse_run_args, write_json
 from iceviz.data.specs import load_problem
 from iceviz.runtime.job import Control
 from iceviz.training.trainers import make_trainer
@@ -67,12 +71,38 @@ def plot(results: dict, path: str) -> None:
     fig.savefig(path, dpi=110)
 
 
+def run_seed(task: dict) -> dict:
+    """One seed's run (in a Dask worker, on one torch thread): its scores, its viscosity error at the
+    :data:`CHECKPOINTS` and its error curve."""
+    import torch
+
+    torch.set_num_threads(1)
+    trainer = make_trainer("viscosity-pinn", load_problem(task["data"]), device="cpu", seed=task["seed"],
+                           **task["budget"], **task["overrides"])
+    control = Control(snapshot_every=None, history_size=100_000)
+    result = trainer.fit(control)
+    history = control.history()
+    curve = [(round(r["seconds"], 2), r["mu_rel_error"]) for r in history if "mu_rel_error" in r]
+    spent = result.seconds if task["steps"] else task["seconds"]
+    at = {str(s): error_at(history, s) for s in CHECKPOINTS if s <= spent}
+    m = result.metrics
+    print(f"seed {task['seed']}: {result.steps} steps in {result.seconds:.0f} s; " +
+          ", ".join(f"{k} {100 * v:.2f} %" for k, v in m.items() if k.endswith("rel_error")) +
+          f"; residual {m['residual']:.3g}; at " + ", ".join(f"{s} s {100 * e:.1f} %" for s, e in at.items() if e),
+          flush=True)
+    return dict(seed=task["seed"], steps=result.steps, seconds=result.seconds,
+                ms_per_step=1000 * result.seconds / max(1, result.steps), metrics=m, error_at=at,
+                curve=curve[::max(1, len(curve) // 200)])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=SYNDATA)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--seconds", type=float, default=300.0)
     parser.add_argument("--steps", type=int, help="a step budget instead of --seconds")
+    parser.add_argument("--workers", type=int, default=1, help="seeds at once (local Dask workers, one thread each)")
+    parser.add_argument("--scheduler", help="run on this Dask cluster instead of a local one")
     parser.add_argument("--plot", help="draw the time-to-accuracy curves to this PNG")
     parser.add_argument("--replot", help="only redraw the plot from this results JSON")
     args, overrides = parse_run_args(parser)
@@ -90,25 +120,10 @@ def main() -> None:
         preview = dict(seconds=time.perf_counter() - t, mu_rel_error=relative_error(mu, problem.velocity.fields["mu"]))
         print(f"least-squares preview: {100 * preview['mu_rel_error']:.2f} % in {preview['seconds']:.1f} s", flush=True)
 
-    runs = []
-    for seed in (int(s) for s in args.seeds.split(",")):
-        budget = dict(epochs=args.steps, seconds=None) if args.steps else dict(epochs=1_000_000, seconds=args.seconds)
-        trainer = make_trainer("viscosity-pinn", problem, device="cpu", seed=seed, **budget, **overrides)
-        control = Control(snapshot_every=None, history_size=100_000)
-        result = trainer.fit(control)
-        history = control.history()
-        curve = [(round(r["seconds"], 2), r["mu_rel_error"]) for r in history if "mu_rel_error" in r]
-        spent = result.seconds if args.steps else args.seconds
-        at = {str(s): error_at(history, s) for s in CHECKPOINTS if s <= spent}
-        runs.append(dict(seed=seed, steps=result.steps, seconds=result.seconds,
-                         ms_per_step=1000 * result.seconds / max(1, result.steps), metrics=result.metrics,
-                         error_at=at, curve=curve[::max(1, len(curve) // 200)]))
-        m = result.metrics
-        print(f"seed {seed}: {result.steps} steps in {result.seconds:.0f} s; " +
-              ", ".join(f"{k} {100 * v:.2f} %" for k, v in m.items() if k.endswith("rel_error")) +
-              f"; residual {m['residual']:.3g}; at " + ", ".join(f"{s} s {100 * e:.1f} %" for s, e in at.items() if e),
-              flush=True)
-
+    budget = dict(epochs=args.steps, seconds=None) if args.steps else dict(epochs=1_000_000, seconds=args.seconds)
+    tasks = [dict(data=args.data, seed=int(s), budget=budget, overrides=overrides, steps=args.steps,
+                  seconds=args.seconds) for s in args.seeds.split(",")]
+    runs = sorted(on_dask(run_seed, tasks, args.workers, args.scheduler), key=lambda r: r["seed"])
     summary = {}
     for key in runs[0]["metrics"]:
         values = [r["metrics"][key] for r in runs]

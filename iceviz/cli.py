@@ -492,6 +492,7 @@ def cmd_sim_run(args: argparse.Namespace) -> int:
     from iceviz.sim.scenarios import get_scenario
     from iceviz.sim.spinup import spun_up
     from iceviz.sim.ugrid import write_run
+    from iceviz.training.families import get_family, simulator_output
 
     scenario = get_scenario(args.scenario, **_scenario_overrides(args))
     settings = _sim_settings(args)
@@ -513,21 +514,14 @@ def cmd_sim_run(args: argparse.Namespace) -> int:
         run = simulator.run(forcing, settings, state, on_step=bar)
     finally:
         bar.close()
-    out = write_run(run, args.out)
-    gl, volume, budget = run.diagnostics["grounding_line"], run.diagnostics["volume"], run.budget
-    summary = {
-        "scenario": args.scenario, "out": str(out), "forcing": forcing.key(), "years": settings.years,
-        "spin_up_cached": cached, "wall_time": round(run.wall_time, 3), "steps": len(run.steps["t"]),
-        "snapshots": len(run.times), "nodes": run.mesh.n_nodes, "iterations": int(run.steps["iterations"].sum()),
-        "grounding_line_start": float(gl[0]), "grounding_line_end": float(gl[-1]),
-        "volume_change": float(volume[-1] - volume[0]), "budget_residual": budget.relative_residual,
-    }
+    keys, line = get_family("simulator").report(None, run)
+    out = write_run(simulator_output(run), args.out)
+    summary = {"scenario": args.scenario, "out": str(out), "forcing": forcing.key(), "years": settings.years,
+               "spin_up_cached": cached, **keys}
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"{args.scenario}: {summary['steps']} steps over {settings.years:g} a in {run.wall_time:.1f} s; "
-              f"grounding line {gl[0] / 1e3:.1f} -> {gl[-1] / 1e3:.1f} km, volume change "
-              f"{summary['volume_change']:.4g} m³ (budget residual {budget.relative_residual:.1e}) -> {out}")
+        print(f"{args.scenario} over {settings.years:g} a: {line} -> {out}")
     return 0
 
 

@@ -350,7 +350,7 @@ def test_sim_run_json_contract(tmp_path, monkeypatch):
                                     "--json", "--out", str(out))
     assert code == 0, stderr
     summary = one_json_line(stdout)
-    assert SIM_RUN_KEYS <= set(summary)
+    assert SIM_RUN_KEYS <= set(summary) and SIM_RUN_KEYS - {"scenario", "out"} <= set(summary["units"])
     assert summary["scenario"] == "confined-shelf" and Path(summary["out"]) == out
     assert summary["spin_up_cached"] is False and "spin-up" in stderr  # progress went to stderr
     run = read_run(out)

@@ -58,6 +58,8 @@ class RunBoard:
         self.compare = pn.widgets.MultiChoice(name="Maps of", options={}, value=[], sizing_mode="stretch_width",
                                               css_classes=["compare-runs"])
         self.compare.param.watch(lambda event: self._show_rows(), "value")
+        self.table_key: list[tuple[str, Any, Any]] = []
+        """(label, status, latest snapshot) of each job as the table last showed them."""
         self.table = pn.widgets.Tabulator(metrics_frame([]), disabled=True, show_index=False, titles=TABLE_TITLES,
                                           sizing_mode="stretch_width", layout="fit_data_fill", visible=False,
                                           formatters={**{k: NumberFormatter(format=f) for k, f in TABLE_FORMATS.items()},
@@ -177,9 +179,12 @@ class RunBoard:
                 row.push(snap, limits, job.history())
         if added:
             self._show_rows()
-        frame = metrics_frame(self.jobs)
-        if not frame.equals(self.table.value):
-            self.table.value = frame
+        key = [(label, job.status, snaps[job.id]) for label, job in self.jobs]
+        if not _same_rows(key, self.table_key):  # the table changes only with a job's status or a new snapshot
+            self.table_key = key
+            frame = metrics_frame(self.jobs)
+            if not frame.equals(self.table.value):
+                self.table.value = frame
         self.table.visible = bool(self.jobs)
         self.clear_button.disabled = not any(job.status.finished for _, job in self.jobs)
 
@@ -249,3 +254,9 @@ class RunBoard:
         plt.close(fig)
         buf.seek(0)
         return buf
+
+
+def _same_rows(a: list[tuple[str, Any, Any]], b: list[tuple[str, Any, Any]]) -> bool:
+    """Whether two (label, status, snapshot) lists name the same jobs in the same state (snapshots by identity:
+    a job publishes a new one for every change)."""
+    return len(a) == len(b) and all(x[0] == y[0] and x[1] is y[1] and x[2] is y[2] for x, y in zip(a, b))

@@ -99,6 +99,8 @@ class JobCard:
         self.pause.on_click(self._on_pause)
         self.cancel.on_click(lambda event: self.job.cancel())
         self.controls = pn.Row(self.pause, self.cancel)
+        self.shown: tuple = ()
+        """(status, progress in thousandths, text) as last shown: an update that would show the same does nothing."""
         self.view = pn.Column(self.info, self.progress, self.controls, css_classes=["job-card"],
                               styles={"border": "1px solid #ddd", "border-radius": "6px", "padding": "4px"},
                               sizing_mode="stretch_width")
@@ -116,8 +118,6 @@ class JobCard:
         elapsed = float(last.get("seconds", 0.0))
         eta = elapsed * (1 - progress) / progress if progress > 0.01 and not status.finished else None
         device = where_text(job)
-        self.progress.value = int(1000 * progress)
-        self.progress.bar_color = STATUS_COLOURS[status]
         epoch, phase = last.get("epoch", 0), ""
         if last.get("phase") == "refit":  # the second phase of a flux run: its epochs count from 1 again
             latest = job.latest()
@@ -136,7 +136,13 @@ class JobCard:
             text += f"\n\n<span style='color:#b00020'>Failed: {job.error}</span>"
         elif status is JobStatus.SHORT:
             text += f"\n\n<span style='color:#8a5300'>Cut short: {job.shortfall}</span>"
+        shown = (status, int(1000 * progress), text)
+        if shown == self.shown:  # a class's waiting cards poll twice a second with nothing new to say
+            return
+        self.shown = shown
         self.info.object = text
+        self.progress.value = int(1000 * progress)
+        self.progress.bar_color = STATUS_COLOURS[status]
         self.pause.name = "Resume" if status is JobStatus.PAUSED else "Pause"
         self.pause.disabled = status not in (JobStatus.RUNNING, JobStatus.PAUSED)
         self.cancel.disabled = status.finished

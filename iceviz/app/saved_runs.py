@@ -40,7 +40,7 @@ EMULATOR_VARIABLES = ("h", "h_true", "speed_error", "triangles")
 LOAD_ERRORS = (ValueError, OSError, RuntimeError, KeyError, TypeError, IndexError, MemoryError)
 """What loading a run folder written elsewhere may raise: each becomes a message, never a traceback."""
 VIEWS = {"flux": "_flux_view", "viscosity": "_viscosity_view", "emulator": "_emulator_view"}
-"""The method of :class:`SavedRuns` that shows a run of each model family (every registered family has one)."""
+"""The method of :class:`SavedRuns` that shows a run of each trained family (each of ``families.TRAINED``)."""
 
 
 def scores_table(metrics: dict[str, Any]) -> pn.pane.Markdown:

@@ -31,6 +31,7 @@ from iceviz.sim.model import Forcing, RunSettings
 from iceviz.sim.scenarios import SCENARIOS, box_overrides
 from iceviz.sim.ssa import SimulationError
 from iceviz.sim.ugrid import write_run
+from iceviz.training.families import simulator_output
 from iceviz.runtime.job import JobStatus
 from iceviz.runtime.queue import JobQueue, QueueFull, SessionQueue
 from iceviz.viz import mesh_figures
@@ -294,5 +295,5 @@ class SimulatorView:
         if job is None or job.run is None:
             return io.BytesIO(b"")
         with tempfile.TemporaryDirectory() as tmp:
-            path = write_run(job.run, Path(tmp) / "run.nc")
+            path = write_run(simulator_output(job.run), Path(tmp) / "run.nc")
             return io.BytesIO(path.read_bytes())

@@ -71,10 +71,36 @@ def keep_freed_memory() -> None:
         pass
 
 
+_sends: queue.SimpleQueue = queue.SimpleQueue()
+_sender: threading.Thread | None = None
+_sender_lock = threading.Lock()
+
+
+def _send_in_order(call: Callable[[], Any]) -> None:
+    """Make ``call`` (a request to the scheduler) from this module's sender thread, after every call sent before
+    it: a click that pauses a job never waits on the scheduler (measured: 0.2-0.4 s under a class's load), and
+    a pause followed by a resume reaches it in that order. A call that fails is dropped (the scheduler has gone:
+    the job's own side ends its task)."""
+    global _sender
+    with _sender_lock:
+        if _sender is None or not _sender.is_alive():
+            def send() -> None:
+                while True:
+                    try:
+                        _sends.get()()
+                    except Exception:  # noqa: BLE001 - see above
+                        pass
+
+            _sender = threading.Thread(target=send, name="iceviz-event-sender", daemon=True)
+            _sender.start()
+    _sends.put(call)
+
+
 class CachedEvent:
     """A ``distributed.Event`` by name, whose ``is_set`` asks the scheduler at most every ``CHECK_EVERY_S``
-    (a trainer calls it between every step); ``set``, ``clear`` and ``wait`` go straight to it. Pickled by
-    name, so the worker's copy is the same event. ``client``: a function giving the client to use when the
+    (a trainer calls it between every step); ``wait`` goes straight to it, ``set`` and ``clear`` hold at once
+    here and reach the scheduler a moment later (:func:`_send_in_order`). Pickled by name, so the worker's
+    copy is the same event. ``client``: a function giving the client to use when the
     event is first needed (None: the worker's, or the default client)."""
 
     def __init__(self, name: str, client: Callable[[], Any] | None = None):
@@ -121,12 +147,12 @@ class CachedEvent:
             self._watcher = None
 
     def set(self) -> None:
-        self._get().set()
         self._value, self._asked = True, time.monotonic()
+        _send_in_order(lambda: self._get().set())
 
     def clear(self) -> None:
-        self._get().clear()
         self._value, self._asked = False, time.monotonic()
+        _send_in_order(lambda: self._get().clear())
 
     def wait(self, timeout: float | None = None) -> bool:
         self._value = bool(self._get().wait(timeout))

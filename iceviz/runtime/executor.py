@@ -98,10 +98,11 @@ def gpu_lane(worker: int, gpus: int) -> int | None:
 def _set_up_worker(dask_worker: Any = None) -> None:
     """On each worker of an embedded cluster: a lower priority than the server's (its event loop thread: the
     threads it starts inherit it) and its GPU lane, when the machine has GPUs (a job's ``auto`` device is then
-    that GPU)."""
-    import torch  # every job that trains imports it: seconds, once, while no job waits yet
-
+    that GPU). The priority first: the import of torch that follows (seconds of CPU in each worker, once, so
+    that no job waits for it; :func:`prepare` then imports what jobs need) yields to a newcomer's first clicks."""
     lower_thread_priority(WORKER_NICE)
+    import torch
+
     lane = gpu_lane(int(dask_worker.name), torch.cuda.device_count() if torch.cuda.is_available() else 0)
     if lane is not None:
         torch.cuda.set_device(lane)

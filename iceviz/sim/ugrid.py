@@ -73,10 +73,11 @@ REQUIRED = (MESH, NODE_X, NODE_Y, FACE_NODES, EDGE_NODES, BOUNDARY_NODES, BOUNDA
 """Variables every run file has."""
 
 
-def write_run(run: SimRun, path: str | os.PathLike) -> Path:
-    """Write ``run`` to ``path`` (parent folders created, the file replaced atomically); the path written."""
+def write_run(run: SimRun | xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write ``run`` (or its dataset, as :func:`run_dataset` makes it) to ``path`` (parent folders created, the file
+    replaced atomically); the path written."""
     p = Path(path).expanduser()
-    ds = run_dataset(run)
+    ds = run if isinstance(run, xr.Dataset) else run_dataset(run)
     encoding = {name: {"zlib": True, "complevel": 4} for name in (*FIELDS, "bed")}
     tmp = None
     try:

@@ -1,5 +1,5 @@
-"""The model families, one registration each: the trainer, what a finished run reports, what its prediction file
-holds.
+"""The model families, one registration each: the trainer (or runner), what a finished run reports, what its output
+file holds.
 
 The model registry (:mod:`iceviz.models.registry`) names each model's family; everything that differs between
 families is looked up here by that name (:func:`get_family`; an unknown one fails loudly): the CLI's JSON line
@@ -15,6 +15,13 @@ module holding its trainer and one :class:`Family` in :data:`FAMILIES`:
 - ``checkpoint`` (:class:`~iceviz.training.checkpoint.CheckpointHooks`): what its checkpoints hold beyond the
   common keys (weights, config, hyper-parameters, data spec, metrics), how that is checked before anything is
   built from it, and how the network is rebuilt.
+
+The simulator is a family too (``simulator``), with nothing to train: its runner
+(:class:`~iceviz.sim.job.SimulationTask`, built from a scenario, its parameters, a forcing and run settings, each
+a ``param`` class in :mod:`iceviz.sim`) has the same ``fit(control)``; its report and output serve
+``iceviz sim run`` and the Simulator tab's export; it keeps no checkpoints (its spun-up states are cached
+instead) and its jobs estimate their own memory (:func:`~iceviz.sim.job.simulation_memory`). It has no entry in
+the model registry: ``iceviz train`` and the Saved runs tab are for the trained families.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ from iceviz.data.netcdf import fields_dataset
 from iceviz.data.splits import validation_mask
 from iceviz.models.emulators import mlp_parameters
 from iceviz.models.registry import flux_size_defaults
+from iceviz.sim.job import SimulationTask
+from iceviz.sim.model import SimRun
+from iceviz.sim.ugrid import run_dataset
 from iceviz.training.base import FitResult
 from iceviz.training.checkpoint import EMULATOR_CHECKPOINT, FLUX_CHECKPOINT, VISCOSITY_CHECKPOINT, CheckpointHooks
 from iceviz.training.emulator_trainer import EmulatorTrainer
@@ -41,16 +51,18 @@ class Family:
 
     name: str
     trainer: Callable[..., Any]
-    """Builds the trainer: ``trainer(spec, problem, params, device=..., grid_shape=...)``."""
-    report: Callable[[Any, FitResult], tuple[dict[str, Any], str]]
-    """(trained trainer, its result) -> (the family's JSON keys, with ``units``; one line for people)."""
+    """Builds what runs: ``trainer(spec, problem, params, device=..., grid_shape=...)`` (the simulator's runner:
+    ``SimulationTask(scenario, overrides, forcing, settings)()``); it has ``fit(control)``."""
+    report: Callable[[Any, Any], tuple[dict[str, Any], str]]
+    """(trainer or runner, its result) -> (the family's JSON keys, with ``units``; one line for people)."""
     prediction: Callable[[xr.Dataset, dict[str, Any]], xr.Dataset]
-    """(the final snapshot's fields, the run's summary) -> the dataset ``prediction.nc`` holds."""
-    checkpoint: CheckpointHooks
-    """What its checkpoints hold beyond the common keys, and how that is checked and rebuilt."""
-    memory: Callable[[Any], tuple[int, int]]
+    """(the final fields, the run's summary) -> the dataset its output file (``prediction.nc``) holds."""
+    checkpoint: CheckpointHooks | None
+    """What its checkpoints hold beyond the common keys, and how that is checked and rebuilt (None: it keeps
+    none)."""
+    memory: Callable[[Any], tuple[int, int]] | None
     """hyper-parameters -> (weights, values stored per step for the backward pass): the job's memory estimate
-    (:func:`~iceviz.training.memory.job_memory`)."""
+    (:func:`~iceviz.training.memory.job_memory`; None: its jobs estimate their own)."""
     problem_defaults: Callable[[Any, Any], dict[str, Any]] = lambda spec, problem: {}
     """(model spec, problem) -> hyper-parameters that follow the problem (before the source's own hints)."""
     plans_its_length: bool = False
@@ -190,6 +202,42 @@ def emulator_prediction(fields: xr.Dataset, summary: dict[str, Any]) -> xr.Datas
                                **{k: summary[k] for k in ("rmse_h", "rmse_v", "r", "speedup")})
 
 
+# -- simulator: the finite-element model itself, run on a scenario (nothing to train) ------------------------------
+
+SIMULATOR_UNITS = {
+    "wall_time": "s", "steps": "time steps", "snapshots": "saved states (the start included)",
+    "nodes": "mesh nodes", "iterations": "SSA solver iterations, all steps",
+    "grounding_line_start": "m (centreline, from the inflow boundary)", "grounding_line_end": "m",
+    "volume_change": "m3 (ice volume at the end minus at the start)",
+    "budget_residual": "relative mass-budget residual: |volume change - sum of fluxes| / the largest term",
+}
+"""The simulator family's JSON keys (beyond what the run was asked: scenario, forcing, years) and their units."""
+
+
+def simulator_report(runner: Any, run: SimRun) -> tuple[dict[str, Any], str]:
+    """The run's size, cost and outcome; ``runner`` (unused) keeps the families' signature."""
+    gl, volume = run.diagnostics["grounding_line"], run.diagnostics["volume"]
+    out = {"wall_time": round(run.wall_time, 3), "steps": len(run.steps["t"]), "snapshots": len(run.times),
+           "nodes": run.mesh.n_nodes, "iterations": int(run.steps["iterations"].sum()),
+           "grounding_line_start": float(gl[0]), "grounding_line_end": float(gl[-1]),
+           "volume_change": float(volume[-1] - volume[0]), "budget_residual": run.budget.relative_residual,
+           "units": SIMULATOR_UNITS}
+    line = (f"{out['steps']} steps in {run.wall_time:.1f} s; grounding line {gl[0] / 1e3:.1f} -> "
+            f"{gl[-1] / 1e3:.1f} km, volume change {out['volume_change']:.4g} m³ (budget residual "
+            f"{out['budget_residual']:.1e})")
+    return out, line
+
+
+def simulator_prediction(fields: xr.Dataset, summary: dict[str, Any]) -> xr.Dataset:
+    """The run's UGRID dataset (:func:`~iceviz.sim.ugrid.run_dataset`) with its outcome in the attributes."""
+    return fields.assign_attrs({f"summary_{k}": summary[k] for k in SIMULATOR_UNITS if k in summary})
+
+
+def simulator_output(run: SimRun) -> xr.Dataset:
+    """What a simulation's output file holds: :func:`simulator_prediction` of the run (CLI and app alike)."""
+    return get_family("simulator").prediction(run_dataset(run), simulator_report(None, run)[0])
+
+
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("flux", FluxTrainer, flux_report, flux_prediction, FLUX_CHECKPOINT, flux_memory,
            problem_defaults=flux_problem_defaults, plans_its_length=True),
@@ -197,7 +245,10 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            viscosity_memory),
     Family("emulator", EmulatorTrainer, emulator_report, emulator_prediction, EMULATOR_CHECKPOINT,
            emulator_memory),
+    Family("simulator", SimulationTask, simulator_report, simulator_prediction, checkpoint=None, memory=None),
 )}
+TRAINED = tuple(name for name, family in FAMILIES.items() if family.checkpoint is not None)
+"""The families whose runs are trained and saved as checkpoints (the model registry's)."""
 
 
 def get_family(name: str) -> Family:

@@ -1,8 +1,13 @@
 """Job cards and live rows: what the user reads about a job, drawn from its snapshots."""
 
+import threading
+import time
 
-from iceviz.app.live import TABLE_FORMATS, JobCard, LiveRow, metrics_frame, shared_limits
-from iceviz.runtime.job import JobStatus
+import pytest
+
+from iceviz.app.live import TABLE_FORMATS, JobCard, LiveRow, metrics_frame, shared_limits, waiting_text
+from iceviz.runtime.job import Job, JobStatus
+from iceviz.runtime.queue import JobQueue
 from iceviz.training.trainers import training_job
 from iceviz.viz.live_figures import shared_ranges
 
@@ -63,13 +68,9 @@ def test_a_card_says_what_a_job_waits_for_before_its_first_epoch():
     assert "waiting for a free worker" in card.info.object and "epoch 0" not in card.info.object
 
 
-def test_a_waiting_job_says_its_place_in_the_servers_line():
-    import threading
-
-    from iceviz.app.live import waiting_text
-    from iceviz.runtime.job import Job
-    from iceviz.runtime.queue import JobQueue
-
+@pytest.fixture
+def line_of_three():
+    """Three jobs in a one-slot line: the first running (held until the test ends), two waiting."""
     gate = threading.Event()
 
     class Blocked:
@@ -80,12 +81,38 @@ def test_a_waiting_job_says_its_place_in_the_servers_line():
 
     queue = JobQueue(slots=1)
     jobs = [queue.submit(Job(f"j{i}", Blocked, snapshot_every=None), f"session-{i}") for i in range(3)]
-    try:
-        assert waiting_text(jobs[0]) == "starting its worker"
-        assert waiting_text(jobs[1]) == "next in line for a free worker"
-        assert waiting_text(jobs[2]) == "waiting for a free worker: 1 job(s) ahead"
-        assert waiting_text(Job("alone", Blocked)) == "waiting for a free worker"  # in no queue
-    finally:
-        gate.set()
-        for job in jobs:
-            job.wait(5)
+    yield jobs, Blocked
+    gate.set()
+    for job in jobs:
+        job.cancel()
+        job.wait(5)
+
+
+def test_a_waiting_job_says_its_place_in_the_servers_line(line_of_three):
+    jobs, blocked = line_of_three
+    assert waiting_text(jobs[0]) == "starting its worker"
+    assert waiting_text(jobs[1]) == "next in line for a free worker"
+    assert waiting_text(jobs[2]) == "waiting for a free worker: 1 job(s) ahead"
+    assert waiting_text(Job("alone", blocked)) == "waiting for a free worker"  # in no queue
+
+
+def test_a_card_with_nothing_new_to_say_sends_nothing_and_shows_every_change(line_of_three):
+    """A class's waiting cards are polled twice a second: an update that would show the same touches no widget;
+    a new place in line is shown at once."""
+    jobs, _ = line_of_three
+    card = JobCard(jobs[2], "dfnn #3")
+    assert "1 job(s) ahead" in card.info.object
+    changes: list[str] = []
+    for widget, name in ((card.info, "object"), (card.progress, "value"), (card.pause, "name"),
+                         (card.pause, "disabled"), (card.progress, "bar_color")):
+        widget.param.watch(lambda event: changes.append(event.name), name, onlychanged=False)
+    for _ in range(5):
+        card.update()
+    assert changes == []
+    jobs[0].cancel()
+    assert jobs[0].wait(5).finished
+    deadline = time.monotonic() + 5
+    while "next in line" not in card.info.object and time.monotonic() < deadline:
+        card.update()
+        time.sleep(0.01)
+    assert "next in line for a free worker" in card.info.object and "object" in changes

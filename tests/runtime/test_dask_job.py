@@ -10,7 +10,7 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from iceviz.cli import main  # noqa: E402
-from iceviz.runtime.dask_job import local_client  # noqa: E402
+from iceviz.runtime.dask_job import CachedEvent, local_client  # noqa: E402
 from iceviz.runtime.job import JobStatus  # noqa: E402
 from iceviz.training.trainers import training_job  # noqa: E402
 
@@ -52,6 +52,21 @@ def test_pause_resume_and_cancel_reach_the_task_within_a_second(cluster):
     start = time.monotonic()
     job.cancel()
     assert job.wait(10) is JobStatus.CANCELLED and time.monotonic() - start < 1.0
+
+
+def test_a_click_never_waits_on_the_scheduler_and_its_events_arrive_in_order(cluster):
+    """set / clear hold at once on the job's side and reach the scheduler in the order they were made."""
+    here = CachedEvent("iceviz-test-order", lambda: cluster)
+    there = distributed.Event("iceviz-test-order", client=cluster)
+    for _ in range(20):
+        here.set()
+        assert here.is_set()
+        here.clear()
+        assert not here.is_set()
+    here.set()
+    wait_until(there.is_set, 10)
+    here.clear()
+    wait_until(lambda: not there.is_set(), 10)
 
 
 def test_a_failure_on_the_worker_is_the_jobs_message(cluster):

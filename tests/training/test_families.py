@@ -7,6 +7,7 @@ import dataclasses
 
 import param
 import pytest
+import xarray as xr
 
 from iceviz.models import registry
 from iceviz.runtime.job import Control
@@ -18,11 +19,33 @@ from iceviz.training.trainers import make_trainer
 
 
 def test_every_registered_model_belongs_to_a_registered_family():
-    assert {spec.family for spec in registry.REGISTRY.values()} == set(families.FAMILIES)
+    assert {spec.family for spec in registry.REGISTRY.values()} == set(families.TRAINED)
+    assert set(families.FAMILIES) - set(families.TRAINED) == {"simulator"}
+
+
+def test_the_simulator_is_a_family_whose_runner_runs_a_scenario_and_reports_with_units(tmp_path):
+    """Its runner is what the simulation job runs; its report says what every number means, its output keeps
+    the outcome beside the run's own fields."""
+    from iceviz.sim.ugrid import read_run, write_run
+
+    sim = families.get_family("simulator")
+    assert sim.checkpoint is None and sim.memory is None
+    task = sim.trainer("confined-shelf", dict(resolution=8e3, refined_resolution=4e3, spin_up_years=0),
+                       {}, dict(years=0.5, snapshot_every=0.5), tmp_path)
+    run = task().fit(Control())
+    keys, line = sim.report(None, run)
+    assert set(keys) - {"units"} == set(keys["units"]) and keys["nodes"] == run.mesh.n_nodes
+    assert keys["steps"] > 0 and keys["snapshots"] == 2 and keys["budget_residual"] < 1e-8
+    assert f"{keys['steps']} steps" in line
+    path = write_run(families.simulator_output(run), tmp_path / "run.nc")
+    again = read_run(path)
+    assert again.mesh.n_nodes == run.mesh.n_nodes
+    with xr.open_dataset(path) as ds:
+        assert ds.attrs["summary_volume_change"] == pytest.approx(keys["volume_change"])
 
 
 def test_an_unknown_family_fails_loudly_wherever_it_is_looked_up():
-    with pytest.raises(ValueError, match=r"unknown model family 'mesh'; registered: flux, viscosity, emulator"):
+    with pytest.raises(ValueError, match=r"unknown model family 'mesh'; registered: flux, viscosity, emulator, simulator"):
         families.get_family("mesh")
     stray = dataclasses.replace(registry.get_model("dfnn"), family="mesh")
     with pytest.raises(ValueError, match="unknown model family 'mesh'"):
