@@ -81,7 +81,8 @@ class Sampler(threading.Thread):
             before = now
             cpu, server_cpu = _cpu(self.server) - server_cpu, _cpu(self.server)
             own, own_cpu = _cpu(os.getpid()) - own_cpu, _cpu(os.getpid())
-            self.samples.append({"own_cpu": own, "server_rss": _rss(self.server), "workers_rss": sum(_rss(p) for p in kids),
+            self.samples.append({"own_cpu": own, "server_rss": _rss(self.server),
+                                 "workers_rss": sum(_rss(p) for p in kids),
                                  "processes": len(kids), "busy": busy, "server_cpu": cpu})
 
 
@@ -242,7 +243,8 @@ def classroom(pages: int, executor: str, students: int = 0) -> dict:
         "busy_processes_max": max(x["busy"] for x in s),
         "jobs_waiting_max": most_waiting,
         "processes_max": max(x["processes"] for x in s),
-        "server_rss_mib": {"pages_only": round(rss_pages / 2**20), "start": round(rss_start / 2**20), "max": round(max(x["server_rss"] for x in s) / 2**20),
+        "server_rss_mib": {"pages_only": round(rss_pages / 2**20), "start": round(rss_start / 2**20),
+                           "max": round(max(x["server_rss"] for x in s) / 2**20),
                            "end": round(s[-1]["server_rss"] / 2**20)},
         "workers_rss_mib_max": round(max(x["workers_rss"] for x in s) / 2**20),
         "idle_after_close_s": round(idle_s, 1),

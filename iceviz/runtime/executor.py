@@ -30,7 +30,7 @@ from typing import Any
 
 from iceviz.runtime.dask_job import SCHEDULER_VAR, DaskJob, scheduler_address, scheduler_client
 from iceviz.runtime.job import Job, lower_thread_priority
-from iceviz.runtime.queue import default_slots
+from iceviz.runtime.queue import default_slots, resize_server_queue
 from iceviz.runtime.worker import ProcessJob, warm_up
 
 EXECUTOR_VAR = "ICEVIZ_EXECUTOR"
@@ -160,9 +160,14 @@ def server_slots() -> int | None:
         except ValueError:  # unreachable: every job will fail with the reason
             return None
         if client is not None:
-            workers = client.scheduler_info().get("workers", {}).values()
-            return max(1, sum(int(w.get("nthreads", 1)) for w in workers))
+            return max(1, _workers(client)[1])
     return None
+
+
+def _workers(client: Any) -> tuple[int, int]:
+    """(workers, worker threads) of the cluster ``client`` is on (it asks the scheduler)."""
+    info = client.scheduler_info().get("workers", {}).values()
+    return len(info), sum(int(w.get("nthreads", 1)) for w in info)
 
 
 def prepare(*preload: str) -> None:
@@ -191,7 +196,8 @@ def prepare(*preload: str) -> None:
 
 def describe() -> str:
     """One line for people: where this server's jobs run (the cluster's workers counted at most every
-    ``DESCRIBE_EVERY_S``: it asks the scheduler)."""
+    ``DESCRIBE_EVERY_S``: it asks the scheduler). On an existing cluster the server's queue follows its worker
+    threads then (a worker lost, or one more started)."""
     global _described
     name = executor_name()
     if name == "processes":
@@ -200,9 +206,11 @@ def describe() -> str:
     if _client is None:
         return "a Dask cluster (starting)"
     if time.monotonic() - _described[0] >= DESCRIBE_EVERY_S:
-        workers = len(_client.scheduler_info().get("workers", {}))
+        workers, threads = _workers(_client)
         text = (f"an embedded Dask cluster of {workers} worker processes" if _cluster is not None
                 else f"the Dask cluster at {_client.scheduler.address} ({workers} workers)")
+        if _cluster is None and workers:
+            resize_server_queue(threads)
         _described = (time.monotonic(), text)
     return _described[1]
 

@@ -176,6 +176,13 @@ class JobQueue:
             if not job.alive and job.status is not JobStatus.RUNNING:
                 self._release(job)  # cancelled between the queue and its start
 
+    def resize(self, slots: int) -> None:
+        """Run at most ``slots`` jobs at once from now on (a cluster gained or lost workers): more room starts
+        the next waiting jobs at once; less lets the running ones finish."""
+        with self._lock:
+            self.slots = max(1, int(slots))
+        self._fill()
+
     # -- observing and cancelling ---------------------------------------------------------------------
     def order(self) -> list[Job]:
         """The waiting jobs in the order they will start (round robin by session, as :meth:`_fill` does)."""
@@ -267,9 +274,18 @@ def _process_queue(name: str, slots: Callable[[], int | None]) -> JobQueue:
         return _process_queues[name]
 
 
+def resize_server_queue(slots: int) -> None:
+    """Give the server's queue ``slots`` slots, if it has been made (:meth:`JobQueue.resize`)."""
+    with _process_lock:
+        queue = _process_queues.get("server")
+    if queue is not None and queue.slots != max(1, int(slots)):
+        queue.resize(slots)
+
+
 def server_queue() -> JobQueue:
     """The process's one queue, shared by every session of a server: one slot per core but one (on an
-    existing Dask cluster, one per worker thread)."""
+    existing Dask cluster, one per worker thread, followed as workers come and go: :func:`resize_server_queue`,
+    from :func:`iceviz.runtime.executor.describe`)."""
     from iceviz.runtime.executor import server_slots  # the executor imports this module
 
     return _process_queue("server", server_slots)

@@ -3,7 +3,9 @@ fall-back to worker processes."""
 
 from __future__ import annotations
 
+import math
 import os
+import time
 
 import pytest
 
@@ -110,6 +112,23 @@ def test_an_existing_cluster_gives_the_slots_and_an_unreachable_one_is_named(das
     with pytest.raises(ValueError, match="no Dask scheduler answered at tcp://127.0.0.1:1"):
         executor.server_client()
     assert executor.server_slots() is None  # the queue still works; every job fails with the reason
+
+
+def test_the_server_queue_follows_an_existing_cluster_as_it_loses_a_worker(dask_executor, monkeypatch):
+    from iceviz.runtime import queue
+
+    monkeypatch.setattr(queue, "_process_queues", {})
+    with local_client(2) as client:
+        executor.configure(client.scheduler.address)
+        assert queue.server_queue().slots == 2
+        client.cluster.scale(1)
+        deadline = time.monotonic() + 30
+        while len(client.scheduler_info()["workers"]) > 1:
+            assert time.monotonic() < deadline, "the worker did not leave"
+            time.sleep(0.1)
+        monkeypatch.setattr(executor, "_described", (-math.inf, ""))  # the next look asks the scheduler
+        assert executor.describe().endswith("(1 workers)") and queue.server_queue().slots == 1
+    executor.shutdown()
 
 
 def test_the_workers_take_the_gpus_in_turn():

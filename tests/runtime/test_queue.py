@@ -48,6 +48,22 @@ def test_at_most_slots_jobs_run_and_the_rest_wait():
         assert j.wait(5) is JobStatus.DONE
 
 
+def test_a_queue_resized_starts_waiting_jobs_at_once_and_lets_running_ones_finish():
+    gate = threading.Event()
+    started: list = []
+    queue = JobQueue(slots=1)
+    jobs = [queue.submit(Job(f"j{i}", lambda: GatedTrainer(gate, started), snapshot_every=None), f"s{i}")
+            for i in range(3)]
+    assert _wait(lambda: len(started) == 1)
+    queue.resize(2)  # a worker joined the cluster
+    assert _wait(lambda: len(started) == 2) and jobs[2].status is JobStatus.QUEUED
+    queue.resize(0)  # every worker left: at least one slot stays, the running jobs go on
+    assert queue.slots == 1 and all(j.status is JobStatus.RUNNING for j in jobs[:2])
+    gate.set()
+    for j in jobs:
+        assert j.wait(5) is JobStatus.DONE
+
+
 def test_cancel_all_stops_running_and_queued_jobs():
     gate = threading.Event()
     started: list = []
