@@ -178,9 +178,12 @@ class JobQueue:
 
     def resize(self, slots: int) -> None:
         """Run at most ``slots`` jobs at once from now on (a cluster gained or lost workers): more room starts
-        the next waiting jobs at once; less lets the running ones finish."""
+        the next waiting jobs at once; less lets the running ones finish; the same number changes nothing."""
+        slots = max(1, int(slots))
         with self._lock:
-            self.slots = max(1, int(slots))
+            if slots == self.slots:
+                return
+            self.slots = slots
         self._fill()
 
     # -- observing and cancelling ---------------------------------------------------------------------
@@ -278,7 +281,7 @@ def resize_server_queue(slots: int) -> None:
     """Give the server's queue ``slots`` slots, if it has been made (:meth:`JobQueue.resize`)."""
     with _process_lock:
         queue = _process_queues.get("server")
-    if queue is not None and queue.slots != max(1, int(slots)):
+    if queue is not None:
         queue.resize(slots)
 
 

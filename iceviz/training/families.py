@@ -235,7 +235,7 @@ def simulator_prediction(fields: xr.Dataset, summary: dict[str, Any]) -> xr.Data
 
 def simulator_output(run: SimRun) -> xr.Dataset:
     """What a simulation's output file holds: :func:`simulator_prediction` of the run (CLI and app alike)."""
-    return get_family("simulator").prediction(run_dataset(run), simulator_report(None, run)[0])
+    return simulator_prediction(run_dataset(run), simulator_report(None, run)[0])
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
