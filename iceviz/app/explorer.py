@@ -206,8 +206,8 @@ def server_text(queue: JobQueue) -> str:
     """Where this server's jobs run, and how busy it is (every session's jobs)."""
     running = len(queue.running)
     waiting = len(queue.jobs) - running
-    return (f"Jobs run on {describe()}, {queue.slots} at a time: {running} running, {waiting} waiting (every "
-            "session's).")
+    pace = f"{queue.slots} at a time" + (" (runs meant side by side start together)" if running > queue.slots else "")
+    return f"Jobs run on {describe()}, {pace}: {running} running, {waiting} waiting (every session's)."
 
 
 class Explorer:

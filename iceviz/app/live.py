@@ -17,6 +17,7 @@ import pandas as pd
 import panel as pn
 from bokeh.models import Range1d
 
+from iceviz.app.controls import JobControls
 from iceviz.runtime.job import Job, JobStatus
 from iceviz.training.snapshot import Snapshot
 from iceviz.viz import maps
@@ -94,11 +95,7 @@ class JobCard:
         self.progress = pn.indicators.Progress(value=0, max=1000, sizing_mode="stretch_width", height=14,
                                                bar_color="primary")
         self.info = pn.pane.Markdown("", margin=(0, 5), sizing_mode="stretch_width")
-        self.pause = pn.widgets.Button(name="Pause", button_type="default", width=80)
-        self.cancel = pn.widgets.Button(name="Cancel", button_type="danger", width=80)
-        self.pause.on_click(self._on_pause)
-        self.cancel.on_click(lambda event: self.job.cancel())
-        self.controls = pn.Row(self.pause, self.cancel)
+        self.controls = JobControls(on_pause=self._on_pause, on_cancel=self.job.cancel)
         self.shown: tuple = ()
         """(status, progress in thousandths, text) as last shown: an update that would show the same does nothing."""
         self.view = pn.Column(self.info, self.progress, self.controls, css_classes=["job-card"],
@@ -106,7 +103,7 @@ class JobCard:
                               sizing_mode="stretch_width")
         self.update()
 
-    def _on_pause(self, event: Any) -> None:
+    def _on_pause(self) -> None:
         toggle_pause(self.job)
         self.update()
 
@@ -143,9 +140,9 @@ class JobCard:
         self.info.object = text
         self.progress.value = int(1000 * progress)
         self.progress.bar_color = STATUS_COLOURS[status]
-        self.pause.name = "Resume" if status is JobStatus.PAUSED else "Pause"
-        self.pause.disabled = status not in (JobStatus.RUNNING, JobStatus.PAUSED)
-        self.cancel.disabled = status.finished
+        self.controls.param.update(pause_label="Resume" if status is JobStatus.PAUSED else "Pause",
+                                   pause_disabled=status not in (JobStatus.RUNNING, JobStatus.PAUSED),
+                                   cancel_disabled=status.finished)
         if status.finished and len(self.view) > 1:  # collapse to its one line of text
             self.view.objects = [self.info]
 

@@ -18,7 +18,7 @@ def test_a_failed_worker_job_shows_its_message_on_the_card():
     card = JobCard(job, "dfnn #1")
     card.update()
     assert "failed" in card.info.object and "unknown synthetic NAME 'nope'" in card.info.object
-    assert card.pause.disabled and card.cancel.disabled
+    assert card.controls.pause_disabled and card.controls.cancel_disabled
 
 
 def test_live_row_draws_the_snapshot_and_follows_new_ones():
@@ -103,8 +103,8 @@ def test_a_card_with_nothing_new_to_say_sends_nothing_and_shows_every_change(lin
     card = JobCard(jobs[2], "dfnn #3")
     assert "1 job(s) ahead" in card.info.object
     changes: list[str] = []
-    for widget, name in ((card.info, "object"), (card.progress, "value"), (card.pause, "name"),
-                         (card.pause, "disabled"), (card.progress, "bar_color")):
+    for widget, name in ((card.info, "object"), (card.progress, "value"), (card.controls, "pause_label"),
+                         (card.controls, "pause_disabled"), (card.progress, "bar_color")):
         widget.param.watch(lambda event: changes.append(event.name), name, onlychanged=False)
     for _ in range(5):
         card.update()
