@@ -17,8 +17,8 @@ import param
 
 BUTTON_CSS = """
 .controls { display: flex; gap: 20px; padding: 5px 10px; }
-button { width: 80px; height: 32px; padding: 6px 12px; border: 1px solid transparent; border-radius: 6px;
-         font: inherit; font-size: 12.8px; line-height: 1.43; cursor: pointer; white-space: nowrap; }
+button { width: var(--button-width, 80px); height: 32px; padding: 6px 8px; border: 1px solid transparent;
+         border-radius: 6px; font: inherit; font-size: 12.8px; line-height: 1.43; cursor: pointer; white-space: nowrap; }
 button.pause { background: rgb(248, 249, 250); color: #000; }
 button.pause:hover:enabled { background: rgb(226, 230, 234); }
 button.cancel { background: rgb(220, 53, 69); color: #fff; }
@@ -28,7 +28,8 @@ button:disabled { opacity: 0.65; cursor: not-allowed; }
 
 
 class JobControls(pn.custom.JSComponent):
-    """Pause (or Resume) and Cancel for one job; ``on_pause`` / ``on_cancel`` run on the server when clicked."""
+    """Pause (or Resume) and Cancel for one job; ``on_pause`` / ``on_cancel`` run on the server when clicked.
+    ``button_width`` [px] is each button's width."""
 
     pause_label = param.String(default="Pause", doc="The first button's text: 'Pause', or 'Resume' while paused.")
     pause_disabled = param.Boolean(default=True, doc="Whether Pause / Resume can be clicked (only while it runs).")
@@ -58,8 +59,10 @@ class JobControls(pn.custom.JSComponent):
     """
     _stylesheets = [BUTTON_CSS]
 
-    def __init__(self, on_pause: Callable[[], None], on_cancel: Callable[[], None], **params: Any):
-        super().__init__(height=42, sizing_mode="stretch_width", **params)
+    def __init__(self, on_pause: Callable[[], None], on_cancel: Callable[[], None], button_width: int = 80,
+                 **params: Any):
+        super().__init__(height=42, width=2 * button_width + 40, sizing_mode="fixed",
+                         styles={"--button-width": f"{button_width}px"}, **params)
         self._actions = {"pause": on_pause, "cancel": on_cancel}
 
     def _handle_msg(self, data: Any) -> None:

@@ -80,16 +80,14 @@ class EmulatorView:
                                                      visible=False)
         self.ensemble_info = pn.pane.Markdown("No ensemble loaded.", width=300, css_classes=["emu-ensemble"])
         self.models = pn.widgets.MultiChoice.from_param(s.param.models, name="Emulators", width=300)
-        self.train_button, self.pause_button, self.cancel_button = run_buttons("Train", 95)
+        self.train_button, self.controls = run_buttons("Train", 95, self._on_pause, self.cancel)
         self.train_button.on_click(lambda event: self.train())
-        self.pause_button.on_click(lambda event: self._on_pause())
-        self.cancel_button.on_click(lambda event: self.cancel())
         hyper = pn.GridBox(*param_widgets(s.hyper, WIDGET_WIDTH), ncols=4, sizing_mode="fixed",
                            width=4 * (WIDGET_WIDTH + 12))
         controls = pn.Row(
             pn.Column(self.source, self.directory, self.build_button, self.build_progress, self.ensemble_info,
                       width=320, sizing_mode="fixed"),
-            pn.Column(self.models, pn.Row(self.train_button, self.pause_button, self.cancel_button),
+            pn.Column(self.models, pn.Row(self.train_button, self.controls),
                       pn.pane.Markdown("**Hyper-parameters** of every emulator (the budget is per emulator; "
                                        "left unchanged, each emulator keeps its own tuned value)"),
                       hyper, width=4 * (WIDGET_WIDTH + 12) + 10, sizing_mode="fixed"),
@@ -284,8 +282,8 @@ class EmulatorView:
         building = s.building()
         self.build_button.disabled = building or s.running()
         self.train_button.disabled = building or s.problem is None or s.running()
-        self.pause_button.disabled = active is None
-        self.pause_button.name = "Resume" if active is not None and active.status is JobStatus.PAUSED else "Pause"
-        self.cancel_button.disabled = not (s.running() or building)
+        self.controls.param.update(
+            pause_label="Resume" if active is not None and active.status is JobStatus.PAUSED else "Pause",
+            pause_disabled=active is None, cancel_disabled=not (s.running() or building))
         self.build_progress.bar_color = STATUS_COLOURS[JobStatus.RUNNING]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,11 +34,12 @@ STATUS_COLOURS = {
 }
 
 
-def run_buttons(label: str, width: int) -> tuple[pn.widgets.Button, pn.widgets.Button, pn.widgets.Button]:
-    """A start button named ``label``, and Pause / Cancel buttons (disabled until something runs)."""
+def run_buttons(label: str, width: int, on_pause: Callable[[], None],
+                on_cancel: Callable[[], None]) -> tuple[pn.widgets.Button, JobControls]:
+    """A start button named ``label``, and the Pause / Cancel controls (disabled until something runs), each
+    button ``width`` pixels wide."""
     return (pn.widgets.Button(name=label, button_type="primary", width=width),
-            pn.widgets.Button(name="Pause", button_type="default", width=width, disabled=True),
-            pn.widgets.Button(name="Cancel", button_type="danger", width=width, disabled=True))
+            JobControls(on_pause=on_pause, on_cancel=on_cancel, button_width=width, cancel_disabled=True))
 
 
 def toggle_pause(job: Job | None) -> None:

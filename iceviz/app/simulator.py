@@ -124,10 +124,8 @@ class SimulatorView:
     def _build(self, scenario: str) -> None:
         self.scenario = pn.widgets.Select(name="Scenario", options=list(SCENARIOS), value=scenario, width=260)
         self.scenario.param.watch(self._on_scenario, "value")
-        self.run_button, self.pause_button, self.cancel_button = run_buttons("Run", 80)
+        self.run_button, self.controls = run_buttons("Run", 80, self._on_pause, self.cancel)
         self.run_button.on_click(self._on_run)
-        self.pause_button.on_click(self._on_pause)
-        self.cancel_button.on_click(lambda event: self.cancel())
         self.size_button = pn.widgets.Button(name="Size to the map's region", button_type="light", width=260,
                                              visible=self.region_bounds is not None)
         self.size_button.on_click(lambda event: self.size_to_region())
@@ -141,7 +139,7 @@ class SimulatorView:
         self.params = pn.Tabs(("Scenario", self.scenario_params), ("Forcing", _grid(widgets_of(self.forcing))),
                               ("Run settings", _grid(widgets_of(self.settings))), dynamic=False,
                               sizing_mode="fixed", width=4 * (WIDGET_WIDTH + 12) + 10)
-        controls = pn.Row(pn.Column(self.scenario, pn.Row(self.run_button, self.pause_button, self.cancel_button),
+        controls = pn.Row(pn.Column(self.scenario, pn.Row(self.run_button, self.controls),
                                     self.size_button, self.mesh_toggle, self.download, width=300,
                                     sizing_mode="fixed"),
                           self.params, sizing_mode="stretch_width")
@@ -207,7 +205,7 @@ class SimulatorView:
         self._update_status()
         return self.job
 
-    def _on_pause(self, event: Any = None) -> None:
+    def _on_pause(self) -> None:
         toggle_pause(self.job)
         self._update_status()
 
@@ -281,9 +279,8 @@ class SimulatorView:
             else STATUS_COLOURS[status]
         active = status in (JobStatus.RUNNING, JobStatus.PAUSED)
         self.run_button.disabled = not status.finished
-        self.pause_button.disabled = not active
-        self.pause_button.name = "Resume" if status is JobStatus.PAUSED else "Pause"
-        self.cancel_button.disabled = not active
+        self.controls.param.update(pause_label="Resume" if status is JobStatus.PAUSED else "Pause",
+                                   pause_disabled=not active, cancel_disabled=not active)
         self.download.disabled = not (status is JobStatus.DONE and job.run is not None)
         if status is JobStatus.FAILED:
             self.message.object = f"**The simulation failed.** {job.error}"

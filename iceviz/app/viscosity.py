@@ -174,10 +174,9 @@ class ViscosityView:
         self.preset_select = pn.widgets.Select.from_param(s.param.preset, name="Ice shelf", width=w)
         self.budget = pn.widgets.FloatInput.from_param(s.param.seconds, name="Budget [s]", step=10, width=w // 2 - 5)
         self.device = pn.widgets.Select.from_param(s.param.device, name="Device", width=w // 2 - 5)
-        self.start_button, self.pause_button, self.cancel_button = run_buttons("Start", 85)
+        # three buttons of 72 px fit the 280-px column
+        self.start_button, self.controls = run_buttons("Start", 72, self._on_pause, self.cancel)
         self.start_button.on_click(self._on_start)
-        self.pause_button.on_click(self._on_pause)
-        self.cancel_button.on_click(lambda event: self.cancel())
         self.get_data = pn.widgets.Button(name="Get this dataset", button_type="success", width=w, visible=False,
                                           description="Download the shelf's DIFFICE_jax file (SHA-256 checked, into "
                                                       "the user cache), as `iceviz data fetch` does")
@@ -200,7 +199,7 @@ class ViscosityView:
         s.param.watch(lambda e: setattr(self.budget_note, "object", short_budget([MODEL], e.new)), "seconds")
         controls = pn.Column(self.preset_select, self.get_data, pn.Row(self.budget, self.device, width=w),
                              self.budget_note,
-                             pn.Row(self.start_button, self.pause_button, self.cancel_button, width=w),
+                             pn.Row(self.start_button, self.controls, width=w),
                              self.whole_button, self.lsq_button, self.download, self.hyper_card,
                              width=CONTROL_WIDTH, sizing_mode="fixed", css_classes=["visc-controls"])
         self.info = pn.pane.Markdown("", css_classes=["visc-info"], sizing_mode="stretch_width", margin=(0, 10))
@@ -382,7 +381,7 @@ class ViscosityView:
         self._update_status()
         return job
 
-    def _on_pause(self, event: Any = None) -> None:
+    def _on_pause(self) -> None:
         toggle_pause(self.state.job)
         self._update_status()
 
@@ -520,9 +519,8 @@ class ViscosityView:
         active = status in (JobStatus.RUNNING, JobStatus.PAUSED)
         self.start_button.disabled = active or self.state.problem is None
         self.preset_select.disabled = active  # the maps belong to the running inversion's shelf
-        self.pause_button.disabled = not active
-        self.pause_button.name = "Resume" if status is JobStatus.PAUSED else "Pause"
-        self.cancel_button.disabled = not active
+        self.controls.param.update(pause_label="Resume" if status is JobStatus.PAUSED else "Pause",
+                                   pause_disabled=not active, cancel_disabled=not active)
         self.lsq_button.disabled = active or self.state.problem is None or self._lsq is not None
         self.whole_button.disabled = self.state.box is None
         final = job.latest() if job is not None else None

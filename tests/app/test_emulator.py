@@ -89,7 +89,7 @@ def test_cancel_stops_every_queued_emulator(small_ensemble):
     view.cancel()
     poll_until(view, lambda: all(job.status.finished for _, job in view.session.jobs), timeout=30)
     assert [job.status for _, job in view.session.jobs] == [JobStatus.CANCELLED, JobStatus.CANCELLED]
-    assert view.cancel_button.disabled and not view.train_button.disabled
+    assert view.controls.cancel_disabled and not view.train_button.disabled
 
 
 def test_a_region_sizes_the_glacier_and_names_its_own_cache(tmp_path):

@@ -56,7 +56,7 @@ def test_a_tiny_run_fills_the_maps_and_the_charts_and_ends_done(tmp_path):
     view = tiny_view()
     assert "press **Run**" in view.status.object
     job = view._on_run()
-    assert view.run_button.disabled and not view.cancel_button.disabled
+    assert view.run_button.disabled and not view.controls.cancel_disabled
     images = []
 
     def record():
@@ -69,7 +69,7 @@ def test_a_tiny_run_fills_the_maps_and_the_charts_and_ends_done(tmp_path):
     assert "**done**" in view.status.object and "year 3.0 of 3" in view.status.object
     assert "km³" in view.status.object
     assert view.progress.value == 1000
-    assert not view.run_button.disabled and view.pause_button.disabled and view.cancel_button.disabled
+    assert not view.run_button.disabled and view.controls.pause_disabled and view.controls.cancel_disabled
     # the confined shelf (80 × 50 km) has its three maps side by side, the charts below
     maps_layout = view.map_area.objects[0]
     assert isinstance(maps_layout, pn.Row) and len(maps_layout) == 3
@@ -107,11 +107,12 @@ def test_pause_resume_and_cancel_from_the_buttons():
     view = tiny_view(years=500.0)
     job = view._on_run()
     poll_until(view, lambda: view.maps is not None and view._last_snapshot.phase == "run")
-    view._on_pause()
-    assert job.status is JobStatus.PAUSED and view.pause_button.name == "Resume" and "**paused**" in view.status.object
-    view._on_pause()
-    assert job.status is JobStatus.RUNNING and view.pause_button.name == "Pause"
-    view.cancel()
+    view.controls._handle_msg("pause")  # as the browser sends a click on Pause
+    assert job.status is JobStatus.PAUSED and view.controls.pause_label == "Resume"
+    assert "**paused**" in view.status.object
+    view.controls._handle_msg("pause")
+    assert job.status is JobStatus.RUNNING and view.controls.pause_label == "Pause"
+    view.controls._handle_msg("cancel")
     assert job.wait(5) is JobStatus.CANCELLED
     view.poll()
     assert "**cancelled**" in view.status.object and view.download.disabled and not view.run_button.disabled
