@@ -40,13 +40,18 @@ CLICK_LATENCY_JS = """async (card, [label, want]) => {
   };
   const find = (n) => {
     if (n.tagName === "BUTTON" && n.textContent.trim() === label) return n;
-    for (const c of [...(n.shadowRoot ? [n.shadowRoot] : []), ...n.children]) {
-      const hit = find(c);
+    for (const c of [...(n.shadowRoot ? [n.shadowRoot] : []), ...n.childNodes]) {
+      const hit = c.nodeType === 1 || c.nodeType === 11 ? find(c) : null;
       if (hit) return hit;
     }
     return null;
   };
-  const button = find(card);
+  let button = find(card);
+  for (let i = 0; button === null && i < 300; i++) {  // a card being drawn again: its button in a frame or two
+    await new Promise((resolve) => requestAnimationFrame(resolve));
+    button = find(card);
+  }
+  if (button === null) throw new Error(`no ${label} button on the card`);
   const t0 = performance.now();
   button.click();
   return await new Promise((resolve, reject) => {
