@@ -36,6 +36,14 @@ from iceviz.models.activations import smooth_activation
 Tensor = torch.Tensor
 
 
+def _affine(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """h Wᵀ + b: one network (h (N, in), W (out, in), b (out,)), or K stacked ones (h (K, N, in), W (K, out, in),
+    b (K, out))."""
+    if h.dim() == 2:
+        return torch.addmm(b, h, w.t())
+    return torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+
+
 class _StreamGradient(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, activation: str, *params: Tensor) -> Tensor:  # type: ignore[override]
@@ -44,14 +52,14 @@ class _StreamGradient(torch.autograd.Function):
         hs, firsts, seconds = [x], [], []
         h = x
         for w, b in zip(weights, biases):
-            a = act(torch.addmm(b, h, w.t()))
+            a = act(_affine(h, w, b))
             h = a.value
             hs.append(h)
             firsts.append(a.first)
             seconds.append(a.second)
         # Reverse sweep. The backward pass needs g_l only through g_l ⊙ σ''(z_l),
         # so that product is kept instead of g_l (and σ'' is overwritten in place).
-        g = w_out.expand(x.shape[0], -1)
+        g = w_out.expand(*x.shape[:-1], w_out.shape[-1])
         deltas: list[Tensor] = []
         curvatures: list[Tensor] = []
         for w, first, second in zip(reversed(weights), reversed(firsts), reversed(seconds)):
@@ -73,17 +81,18 @@ class _StreamGradient(torch.autograd.Function):
         w_grads: list[Tensor] = []
         z_bars: list[Tensor] = []
         for l in range(n_layers):
-            d_bar = g_bar @ weights[l].t()
-            w_grads.append(deltas[l].t() @ g_bar)
+            d_bar = g_bar @ weights[l].transpose(-1, -2)
+            w_grads.append(deltas[l].transpose(-1, -2) @ g_bar)
             z_bars.append(d_bar * curvatures[l])
             g_bar = d_bar.mul_(firsts[l])
-        w_out_grad = g_bar.sum(0, keepdim=True)
+        w_out_grad = g_bar.sum(-2, keepdim=True)
         b_grads: list[Tensor] = []
         h_bar: Tensor | None = None
         for l in reversed(range(n_layers)):
             z_bar = z_bars[l] if h_bar is None else z_bars[l].addcmul_(h_bar, firsts[l])
-            w_grads[l] = w_grads[l].addmm_(z_bar.t(), hs[l])
-            b_grads.append(z_bar.sum(0))
+            w_grads[l] = (w_grads[l].addmm_(z_bar.t(), hs[l]) if z_bar.dim() == 2 else
+                          w_grads[l].baddbmm_(z_bar.transpose(1, 2), hs[l]))
+            b_grads.append(z_bar.sum(-2))
             h_bar = z_bar @ weights[l] if (l > 0 or ctx.needs_input_grad[0]) else None
         b_grads.reverse()
         grads: list[Tensor | None] = [h_bar, None]
@@ -104,6 +113,8 @@ def stream_gradient(
 
     Differentiable with respect to ``x`` and every weight (first order).
     ``w_out`` has shape (1, width); the output bias does not enter ∇ψ.
+    K networks stacked (an ensemble) take x (K, N, n_in), weights (K, out, in),
+    biases (K, out) and w_out (K, 1, width), and give (K, N, n_in).
     """
     params: list[Tensor] = []
     for w, b in zip(weights, biases):

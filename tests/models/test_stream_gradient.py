@@ -57,3 +57,25 @@ def test_relu_is_refused():
     weights, biases, w_out = _net(2, 4, 1)
     with pytest.raises(ValueError, match="second derivative"):
         stream_gradient(torch.rand(3, 2, dtype=torch.float64), weights, biases, w_out, "relu")
+
+
+def test_stacked_networks_give_each_networks_gradient_and_derivatives():
+    """K networks stacked along a first axis (an ensemble) give exactly what each gives alone, derivatives too."""
+    nets = [_net(2, 8, 2, seed=k) for k in range(3)]
+    stacked = [torch.stack([net[0][i] for net in nets]).detach().requires_grad_(True) for i in range(2)]
+    stacked_b = [torch.stack([net[1][i] for net in nets]).detach().requires_grad_(True) for i in range(2)]
+    stacked_out = torch.stack([net[2] for net in nets]).detach().requires_grad_(True)
+    x = torch.rand(3, 11, 2, dtype=torch.float64)
+    g = stream_gradient(x, stacked, stacked_b, stacked_out, "silu")
+    assert g.shape == (3, 11, 2)
+    w = torch.randn_like(g)
+    grads = torch.autograd.grad((g * w).sum() + (g**2).sum(), [*stacked, *stacked_b, stacked_out])
+    for k, (weights, biases, w_out) in enumerate(nets):
+        alone = stream_gradient(x[k], weights, biases, w_out, "silu")
+        assert torch.allclose(g[k], alone, atol=1e-14, rtol=0)
+        mine = torch.autograd.grad((alone * w[k]).sum() + (alone**2).sum(), [*weights, *biases, w_out])
+        for got, want in zip(grads, mine):
+            assert torch.allclose(got[k], want, atol=1e-12, rtol=1e-10)
+    assert torch.autograd.gradcheck(
+        lambda x, *p: stream_gradient(x, p[0:2], p[2:4], p[4]),
+        (x[:, :4].clone().requires_grad_(True), *stacked, *stacked_b, stacked_out))
