@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from iceviz.models.activations import FIRST_DERIVATIVES, torch_activation
-from iceviz.models.flux import DirectFlux, DivergenceFreeFlux, FluxNet, SurfaceValues
+from iceviz.models.flux import DirectFlux, DivergenceFreeFlux, FluxNet, SurfaceValues, make_flux_model
 from iceviz.models.stream_gradient import stream_gradient
 
 Tensor = torch.Tensor
@@ -142,3 +142,12 @@ def stack_members(members: Sequence[FluxNet]) -> FluxEnsemble:
     if kind is DirectFlux:
         return DirectEnsemble(members)  # type: ignore[arg-type]
     raise ValueError(f"no ensemble of {kind.__name__} networks")
+
+
+def make_model(config: dict) -> FluxNet:
+    """A flux network from its config (:func:`~iceviz.models.flux.make_flux_model`), or, with ``members`` K > 1
+    in it, an ensemble of K such networks, each drawn in turn from torch's random state."""
+    members = int(config.get("members", 1))
+    if members == 1:
+        return make_flux_model(config)
+    return stack_members([make_flux_model(config) for _ in range(members)])

@@ -63,6 +63,10 @@ class FluxParams(TrainingBudget):
                                     "patience), train again from the same initial weights on every training point "
                                     "(validation ones too) for that many epochs, on the schedule compressed to that "
                                     "length, if the time budget leaves room.")
+    members = param.Integer(1, bounds=(1, 32),
+                            doc="Ensemble members trained together as one batched network, each from its own "
+                                "initialisation; the prediction is their mean, their spread its uncertainty "
+                                "[members].")
     val_fraction = param.Number(0.15, bounds=(0.0, 0.5),
                                 doc="Share of the training points held out as whole flight lines (else whole tiles) "
                                     "to choose the kept weights and when to stop, at most 2,000 points [fraction]; "

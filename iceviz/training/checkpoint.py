@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from iceviz.data.problem import FluxScale
 from iceviz.data.region import check_bounds
 from iceviz.models.emulators import make_emulator, mlp_parameters
-from iceviz.models.flux import make_flux_model
+from iceviz.models.ensemble import make_model
 from iceviz.models.registry import ModelSpec, get_model
 from iceviz.models.viscosity import ViscosityPINN
 from iceviz.training.emulator_data import EmulatorScales
@@ -339,7 +339,7 @@ def _flux_bytes(config: dict[str, Any]) -> int:
 
 
 FLUX_CHECKPOINT = CheckpointHooks(
-    save=_flux_save, rebuild=lambda config, tensors: make_flux_model(config),
+    save=_flux_save, rebuild=lambda config, tensors: make_model(config),
     hyperparameters=lambda config: _config_entries(config, {
         ("width",): "width", ("depth",): "depth", ("activation",): "activation",
         ("aux_derivative",): "aux_derivative", ("surface", "length_scale"): "surface_length",

@@ -91,9 +91,9 @@ def flux_problem_defaults(spec: Any, problem: Any) -> dict[str, Any]:
 
 
 def flux_memory(p: Any) -> tuple[int, int]:
-    """The network differentiated once (divergence, stream function): 8 values per activation."""
-    return (mlp_parameters([4] + [p.width] * p.depth + [3]),
-            8 * (p.batch_size + p.collocation) * p.width * p.depth)
+    """The network differentiated once (divergence, stream function): 8 values per activation, per member."""
+    return (p.members * mlp_parameters([4] + [p.width] * p.depth + [3]),
+            8 * p.members * (p.batch_size + p.collocation) * p.width * p.depth)
 
 
 def flux_report(trainer: Any, result: FitResult) -> tuple[dict[str, Any], str]:

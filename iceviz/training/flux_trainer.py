@@ -51,7 +51,8 @@ import xarray as xr
 from iceviz.data.problem import FluxProblem
 from iceviz.data.splits import validation_mask
 from iceviz.models.activations import SMOOTH_ACTIVATIONS
-from iceviz.models.flux import FluxNet, make_flux_model
+from iceviz.models.ensemble import FluxEnsemble, make_model
+from iceviz.models.flux import FluxNet
 from iceviz.models.registry import ModelSpec
 from iceviz.training.device import as_tensor, resolve_device
 from iceviz.training.fields import flux_grid_fields
@@ -130,7 +131,7 @@ class FluxTrainer(Trainer):
             d = problem.direction
             self.direction = (as_tensor(scale.xy_to_scaled(d.xy), dev), as_tensor(d.unit, dev))
         self.config = self._model_config()
-        self.model: FluxNet = make_flux_model(self.config)
+        self.model: FluxNet = make_model(self.config)
         if self.model.surface is not None:  # s is an input known at every training point, validation ones too
             self.model.surface.fit(self.x_all, as_tensor(problem.train.s / scale.surface, dev))
         self.model.to(dev)
@@ -174,7 +175,7 @@ class FluxTrainer(Trainer):
         q_std = float(self.q_train.std().item()) or 1.0
         constraint = self.spec.options["constraint"]
         config: dict[str, Any] = dict(
-            constraint=constraint, width=p.width, depth=p.depth, activation=p.activation,
+            constraint=constraint, members=p.members, width=p.width, depth=p.depth, activation=p.activation,
             aux_derivative=p.aux_derivative, center=[float(c) for c in center], half=half,
             amplitude=q_std * half if constraint == "hard" else q_std,
         )
@@ -203,27 +204,34 @@ class FluxTrainer(Trainer):
             if surface is not None:
                 sd, gd = self.surface_direction
                 surface = (torch.cat([surface[0], sd[j]]), torch.cat([surface[1], gd[j]]))
-        terms: dict[str, torch.Tensor] = {}
+        # every term per member (K of them; one network: K = 1), so that the summed loss gives each member
+        # exactly the gradient it would get alone; the terms shown are the members' means
+        ensemble = isinstance(self.model, FluxEnsemble)
+        member: dict[str, torch.Tensor] = {}
         if options["constraint"] == "soft":
-            pred, div = self.model.flux_and_divergence(x, surface)
-            terms["data"] = ((pred[:n] - q) ** 2).mean()
-            terms["div"] = div[:n].abs().mean()
-            loss = (1 - p.div_weight) * terms["data"] + p.div_weight * terms["div"]
+            pred, div = self.model.members_and_divergence(x, surface) if ensemble else \
+                self.model.flux_and_divergence(x, surface)
+            member["data"] = ((pred[..., :n, :] - q) ** 2).mean(dim=(-2, -1))
+            member["div"] = div[..., :n].abs().mean(dim=-1)
+            loss = (1 - p.div_weight) * member["data"] + p.div_weight * member["div"]
         else:
-            pred = self.model(x, surface)
-            terms["data"] = ((pred[:n] - q) ** 2).mean()
-            loss = terms["data"]
+            pred = self.model.members(x, surface) if ensemble else self.model(x, surface)
+            member["data"] = ((pred[..., :n, :] - q) ** 2).mean(dim=(-2, -1))
+            loss = member["data"]
         if self.direction is not None:
-            cos = torch.nn.functional.cosine_similarity(pred[n:], ud[j], dim=1, eps=1e-12)
-            terms["dir"] = 1 - cos.mean()
-            loss = (1 - p.dir_weight) * loss + p.dir_weight * terms["dir"]
-        terms["total"] = loss
-        return loss, terms
+            cos = torch.nn.functional.cosine_similarity(pred[..., n:, :], ud[j], dim=-1, eps=1e-12)
+            member["dir"] = 1 - cos.mean(dim=-1)
+            loss = (1 - p.dir_weight) * loss + p.dir_weight * member["dir"]
+        terms = {k: v.mean() for k, v in member.items()}
+        terms["total"] = loss.mean()
+        return loss.sum(), terms
 
     def _collocation_loss(self) -> torch.Tensor:
         lo, hi = self._scaled_corners()
         u = torch.rand(self.params.collocation, 2, generator=self._rng)
         x = (as_tensor(lo, torch.device("cpu")) + u * as_tensor(hi - lo, torch.device("cpu"))).to(self.device)
+        if isinstance(self.model, FluxEnsemble):  # each member's own divergence, as in its data loss
+            return self.params.div_weight * self.model.members_and_divergence(x)[1].abs().mean(dim=-1).sum()
         div = self.model.divergence(x, create_graph=True)
         return self.params.div_weight * div.abs().mean()
 
@@ -341,7 +349,7 @@ class FluxTrainer(Trainer):
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            self.losses["collocation"] = float(loss.detach())
+            self.losses["collocation"] = float(loss.detach()) / p.members  # the members' mean, as every term
         return data_sum / steps
 
     @property
