@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Callable
 
 import pytest
+
+from iceviz.runtime.job import Job
+from iceviz.runtime.queue import JobQueue
 
 
 @pytest.fixture(autouse=True)
@@ -29,3 +33,23 @@ def poll_until(view: Any, done: Callable[[], bool], timeout: float = 30.0) -> No
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout} s")
+
+
+@pytest.fixture
+def line_of_three():
+    """Three jobs in a one-slot line: the first running (held until the test ends), two waiting."""
+    gate = threading.Event()
+
+    class Blocked:
+        def fit(self, control):
+            while not gate.is_set():
+                control.tick()
+                gate.wait(0.01)
+
+    queue = JobQueue(slots=1)
+    jobs = [queue.submit(Job(f"j{i}", Blocked, snapshot_every=None), f"session-{i}") for i in range(3)]
+    yield jobs, Blocked
+    gate.set()
+    for job in jobs:
+        job.cancel()
+        job.wait(5)

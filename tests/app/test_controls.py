@@ -1,36 +1,20 @@
 """A job card's Pause / Resume and Cancel buttons: a click reaches the job, the buttons follow its status, and a
 click on a disabled button (sent before the browser disabled it) does nothing."""
 
-import threading
-
 import pytest
 
 from iceviz.app.controls import JobControls
 from iceviz.app.live import JobCard
-from iceviz.runtime.job import Job, JobStatus
-from iceviz.runtime.queue import JobQueue
+from iceviz.runtime.job import JobStatus
 from tests.conftest import wait_until
 
 
 @pytest.fixture
-def running_and_waiting():
-    """Two jobs in a one-slot line: the first running until the test ends, the second waiting."""
-    gate = threading.Event()
-
-    class Held:
-        def fit(self, control):
-            while not gate.is_set():
-                control.tick()
-                gate.wait(0.01)
-
-    queue = JobQueue(slots=1)
-    jobs = [queue.submit(Job(f"j{i}", Held, snapshot_every=None), "a session") for i in range(2)]
+def running_and_waiting(line_of_three):
+    """The first of three jobs in a one-slot line running (until the test ends), the second waiting."""
+    jobs, _ = line_of_three
     assert wait_until(lambda: jobs[0].status is JobStatus.RUNNING)
-    yield jobs
-    gate.set()
-    for job in jobs:
-        job.cancel()
-        job.wait(5)
+    return jobs
 
 
 def test_pause_resume_and_cancel_clicks_reach_the_job_and_the_buttons_follow(running_and_waiting):

@@ -1,13 +1,9 @@
 """Job cards and live rows: what the user reads about a job, drawn from its snapshots."""
 
-import threading
 import time
-
-import pytest
 
 from iceviz.app.live import TABLE_FORMATS, JobCard, LiveRow, metrics_frame, shared_limits, waiting_text
 from iceviz.runtime.job import Job, JobStatus
-from iceviz.runtime.queue import JobQueue
 from iceviz.training.trainers import training_job
 from iceviz.viz.live_figures import shared_ranges
 
@@ -66,26 +62,6 @@ def test_a_card_says_what_a_job_waits_for_before_its_first_epoch():
     job = training_job("dfnn", "synthetic:curve")  # not started: queued
     card = JobCard(job, "dfnn #1")
     assert "waiting for a free worker" in card.info.object and "epoch 0" not in card.info.object
-
-
-@pytest.fixture
-def line_of_three():
-    """Three jobs in a one-slot line: the first running (held until the test ends), two waiting."""
-    gate = threading.Event()
-
-    class Blocked:
-        def fit(self, control):
-            while not gate.is_set():
-                control.tick()
-                gate.wait(0.01)
-
-    queue = JobQueue(slots=1)
-    jobs = [queue.submit(Job(f"j{i}", Blocked, snapshot_every=None), f"session-{i}") for i in range(3)]
-    yield jobs, Blocked
-    gate.set()
-    for job in jobs:
-        job.cancel()
-        job.wait(5)
 
 
 def test_a_waiting_job_says_its_place_in_the_servers_line(line_of_three):
