@@ -63,7 +63,7 @@ class FluxParams(TrainingBudget):
                                     "patience), train again from the same initial weights on every training point "
                                     "(validation ones too) for that many epochs, on the schedule compressed to that "
                                     "length, if the time budget leaves room.")
-    members = param.Integer(1, bounds=(1, 32),
+    members = param.Integer(1, bounds=(1, 10),  # ten of the largest networks the bounds allow fit a checkpoint
                             doc="Ensemble members trained together as one batched network, each from its own "
                                 "initialisation; the prediction is their mean, their spread its uncertainty "
                                 "[members].")

@@ -335,13 +335,14 @@ def _flux_fields(meta: dict[str, Any], header: dict[str, Any]) -> dict[str, Any]
 def _flux_bytes(config: dict[str, Any]) -> int:
     surface = config.get("surface") or {}
     features = _count("config.surface.features", surface.get("features", 0))
-    return 4 * mlp_parameters([3] + [config["width"]] * config["depth"] + [2]) + 32 * features
+    members = _count("config.members", config.get("members", 1))
+    return 4 * members * mlp_parameters([3] + [config["width"]] * config["depth"] + [2]) + 32 * features
 
 
 FLUX_CHECKPOINT = CheckpointHooks(
     save=_flux_save, rebuild=lambda config, tensors: make_model(config),
     hyperparameters=lambda config: _config_entries(config, {
-        ("width",): "width", ("depth",): "depth", ("activation",): "activation",
+        ("members",): "members", ("width",): "width", ("depth",): "depth", ("activation",): "activation",
         ("aux_derivative",): "aux_derivative", ("surface", "length_scale"): "surface_length",
         ("surface", "seed"): "seed"}),
     fields=_flux_fields, config_bytes=_flux_bytes)

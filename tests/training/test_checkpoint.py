@@ -254,6 +254,8 @@ CRAFTED = [
     pytest.param("dfnn-aux", lambda m: m["config"]["surface"].update(features=10**9), None,
                  r"config: the network it describes would take about 30,518 MiB, more than a checkpoint may hold",
                  id="huge-surface"),
+    pytest.param("dfnn", lambda m: m["config"].update(members=1000), None,
+                 r"config: dfnn: members=1000 is not allowed: an integer from 1 to 10", id="many-members"),
     pytest.param("dfnn-aux", lambda m: m["config"]["surface"].update(features=-5), None,
                  r"config.surface.features must be a whole number", id="negative-surface"),
     pytest.param("dfnn-aux", lambda m: m["config"]["surface"].update(length_scale=0.0), None,
@@ -361,7 +363,8 @@ def test_every_network_the_registry_allows_fits_under_the_limit(saved):
 
     emulator = load_checkpoint(saved["mlp"]).config
     configs = {
-        "flux": dict(width=top(FluxParams, "width"), depth=top(FluxParams, "depth"), surface=dict(features=800)),
+        "flux": dict(members=top(FluxParams, "members"), width=top(FluxParams, "width"), depth=top(FluxParams, "depth"),
+                     surface=dict(features=800)),
         "viscosity": dict(width=top(ViscosityParams, "width"), depth=top(ViscosityParams, "depth"),
                           mu_width=top(ViscosityParams, "mu_width"), mu_depth=top(ViscosityParams, "mu_depth"),
                           edges=[0.0] * (top(ViscosityParams, "subdomains") - 1)),
