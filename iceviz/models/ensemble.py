@@ -21,8 +21,9 @@ import torch
 from torch import nn
 
 from iceviz.models.activations import FIRST_DERIVATIVES, torch_activation
-from iceviz.models.flux import DirectFlux, DivergenceFreeFlux, FluxNet, SurfaceValues, make_flux_model
-from iceviz.models.stream_gradient import stream_gradient
+from iceviz.models.flux import (DirectFlux, DivergenceFreeFlux, FluxNet, SurfaceValues, flux_and_tangent_divergence,
+                                make_flux_model)
+from iceviz.models.stream_gradient import affine, stream_gradient
 
 Tensor = torch.Tensor
 
@@ -31,17 +32,22 @@ def _stacked(tensors: Sequence[Tensor]) -> nn.Parameter:
     return nn.Parameter(torch.stack([t.detach() for t in tensors]).clone())
 
 
-def _common(first: FluxNet) -> dict:
-    """The input handling every member shares (centre, extent, amplitude, surface), from the first member."""
-    return dict(center=tuple(first.center.tolist()), half=float(first.half_extent), amplitude=float(first.amplitude),
-                surface=first.surface, surface_mean=float(first.surface_mean), surface_std=float(first.surface_std))
-
-
 class FluxEnsemble(FluxNet):
     """K flux networks evaluated together: ``members(xy)`` gives every member's flux (K, N, 2), ``forward`` the
-    ensemble mean (N, 2), :meth:`mean_and_std` the mean and the members' standard deviation."""
+    ensemble mean (N, 2), :meth:`mean_and_std` the mean and the members' standard deviation. Made from the
+    networks themselves: the input handling (centre, extent, amplitude, surface) is the first's, every hidden
+    layer's weights and biases are stacked."""
 
-    size: int
+    def __init__(self, members: Sequence[FluxNet]):
+        first = members[0]
+        super().__init__(center=tuple(first.center.tolist()), half=float(first.half_extent),
+                         amplitude=float(first.amplitude), surface=first.surface,
+                         surface_mean=float(first.surface_mean), surface_std=float(first.surface_std))
+        self.size = len(members)
+        self.activation = first.activation
+        hidden = range(len(first.hidden))
+        self.weights = nn.ParameterList(_stacked([m.hidden[i].weight for m in members]) for i in hidden)
+        self.biases = nn.ParameterList(_stacked([m.hidden[i].bias for m in members]) for i in hidden)
 
     def members(self, xy: Tensor, surface: SurfaceValues | None = None) -> Tensor:
         raise NotImplementedError
@@ -63,13 +69,8 @@ class DivergenceFreeEnsemble(FluxEnsemble):
     """K dfNN members: q_k = A · rot ψ_k, each exactly divergence-free, and so is their mean."""
 
     def __init__(self, members: Sequence[DivergenceFreeFlux]):
-        first = members[0]
-        super().__init__(**_common(first))
-        self.size = len(members)
-        self.activation, self.aux_derivative = first.activation, first.aux_derivative
-        self.weights = nn.ParameterList(_stacked([m.hidden[i].weight for m in members])
-                                        for i in range(len(first.hidden)))
-        self.biases = nn.ParameterList(_stacked([m.hidden[i].bias for m in members]) for i in range(len(first.hidden)))
+        super().__init__(members)
+        self.aux_derivative = members[0].aux_derivative
         self.w_out = _stacked([m.w_out for m in members])
 
     def members(self, xy: Tensor, surface: SurfaceValues | None = None) -> Tensor:
@@ -87,46 +88,23 @@ class DirectEnsemble(FluxEnsemble):
     :class:`~iceviz.models.flux.DirectFlux` computes it."""
 
     def __init__(self, members: Sequence[DirectFlux]):
-        first = members[0]
-        super().__init__(**_common(first))
-        self.size = len(members)
-        self.activation = first.activation
-        self._act = FIRST_DERIVATIVES[first.activation]
-        self._act_module = torch_activation(first.activation)
-        self.weights = nn.ParameterList(_stacked([m.hidden[i].weight for m in members])
-                                        for i in range(len(first.hidden)))
-        self.biases = nn.ParameterList(_stacked([m.hidden[i].bias for m in members]) for i in range(len(first.hidden)))
+        super().__init__(members)
+        self._act = FIRST_DERIVATIVES[self.activation]
+        self._act_module = torch_activation(self.activation)
         self.out_weight = _stacked([m.out.weight for m in members])
         self.out_bias = _stacked([m.out.bias for m in members])
-
-    def _out(self, h: Tensor) -> Tensor:
-        return torch.baddbmm(self.out_bias.unsqueeze(1), h, self.out_weight.transpose(1, 2)) * self.amplitude
 
     def members(self, xy: Tensor, surface: SurfaceValues | None = None) -> Tensor:
         h, _ = self._stacked_inputs(xy, surface)
         for w, b in zip(self.weights, self.biases):
-            h = self._act_module(torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2)))
-        return self._out(h)
+            h = self._act_module(affine(h, w, b))
+        return affine(h, self.out_weight, self.out_bias) * self.amplitude
 
     def members_and_divergence(self, xy: Tensor, surface: SurfaceValues | None = None) -> tuple[Tensor, Tensor]:
         """Every member's q (K, N, 2) and ∇·q (K, N), in one differentiable pass."""
         inputs, grad_s = self._stacked_inputs(xy, surface)
-        k, n = inputs.shape[0], inputs.shape[1]
-        zeros = torch.zeros(k, n, 1, dtype=inputs.dtype, device=inputs.device)
-        ones = zeros + 1.0 / self.half_extent
-        tx, ty = torch.cat([ones, zeros], -1), torch.cat([zeros, ones], -1)
-        if grad_s is not None:
-            tx = torch.cat([tx, grad_s[:, 0:1].expand(k, n, 1)], -1)
-            ty = torch.cat([ty, grad_s[:, 1:2].expand(k, n, 1)], -1)
-        h = inputs
-        for w, b in zip(self.weights, self.biases):
-            value, first = self._act(torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2)))
-            wt = w.transpose(1, 2)
-            tx, ty = first * torch.bmm(tx, wt), first * torch.bmm(ty, wt)
-            h = value
-        wt = self.out_weight.transpose(1, 2)
-        div = (torch.bmm(tx, wt[:, :, 0:1]) + torch.bmm(ty, wt[:, :, 1:2])).squeeze(-1) * self.amplitude
-        return self._out(h), div
+        return flux_and_tangent_divergence(inputs, grad_s, list(self.weights), list(self.biases), self.out_weight,
+                                           self.out_bias, self._act, self.half_extent, self.amplitude)
 
 
 def stack_members(members: Sequence[FluxNet]) -> FluxEnsemble:

@@ -16,11 +16,13 @@ in the network's input space.
 
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
 import torch
 from torch import nn
 
 from iceviz.models.activations import FIRST_DERIVATIVES, torch_activation
-from iceviz.models.stream_gradient import stream_gradient
+from iceviz.models.stream_gradient import affine, stream_gradient
 from iceviz.models.surface import SmoothSurface
 
 Tensor = torch.Tensor
@@ -174,28 +176,42 @@ class DirectFlux(FluxNet):
     def flux_and_divergence(self, xy: Tensor, surface: SurfaceValues | None = None) -> tuple[Tensor, Tensor]:
         """q (N, 2) and ∂qx/∂x + ∂qy/∂y (N,), both in scaled units, in one differentiable pass."""
         inputs, grad_s = self._inputs(xy, surface)
-        n = inputs.shape[0]
-        inv = 1.0 / self.half_extent
-        zeros = torch.zeros(n, 1, dtype=inputs.dtype, device=inputs.device)
-        ones = zeros + inv
-        tx, ty = [torch.cat([ones, zeros], 1), torch.cat([zeros, ones], 1)]
-        if grad_s is not None:
-            tx = torch.cat([tx, grad_s[:, 0:1]], 1)
-            ty = torch.cat([ty, grad_s[:, 1:2]], 1)
-        h = inputs
-        for layer in self.hidden:
-            value, first = self._act(layer(h))
-            w = layer.weight.t()
-            tx, ty = first * (tx @ w), first * (ty @ w)
-            h = value
-        w = self.out.weight.t()
-        q = self.out(h) * self.amplitude
-        div = ((tx @ w[:, 0]) + (ty @ w[:, 1])) * self.amplitude
-        return q, div
+        return flux_and_tangent_divergence(inputs, grad_s, [layer.weight for layer in self.hidden],
+                                           [layer.bias for layer in self.hidden], self.out.weight, self.out.bias,
+                                           self._act, self.half_extent, self.amplitude)
 
     def divergence(self, xy: Tensor, create_graph: bool = False) -> Tensor:
         with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
             return self.flux_and_divergence(xy)[1]
+
+
+def flux_and_tangent_divergence(inputs: Tensor, grad_s: Tensor | None, weights: Sequence[Tensor],
+                                biases: Sequence[Tensor], out_weight: Tensor, out_bias: Tensor,
+                                act: Callable[[Tensor], tuple[Tensor, Tensor]], half: Tensor,
+                                amplitude: Tensor) -> tuple[Tensor, Tensor]:
+    """q = A · MLP(inputs) and its divergence by forward-mode tangents, for one network (inputs (N, n_in),
+    weights (out, in): q (N, 2), ∇·q (N,)) or K stacked ones (inputs (K, N, n_in), weights (K, out, in):
+    (K, N, 2), (K, N)).
+
+    The tangents ∂/∂x and ∂/∂y of the inputs (1 / ``half`` on x̂ and ŷ, and ∇ŝ (N, 2) when ``grad_s`` is given)
+    travel through each layer beside the values: one pass gives q and ∇·q, and a loss on them needs a single
+    backward pass."""
+    lead = inputs.shape[:-1]
+    zeros = torch.zeros(*lead, 1, dtype=inputs.dtype, device=inputs.device)
+    ones = zeros + 1.0 / half
+    tx, ty = torch.cat([ones, zeros], -1), torch.cat([zeros, ones], -1)
+    if grad_s is not None:
+        tx = torch.cat([tx, grad_s[:, 0:1].expand(*lead, 1)], -1)
+        ty = torch.cat([ty, grad_s[:, 1:2].expand(*lead, 1)], -1)
+    h = inputs
+    for w, b in zip(weights, biases):
+        value, first = act(affine(h, w, b))
+        wt = w.transpose(-1, -2)
+        tx, ty = first * (tx @ wt), first * (ty @ wt)
+        h = value
+    q = affine(h, out_weight, out_bias) * amplitude
+    div = ((tx @ out_weight[..., 0, :].unsqueeze(-1)) + (ty @ out_weight[..., 1, :].unsqueeze(-1))).squeeze(-1)
+    return q, div * amplitude
 
 
 def make_flux_model(config: dict) -> FluxNet:

@@ -36,7 +36,7 @@ from iceviz.models.activations import smooth_activation
 Tensor = torch.Tensor
 
 
-def _affine(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
+def affine(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
     """h Wᵀ + b: one network (h (N, in), W (out, in), b (out,)), or K stacked ones (h (K, N, in), W (K, out, in),
     b (K, out))."""
     if h.dim() == 2:
@@ -52,7 +52,7 @@ class _StreamGradient(torch.autograd.Function):
         hs, firsts, seconds = [x], [], []
         h = x
         for w, b in zip(weights, biases):
-            a = act(_affine(h, w, b))
+            a = act(affine(h, w, b))
             h = a.value
             hs.append(h)
             firsts.append(a.first)
