@@ -18,7 +18,8 @@ import param
 BUTTON_CSS = """
 .controls { display: flex; gap: 20px; padding: 5px 10px; }
 button { width: var(--button-width, 80px); height: 32px; padding: 6px 8px; border: 1px solid transparent;
-         border-radius: 6px; font: inherit; font-size: 12.8px; line-height: 1.43; cursor: pointer; white-space: nowrap; }
+         border-radius: 6px; font: inherit; font-size: 12.8px; line-height: 1.43; cursor: pointer;
+         white-space: nowrap; }
 button.pause { background: rgb(248, 249, 250); color: #000; }
 button.pause:hover:enabled { background: rgb(226, 230, 234); }
 button.cancel { background: rgb(220, 53, 69); color: #fff; }
